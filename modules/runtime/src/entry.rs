@@ -1,0 +1,340 @@
+//! The one entry point of every module: read arguments, run, print one JSON answer, exit.
+
+use std::io::{Read, Write};
+use std::panic;
+
+use serde_json::{Map, Value as Json};
+
+use crate::outcome::{Failure, Outcome};
+use crate::params::{parse, Context, Params};
+use crate::spec::Param;
+
+/// What replaces a secret value wherever it would appear in an answer.
+const MASK: &str = "********";
+
+/// Runs a module and exits the process: 0 on success, 1 on failure.
+///
+/// `argv[1]` is the args file Ansible wrote, or `-` for standard input.
+pub fn run<F>(module: &'static str, spec: &[Param], body: F) -> !
+where
+    F: FnOnce(&Params, &Context) -> Result<Outcome, Failure>,
+{
+    install_panic_hook(module);
+    let args = std::env::args_os().nth(1);
+    let (json, code) = answer(
+        module,
+        spec,
+        args.as_deref().map(|a| a.to_string_lossy()).as_deref(),
+        &mut std::io::stdin(),
+        body,
+    );
+    let mut stdout = std::io::stdout().lock();
+    // If stdout is gone there is nobody to tell; the exit code still says what happened.
+    let _ = writeln!(stdout, "{json}");
+    let _ = stdout.flush();
+    std::process::exit(code)
+}
+
+/// Does everything `run` does except printing and exiting, so tests can call it.
+/// Returns the JSON answer and the exit code.
+pub fn answer<F>(
+    module: &'static str,
+    spec: &[Param],
+    args_path: Option<&str>,
+    stdin: &mut dyn Read,
+    body: F,
+) -> (Json, i32)
+where
+    F: FnOnce(&Params, &Context) -> Result<Outcome, Failure>,
+{
+    let raw = match read_args(args_path, stdin) {
+        Ok(raw) => raw,
+        Err(msg) => return (failure_json(&msg, &[]), 1),
+    };
+    let (params, ctx) = match parse(module, spec, &raw) {
+        Ok(parsed) => parsed,
+        Err(msg) => {
+            // Secrets may be present in the raw args even though parsing failed: mask what
+            // the spec says is secret before the message goes anywhere.
+            let secrets = raw_secrets(spec, &raw);
+            return (failure_json(&msg, &secrets), 1);
+        }
+    };
+    let (mut map, code) = match body(&params, &ctx) {
+        Ok(outcome) => (outcome.to_json(ctx.diff), 0),
+        Err(failure) => (failure.to_json(), 1),
+    };
+    // Under `no_log` Ansible hides the answer on the controller; we also leave out the
+    // arguments so nothing secret is even sent back.
+    if !ctx.no_log {
+        map.insert("invocation".into(), params.invocation());
+    }
+    let mut json = Json::Object(map);
+    mask(&mut json, params.secrets());
+    (json, code)
+}
+
+fn read_args(path: Option<&str>, stdin: &mut dyn Read) -> Result<Json, String> {
+    let text = match path {
+        None => {
+            return Err("no arguments: run the module through Ansible, or as `MODULE ARGS_FILE` (or `MODULE -` with the JSON on standard input)".into())
+        }
+        Some("-") => {
+            let mut buf = String::new();
+            stdin
+                .read_to_string(&mut buf)
+                .map_err(|e| format!("cannot read the module arguments from standard input: {e}"))?;
+            buf
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the module arguments file '{path}': {e}"))?,
+    };
+    // The content is never quoted back: it may hold secrets.
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the module arguments are not valid JSON (line {}, column {}); Ansible writes them as a flat JSON object",
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+/// Best-effort secret values straight from the raw arguments (used when parsing failed).
+fn raw_secrets(spec: &[Param], raw: &Json) -> Vec<String> {
+    let Json::Object(map) = raw else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for param in spec.iter().filter(|p| p.no_log) {
+        for name in std::iter::once(&param.name).chain(param.aliases.iter()) {
+            match map.get(*name) {
+                Some(Json::String(s)) if !s.is_empty() => out.push(s.clone()),
+                Some(Json::Array(items)) => out.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .filter(|s| !s.is_empty())
+                        .map(String::from),
+                ),
+                Some(other @ Json::Number(_)) => out.push(other.to_string()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn failure_json(msg: &str, secrets: &[String]) -> Json {
+    let mut json = Json::Object(Failure::new(msg).to_json());
+    mask(&mut json, secrets);
+    json
+}
+
+/// Replaces every occurrence of a secret inside every string of the answer.
+fn mask(json: &mut Json, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    match json {
+        Json::String(s) => {
+            for secret in secrets {
+                if s.contains(secret.as_str()) {
+                    *s = s.replace(secret.as_str(), MASK);
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(|i| mask(i, secrets)),
+        Json::Object(map) => {
+            let keys: Vec<String> = map
+                .keys()
+                .filter(|k| secrets.iter().any(|s| k.contains(s.as_str())))
+                .cloned()
+                .collect();
+            for key in keys {
+                if let Some(v) = map.remove(&key) {
+                    let mut masked = key.clone();
+                    for secret in secrets {
+                        masked = masked.replace(secret.as_str(), MASK);
+                    }
+                    map.insert(masked, v);
+                }
+            }
+            map.values_mut().for_each(|v| mask(v, secrets));
+        }
+        _ => {}
+    }
+}
+
+/// A panic is a bug in the module; Ansible still gets a `failed: true` answer it can show,
+/// never a Rust backtrace. The release profile aborts on panic, so the hook exits itself.
+fn install_panic_hook(module: &'static str) {
+    panic::set_hook(Box::new(move |info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let mut map = Map::new();
+        map.insert("changed".into(), Json::from(false));
+        map.insert("failed".into(), Json::from(true));
+        map.insert(
+            "msg".into(),
+            Json::from(format!(
+                "internal error in module {module}: {what}{place}; please report it"
+            )),
+        );
+        let _ = writeln!(std::io::stdout(), "{}", Json::Object(map));
+        std::process::exit(1);
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Default;
+    use crate::Diff;
+    use serde_json::json;
+    use std::io::Cursor;
+
+    const SPEC: &[Param] = &[
+        Param::str("name").required(),
+        Param::str("token").no_log(),
+        Param::bool("flag").default(Default::Bool(false)),
+    ];
+
+    fn run_with(
+        args: &str,
+        body: impl FnOnce(&Params, &Context) -> Result<Outcome, Failure>,
+    ) -> (Json, i32) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("args");
+        std::fs::write(&path, args).unwrap();
+        answer(
+            "demo",
+            SPEC,
+            Some(path.to_str().unwrap()),
+            &mut Cursor::new(Vec::new()),
+            body,
+        )
+    }
+
+    fn echo(p: &Params, _: &Context) -> Result<Outcome, Failure> {
+        Ok(
+            Outcome::changed(format!("hello {}", p.str("name").unwrap()))
+                .with("flag", p.bool("flag")),
+        )
+    }
+
+    #[test]
+    fn success_has_the_fields_ansible_reads() {
+        let (json, code) = run_with(r#"{"name": "loki"}"#, echo);
+        assert_eq!(code, 0);
+        assert_eq!(json["changed"], json!(true));
+        assert_eq!(json["failed"], json!(false));
+        assert_eq!(json["msg"], json!("hello loki"));
+        assert_eq!(json["flag"], json!(false));
+        assert_eq!(json["invocation"]["module_args"]["name"], json!("loki"));
+        assert!(json.get("warnings").is_none() && json.get("diff").is_none());
+    }
+
+    #[test]
+    fn stdin_is_read_when_the_path_is_a_dash() {
+        let mut stdin = Cursor::new(br#"{"name": "from-stdin"}"#.to_vec());
+        let (json, code) = answer("demo", SPEC, Some("-"), &mut stdin, echo);
+        assert_eq!(code, 0);
+        assert_eq!(json["msg"], json!("hello from-stdin"));
+    }
+
+    #[test]
+    fn bad_args_files_fail_with_a_clear_message() {
+        let (json, code) = answer(
+            "demo",
+            SPEC,
+            Some("/nonexistent/args"),
+            &mut Cursor::new(Vec::new()),
+            echo,
+        );
+        assert_eq!((code, json["failed"].clone()), (1, json!(true)));
+        assert!(json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read the module arguments file '/nonexistent/args'"));
+
+        let (json, code) = run_with("{not json, token=hunter2", echo);
+        assert_eq!(code, 1);
+        let msg = json["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("not valid JSON") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+
+        let (json, _) = run_with("[1,2]", echo);
+        assert!(json["msg"].as_str().unwrap().contains("JSON object"));
+
+        let (json, code) = answer("demo", SPEC, None, &mut Cursor::new(Vec::new()), echo);
+        assert_eq!(code, 1);
+        assert!(json["msg"].as_str().unwrap().contains("no arguments"));
+    }
+
+    #[test]
+    fn secrets_never_leave_the_module() {
+        let body = |p: &Params, _: &Context| -> Result<Outcome, Failure> {
+            let t = p.str("token").unwrap().to_string();
+            Err(Failure::new(format!("server said: bad token {t}"))
+                .with("detail", json!({ "seen": [t.clone()], t.clone(): 1 })))
+        };
+        let (json, code) = run_with(r#"{"name": "x", "token": "tok-SECRET-123"}"#, body);
+        assert_eq!(code, 1);
+        let text = json.to_string();
+        assert!(!text.contains("tok-SECRET-123"), "{text}");
+        assert!(text.contains("********"));
+
+        // Even when the arguments are rejected, the secret is masked in the message.
+        let (json, _) = run_with(
+            r#"{"name": "x", "token": "tok-SECRET-123", "flag": "tok-SECRET-123"}"#,
+            echo,
+        );
+        assert!(!json.to_string().contains("tok-SECRET-123"), "{json}");
+    }
+
+    #[test]
+    fn no_log_leaves_out_the_invocation() {
+        let (json, _) = run_with(r#"{"name": "x", "_ansible_no_log": true}"#, echo);
+        assert!(json.get("invocation").is_none());
+    }
+
+    #[test]
+    fn diff_is_sent_only_when_asked() {
+        let body = |_: &Params, _: &Context| {
+            Ok(Outcome::changed("x").with_diff(Diff::new("a\n", "b\n").headers("old", "new")))
+        };
+        let (json, _) = run_with(r#"{"name": "x"}"#, body);
+        assert!(json.get("diff").is_none());
+        let (json, _) = run_with(r#"{"name": "x", "_ansible_diff": true}"#, body);
+        assert_eq!(
+            json["diff"],
+            json!({"before": "a\n", "after": "b\n", "before_header": "old", "after_header": "new"})
+        );
+    }
+
+    #[test]
+    fn failures_carry_fields_and_warnings() {
+        let body = |_: &Params, _: &Context| {
+            Err(Failure::new("boom")
+                .with("rc", 9)
+                .warn("careful")
+                .after_change(true))
+        };
+        let (json, code) = run_with(r#"{"name": "x"}"#, body);
+        assert_eq!(code, 1);
+        assert_eq!(json["failed"], json!(true));
+        assert_eq!(json["changed"], json!(true));
+        assert_eq!(json["rc"], json!(9));
+        assert_eq!(json["warnings"], json!(["careful"]));
+    }
+}

@@ -1,0 +1,103 @@
+//! The typed description of a module's parameters, written as a `const` table per module.
+
+/// The type a parameter is coerced to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A string. Numbers are accepted and turned into their decimal text.
+    Str,
+    /// A boolean. Accepts JSON booleans and Ansible's strings (`yes`, `no`, `on`, `off`, ...).
+    Bool,
+    /// An integer. Accepts JSON integers and strings holding one (`key=value` args are strings).
+    Int,
+    /// A list of strings. A comma-separated string is split, as Ansible does.
+    List,
+}
+
+impl Kind {
+    /// The name used in error messages, the same words Ansible uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Str => "str",
+            Kind::Bool => "bool",
+            Kind::Int => "int",
+            Kind::List => "list",
+        }
+    }
+}
+
+/// A default value, applied when the task does not set the parameter.
+#[derive(Clone, Copy, Debug)]
+pub enum Default {
+    Str(&'static str),
+    Bool(bool),
+    Int(i64),
+    List(&'static [&'static str]),
+}
+
+/// One parameter of a module.
+#[derive(Clone, Copy, Debug)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    pub default: Option<Default>,
+    /// Allowed values (compared after coercion to a string); empty means any.
+    pub choices: &'static [&'static str],
+    /// Other names the task may use for this parameter.
+    pub aliases: &'static [&'static str],
+    /// The value is a secret: masked in `invocation` and anywhere else in the answer.
+    pub no_log: bool,
+    /// For `Int`: the smallest accepted value (timeouts and counts are never negative).
+    pub min: Option<i64>,
+}
+
+impl Param {
+    const fn new(name: &'static str, kind: Kind) -> Param {
+        Param {
+            name,
+            kind,
+            required: false,
+            default: None,
+            choices: &[],
+            aliases: &[],
+            no_log: false,
+            min: None,
+        }
+    }
+    pub const fn str(name: &'static str) -> Param {
+        Param::new(name, Kind::Str)
+    }
+    pub const fn bool(name: &'static str) -> Param {
+        Param::new(name, Kind::Bool)
+    }
+    pub const fn int(name: &'static str) -> Param {
+        Param::new(name, Kind::Int)
+    }
+    pub const fn list(name: &'static str) -> Param {
+        Param::new(name, Kind::List)
+    }
+    pub const fn required(mut self) -> Param {
+        self.required = true;
+        self
+    }
+    pub const fn default(mut self, value: Default) -> Param {
+        self.default = Some(value);
+        self
+    }
+    pub const fn choices(mut self, choices: &'static [&'static str]) -> Param {
+        self.choices = choices;
+        self
+    }
+    pub const fn aliases(mut self, aliases: &'static [&'static str]) -> Param {
+        self.aliases = aliases;
+        self
+    }
+    pub const fn no_log(mut self) -> Param {
+        self.no_log = true;
+        self
+    }
+    pub const fn min(mut self, min: i64) -> Param {
+        self.min = Some(min);
+        self
+    }
+}
