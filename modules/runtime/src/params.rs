@@ -91,7 +91,7 @@ impl Params {
 
     /// Whether the task itself set the parameter (as opposed to a default filling it in).
     pub fn given(&self, name: &str) -> bool {
-        self.given.iter().any(|g| *g == name)
+        self.given.contains(&name)
     }
 
     /// The values of `no_log` parameters: the answer never contains them.
