@@ -1,0 +1,157 @@
+# HomeOps observability: build the Rust modules, deploy Loki + Grafana + Alloy with Ansible,
+# verify the result. `make help` lists the targets; `make itest` is the Golden Path.
+#
+# Variables:
+#   INVENTORY=path  target real hosts with this inventory (never touches the lab)
+#                   default: the lab's .lab/inventory.yml
+#   CHECK=1         deploy with --check --diff (a dry run)
+#   LAB_KEEP=1      itest leaves the lab running at the end
+#   ANSIBLE_ARGS=.. extra arguments for every ansible-playbook run (e.g. -v, --limit obs-01)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+# Every tool below comes from the project venv, and every Ansible run uses this clone's config.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Ansible's own warnings about our terminal locale would be noise in logs.
+export LC_ALL := C.UTF-8
+
+MODULES := system_account apt_packages apt_lockdown kernel_headers safe_grep
+RUST_TARGET := x86_64-unknown-linux-gnu
+# Crate vendoring will add --offline --locked here.
+CARGO_FLAGS ?=
+CARGO_BUILD_DIR := target/$(RUST_TARGET)/release
+
+LAB_INVENTORY := .lab/inventory.yml
+INVENTORY ?=
+INV = $(or $(INVENTORY),$(LAB_INVENTORY))
+DEPLOY_PLAYBOOK := playbooks/deploy-observability-stack.yml
+VERIFY_PLAYBOOK := playbooks/tests/verify_observability.yml
+# A static inventory with the playbooks' groups, for syntax checks without any host.
+CHECK_INVENTORY := tests/inventory/syntax-check.yml
+ANSIBLE_ARGS ?=
+CHECK ?=
+CHECK_FLAGS := $(if $(filter 1 yes true,$(CHECK)),--check --diff,)
+
+LOG_DIR := logs
+STAMP := $(shell date +%Y%m%d-%H%M%S)
+
+VENV_STAMP := $(VENV)/.installed
+COLLECTIONS_STAMP := collections/.installed
+VENDORED_COLLECTIONS := $(wildcard vendor/*.tar.gz)
+
+# The lab engineer owns lab/lab.mk (lab-up, lab-status, lab-down, lab-fault, lab-test,
+# lab-unit). Until it exists, stand-ins below say so instead of make failing to parse.
+-include lab/lab.mk
+ifeq ($(wildcard lab/lab.mk),)
+lab-up lab-status lab-down lab-fault lab-test:
+	@echo "error: lab/lab.mk is not in this clone yet: no lab to run" >&2; exit 1
+lab-unit:
+	@echo "==> lab-unit: skipped, lab/lab.mk is not in this clone yet"
+endif
+
+.PHONY: help setup venv collections build lint test test-templates test-playbooks \
+        syntax-check deploy verify itest inventory clean
+
+help: ## List the targets
+	@echo "HomeOps observability. Main job: make itest (Deploy + Verify). Tests: make test."
+	@echo
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+	  awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: INVENTORY=path (real hosts; default $(LAB_INVENTORY)), CHECK=1 (dry run),"
+	@echo "           LAB_KEEP=1 (itest keeps the lab), ANSIBLE_ARGS='-v ...'"
+
+## ---- setup ------------------------------------------------------------------------------
+
+setup: venv build collections ## Python venv, module binaries in library/, offline collections
+	@echo "==> setup: done (venv $(VENV), modules in library/, collections in collections/)"
+
+venv: $(VENV_STAMP)
+$(VENV_STAMP): requirements.txt
+	@echo "==> setup: Python venv $(VENV) with the pinned tools from requirements.txt"
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed: on Debian install python3-venv" >&2; exit 1; }
+	$(VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar on \
+	  -r requirements.txt
+	@touch $@
+
+collections: $(COLLECTIONS_STAMP)
+$(COLLECTIONS_STAMP): requirements.yml $(VENDORED_COLLECTIONS) $(VENV_STAMP)
+	@echo "==> setup: installing collections offline from ./vendor: $(notdir $(VENDORED_COLLECTIONS))"
+	ansible-galaxy collection install --offline --force -r requirements.yml -p ./collections
+	@touch $@
+
+build: ## cargo build the modules (static, release) and install them into library/
+	@echo "==> build: cargo build --release --target $(RUST_TARGET) --workspace $(CARGO_FLAGS)"
+	cargo build --release --target $(RUST_TARGET) --workspace $(CARGO_FLAGS)
+	@for name in $(MODULES); do \
+	  bin="$(CARGO_BUILD_DIR)/$$name"; \
+	  if [ ! -x "$$bin" ]; then echo "error: $$bin was not built (is modules/$$name a workspace member?)" >&2; exit 1; fi; \
+	  install -C -m 0755 "$$bin" "library/$$name"; \
+	  echo "    library/$$name ($$(stat -c %s "library/$$name") bytes)"; \
+	done
+
+## ---- quality ----------------------------------------------------------------------------
+
+lint: setup ## cargo fmt/clippy, yamllint, ansible-lint (production), playbook syntax
+	@echo "==> lint: cargo fmt --check"
+	cargo fmt --all --check
+	@echo "==> lint: cargo clippy -D warnings"
+	cargo clippy --workspace --all-targets $(CARGO_FLAGS) -- -D warnings
+	@echo "==> lint: yamllint"
+	yamllint --strict .
+	@echo "==> lint: ansible-lint (profile production, see .ansible-lint)"
+	ansible-lint
+	@$(MAKE) syntax-check
+
+syntax-check: setup
+	@echo "==> ansible-playbook --syntax-check"
+	ansible-playbook -i $(CHECK_INVENTORY) --syntax-check $(DEPLOY_PLAYBOOK) $(VERIFY_PLAYBOOK)
+
+test: setup ## The quick suite, no lab: cargo test, templates, playbook checks, lab-unit
+	@echo "==> test: cargo test"
+	cargo test --workspace $(CARGO_FLAGS)
+	@$(MAKE) syntax-check
+	@echo "==> test: pytest (template rendering, playbook checks)"
+	python -m pytest tests
+	@echo "==> test: lab unit tests"
+	@$(MAKE) lab-unit
+	@echo "==> test: all passed"
+
+## ---- running against hosts --------------------------------------------------------------
+
+# The inventory: INVENTORY= as given (real hosts), else the lab's, regenerated if missing.
+inventory:
+	@if [ -n "$(INVENTORY)" ]; then \
+	  test -f "$(INVENTORY)" || { echo "error: INVENTORY=$(INVENTORY) does not exist" >&2; exit 1; }; \
+	else \
+	  if [ ! -f $(LAB_INVENTORY) ] && [ -x lab/lab ]; then lab/lab inventory >/dev/null; fi; \
+	  test -f $(LAB_INVENTORY) || { echo "error: no $(LAB_INVENTORY): run 'make lab-up' or pass INVENTORY=path" >&2; exit 1; }; \
+	fi
+	@echo "==> inventory: $(INV)"
+
+deploy: setup inventory ## Deploy the stack (INVENTORY=..., CHECK=1 for --check --diff)
+	@mkdir -p $(LOG_DIR)
+	@echo "==> deploy: $(DEPLOY_PLAYBOOK) on $(INV) $(CHECK_FLAGS) (log: $(LOG_DIR)/$(STAMP)-deploy.log)"
+	ANSIBLE_LOG_PATH=$(LOG_DIR)/$(STAMP)-deploy.log \
+	  ansible-playbook -i $(INV) $(CHECK_FLAGS) $(ANSIBLE_ARGS) $(DEPLOY_PLAYBOOK)
+
+verify: setup inventory ## Run the verification checks A-D (docs/verification-spec.md)
+	@mkdir -p $(LOG_DIR)
+	@echo "==> verify: $(VERIFY_PLAYBOOK) on $(INV) (log: $(LOG_DIR)/$(STAMP)-verify.log)"
+	ANSIBLE_LOG_PATH=$(LOG_DIR)/$(STAMP)-verify.log \
+	  ansible-playbook -i $(INV) $(ANSIBLE_ARGS) $(VERIFY_PLAYBOOK)
+
+itest: setup ## Golden Path: lab up, deploy, verify, idempotent re-deploy, lab down
+	@INVENTORY="$(INVENTORY)" LAB_KEEP="$(LAB_KEEP)" ANSIBLE_ARGS="$(ANSIBLE_ARGS)" \
+	  scripts/itest.sh
+
+clean: ## Remove build output, installed binaries, venv, collections and Ansible state
+	rm -rf target $(VENV) collections .ansible .pytest_cache
+	rm -f $(addprefix library/,$(MODULES))
