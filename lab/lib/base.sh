@@ -1,0 +1,108 @@
+# shellcheck shell=bash
+# The base image: debootstrap once, prepare, cache under /var/cache/homeops-lab/base-<hash>.
+# The hash covers this file, so any change to the recipe below builds a new base.
+
+LAB_CACHE_DIR=${LAB_CACHE_DIR:-/var/cache/homeops-lab}
+LAB_SUITE=bookworm
+LAB_BASE_INCLUDE=systemd,systemd-sysv,openssh-server,python3,python3-yaml,dbus,iproute2,unattended-upgrades,procps
+
+# host_debian_mirror: the Debian mirror this machine's own apt sources use (never hard-coded).
+host_debian_mirror() {
+    local f uri
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [[ -r $f ]] || continue
+        # deb822: stanzas separated by blank lines; take a stanza whose Suites has the bare suite.
+        uri=$(awk -v suite="$LAB_SUITE" '
+            BEGIN { RS = ""; FS = "\n" }
+            {
+                u = ""; ok = 0; deb = 0
+                for (i = 1; i <= NF; i++) {
+                    if ($i ~ /^URIs:/)   { split(substr($i, 6), a, " "); u = a[1] }
+                    if ($i ~ /^Types:/ && $i ~ /(^|[ :])deb( |$)/) deb = 1
+                    if ($i ~ /^Suites:/) { n = split(substr($i, 8), s, " "); for (j = 1; j <= n; j++) if (s[j] == suite) ok = 1 }
+                }
+                if (ok && deb && u != "") { print u; exit }
+            }' "$f")
+        [[ -n $uri ]] && { echo "$uri"; return 0; }
+    done
+    if [[ -r /etc/apt/sources.list ]]; then
+        uri=$(awk -v suite="$LAB_SUITE" '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } if ($(i+1) == suite) { print $i; exit } }' /etc/apt/sources.list)
+        [[ -n $uri ]] && { echo "$uri"; return 0; }
+    fi
+    return 1
+}
+
+base_recipe_hash() {
+    { cat "$LAB_DIR/lib/base.sh"; echo "$LAB_SUITE $LAB_BASE_INCLUDE"; } | sha256sum | cut -c1-16
+}
+
+base_dir() { echo "$LAB_CACHE_DIR/base-$(base_recipe_hash)"; }
+
+# prepare_base DIR: make a fresh debootstrap tree into the lab's read-only lower layer.
+prepare_base() {
+    local d=$1
+    # sshd: key-only root login, one ed25519 host key (given per host in its upper layer).
+    mkdir -p "$d/etc/ssh/sshd_config.d"
+    cat >"$d/etc/ssh/sshd_config.d/10-homeops-lab.conf" <<'EOC'
+# homeops lab: key-only root login; the host key is written per host at boot.
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+HostKey /etc/ssh/ssh_host_ed25519_key
+EOC
+    rm -f "$d"/etc/ssh/ssh_host_*
+    # identity comes per host: empty machine-id (not "uninitialized": no first-boot units).
+    : >"$d/etc/machine-id"
+    echo "lab-base" >"$d/etc/hostname"
+    # apt: only the lab repo (the per-host upper layer writes the source with the bridge address).
+    : >"$d/etc/apt/sources.list"
+    rm -f "$d"/etc/apt/sources.list.d/*
+    cat >"$d/etc/apt/apt.conf.d/90homeops-lab" <<'EOC'
+// homeops lab: the only apt source is the lab repo on the lab bridge.
+Acquire::Languages "none";
+EOC
+    rm -rf "$d"/var/lib/apt/lists/* "$d"/var/cache/apt/archives/*.deb "$d"/var/cache/apt/*.bin
+    mkdir -p "$d/var/lib/apt/lists/partial"
+    install -d -m 0700 "$d/root/.ssh"
+    # The timers must be enabled in the image (apt ships them enabled; check, don't assume).
+    local t
+    for t in apt-daily.timer apt-daily-upgrade.timer; do
+        [[ -e $d/etc/systemd/system/timers.target.wants/$t ]] \
+            || ln -s "/lib/systemd/system/$t" "$d/etc/systemd/system/timers.target.wants/$t"
+    done
+    [[ -x $d/usr/bin/python3 && -x $d/usr/sbin/sshd && -e $d/usr/bin/unattended-upgrade ]] \
+        || { echo "base is missing python3, sshd or unattended-upgrades" >&2; return 1; }
+}
+
+# ensure_base: print the path of the prepared base, building it when the cache has none.
+ensure_base() {
+    local dir tmp mirror t0
+    dir=$(base_dir)
+    if [[ -f $dir/.homeops-lab-base ]]; then
+        echo "$dir"; return 0
+    fi
+    require_cmds debootstrap
+    mirror=$(host_debian_mirror) || die "no Debian $LAB_SUITE mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
+    log "building the base image (debootstrap $LAB_SUITE from $mirror; about a minute, once per recipe)"
+    mkdir -p "$LAB_CACHE_DIR"
+    tmp="$dir.tmp.$$"
+    rm -rf "$tmp"
+    t0=$(now_ms)
+    if ! debootstrap --variant=minbase --include="$LAB_BASE_INCLUDE" "$LAB_SUITE" "$tmp" "$mirror" >"$LAB_CACHE_DIR/debootstrap.log" 2>&1; then
+        tail -n 15 "$LAB_CACHE_DIR/debootstrap.log" | sed 's/^/    /' >&2
+        rm -rf "$tmp"
+        die "debootstrap failed (full log: $LAB_CACHE_DIR/debootstrap.log)"
+    fi
+    prepare_base "$tmp" || { rm -rf "$tmp"; die "preparing the base image failed"; }
+    echo "recipe=$(base_recipe_hash) built=$(date -u +%FT%TZ) mirror=$mirror" >"$tmp/.homeops-lab-base"
+    mv "$tmp" "$dir" || die "cannot move the base into $dir"
+    # Older bases (other recipe hashes) were made by the lab: drop them.
+    local old
+    for old in "$LAB_CACHE_DIR"/base-*; do
+        [[ $old == "$dir" || ! -f $old/.homeops-lab-base ]] && continue
+        rm -rf "$old"
+    done
+    log "base image ready in $(fmt_ms $(( $(now_ms) - t0 ))): $dir"
+    echo "$dir"
+}

@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# Common helpers: logging, errors, checked steps, root and command checks.
+
+LAB_PROG=${LAB_PROG:-lab}
+
+log()  { printf '%s: %s\n' "$LAB_PROG" "$*" >&2; }
+warn() { printf '%s: warning: %s\n' "$LAB_PROG" "$*" >&2; }
+die()  { printf '%s: error: %s\n' "$LAB_PROG" "$*" >&2; exit 1; }
+# usage errors exit 2, like most CLI tools.
+usage_die() { printf '%s: %s\n' "$LAB_PROG" "$*" >&2; printf 'try: %s help\n' "$LAB_PROG" >&2; exit 2; }
+
+# run DESCRIPTION CMD...: run a step, and on failure say which step and show its output.
+run() {
+    local what=$1; shift
+    local out rc=0
+    out=$("$@" 2>&1) || rc=$?
+    if (( rc != 0 )); then
+        printf '%s: error: %s failed (exit %d): %s\n' "$LAB_PROG" "$what" "$rc" "$*" >&2
+        [[ -n $out ]] && printf '%s\n' "$out" | tail -n 20 | sed 's/^/    /' >&2
+        return "$rc"
+    fi
+    return 0
+}
+
+need_root() {
+    (( EUID == 0 )) || die "this command needs root (it creates namespaces, a bridge and cgroups); run it as root"
+}
+
+# Monotonic-ish seconds with milliseconds, for timings.
+now_ms() { local t; t=$(cat /proc/uptime); t=${t%% *}; echo $(( ${t%.*} * 1000 + 10#${t#*.} * 10 )); }
+fmt_ms() { printf '%d.%01ds' $(( $1 / 1000 )) $(( ($1 % 1000) / 100 )); }
+
+# command -> Debian package that provides it on the controller (see lab/host-packages.txt).
+declare -gA LAB_CMD_PKG=(
+    [debootstrap]=debootstrap
+    [systemd-nspawn]=systemd-container
+    [ssh]=openssh-client
+    [ssh-keygen]=openssh-client
+    [ip]=iproute2
+    [ss]=iproute2
+    [bridge]=iproute2
+    [dpkg-deb]=dpkg
+    [dpkg-scanpackages]=dpkg-dev
+    [nsenter]=util-linux
+    [setsid]=util-linux
+    [flock]=util-linux
+    [mountpoint]=util-linux
+    [python3]=python3
+    [sha256sum]=coreutils
+    [timeout]=coreutils
+    [gzip]=gzip
+)
+
+# require_cmds CMD...: fail with the package to install for every missing command.
+require_cmds() {
+    local c missing=() pkgs=()
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 && continue
+        missing+=("$c"); pkgs+=("${LAB_CMD_PKG[$c]:-?}")
+    done
+    if (( ${#missing[@]} )); then
+        local i
+        for i in "${!missing[@]}"; do
+            printf '%s: error: command %s not found: install package %s\n' "$LAB_PROG" "${missing[$i]}" "${pkgs[$i]}" >&2
+        done
+        die "missing host tools; install them with: apt-get install -y $(printf '%s\n' "${pkgs[@]}" | sort -u | tr '\n' ' ')(all are listed in lab/host-packages.txt)"
+    fi
+}
+
+# pid_alive PID [PATTERN]: PID exists and, if given, its command line contains PATTERN
+# (guards against a recycled PID ever being signalled).
+pid_alive() {
+    local pid=$1 pat=${2:-} cmd
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ -d /proc/$pid ]] || return 1
+    [[ -z $pat ]] && return 0
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmd == *"$pat"* ]]
+}

@@ -1,0 +1,125 @@
+# shellcheck shell=bash
+# Pure parts of the lab (no root, no side effects): names, addresses, groups, argument
+# checks, fault parsing, versions. Unit-tested by lab/tests/unit.sh.
+
+LAB_MAX_HOSTS=${LAB_MAX_HOSTS:-64}
+LAB_BRIDGE=${LAB_BRIDGE:-hoplab0}
+LAB_NETNS_PREFIX=hoplab-
+LAB_HOST_OFFSET=10            # host i (1-based) gets .(10+i); the bridge is .1
+LAB_SSH_COMMON_ARGS='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -o ServerAliveInterval=1 -o ServerAliveCountMax=3'
+
+# validate_host_count N: 1..LAB_MAX_HOSTS, digits only.
+validate_host_count() {
+    local n=${1:-}
+    [[ $n =~ ^[0-9]+$ ]] || { echo "LAB_HOSTS must be a whole number, got '${n}'" >&2; return 1; }
+    n=$((10#$n))
+    (( n >= 1 && n <= LAB_MAX_HOSTS )) || { echo "LAB_HOSTS must be between 1 and ${LAB_MAX_HOSTS}, got ${n}" >&2; return 1; }
+}
+
+# host_names N: the lab's host names, one a line.
+host_names() {
+    local n=$((10#$1)) i
+    local fixed=(obs-01 ws-01-linux srv-01)
+    for (( i = 1; i <= n; i++ )); do
+        if (( i <= 3 )); then echo "${fixed[i-1]}"; else printf 'agent-%02d\n' "$i"; fi
+    done
+}
+
+# host_groups NAME: inventory groups of a host, space-separated.
+host_groups() {
+    case $1 in
+        obs-01) echo "loki grafana" ;;
+        ws-01-linux|srv-01|agent-[0-9]*) echo "alloy_linux" ;;
+        *) echo "" ;;
+    esac
+}
+
+# valid_host_name NAME: a name host_names could produce (used to check `fault HOST`).
+valid_host_name() {
+    [[ $1 =~ ^(obs-01|ws-01-linux|srv-01|agent-[0-9]{2,})$ ]]
+}
+
+# host_index NAME: the 1-based index of a host (obs-01=1 ... agent-07=7).
+host_index() {
+    case $1 in
+        obs-01) echo 1 ;; ws-01-linux) echo 2 ;; srv-01) echo 3 ;;
+        agent-*) echo $((10#${1#agent-})) ;;
+        *) return 1 ;;
+    esac
+}
+
+# netns / host-side veth names (IFNAMSIZ is 16: keep link names short).
+host_netns() { echo "${LAB_NETNS_PREFIX}$1"; }
+host_veth()  { printf 'hoplab-v%02d\n' "$(host_index "$1")"; }
+
+# subnet helpers: a /24 given as A.B.C.0/24
+subnet_prefix() { local s=${1%/*}; echo "${s%.*}"; }          # 10.77.3
+bridge_ip()     { echo "$(subnet_prefix "$1").1"; }
+host_ip()       { echo "$(subnet_prefix "$1").$((LAB_HOST_OFFSET + $(host_index "$2")))"; }
+
+ip_to_int() {
+    local IFS=. a b c d
+    read -r a b c d <<<"$1"
+    echo $(( (a << 24) | (b << 16) | (c << 8) | d ))
+}
+
+# cidr_overlaps A/len B/len: true if the two prefixes share any address.
+cidr_overlaps() {
+    local a=${1%/*} al=${1#*/} b=${2%/*} bl=${2#*/}
+    [[ $1 == */* ]] || al=32
+    [[ $2 == */* ]] || bl=32
+    local l=$(( al < bl ? al : bl ))
+    local mask=$(( l == 0 ? 0 : (0xFFFFFFFF << (32 - l)) & 0xFFFFFFFF ))
+    (( ($(ip_to_int "$a") & mask) == ($(ip_to_int "$b") & mask) ))
+}
+
+# valid_subnet S: an A.B.C.0/24 inside 10.0.0.0/8.
+valid_subnet() {
+    [[ $1 =~ ^10\.([0-9]{1,3})\.([0-9]{1,3})\.0/24$ ]] || return 1
+    (( BASH_REMATCH[1] <= 255 && BASH_REMATCH[2] <= 255 ))
+}
+
+# pick_subnet ROUTES...: the first candidate /24 in 10.0.0.0/8 that overlaps none of the
+# given route prefixes ("default" is ignored: it is not a routed subnet).
+pick_subnet() {
+    local cand r ok b c
+    for b in 77 78 79 88 99 123 200 211; do
+        for c in 0 1 2 3 4 5 6 7; do
+            cand="10.$b.$c.0/24"; ok=1
+            for r in "$@"; do
+                [[ $r == default || -z $r ]] && continue
+                if cidr_overlaps "$cand" "$r"; then ok=0; break; fi
+            done
+            (( ok )) && { echo "$cand"; return 0; }
+        done
+    done
+    return 1
+}
+
+# parse_fault SPEC: prints "KIND SECONDS" (SECONDS only for dpkg-lock), or fails.
+parse_fault() {
+    local spec=${1:-}
+    case $spec in
+        timeout|refuse|heal) echo "$spec" ;;
+        dpkg-lock) echo "dpkg-lock 60" ;;
+        dpkg-lock:*)
+            local s=${spec#dpkg-lock:}
+            [[ $s =~ ^[0-9]+$ ]] && (( 10#$s >= 1 && 10#$s <= 86400 )) \
+                || { echo "dpkg-lock seconds must be 1..86400, got '${s}'" >&2; return 1; }
+            echo "dpkg-lock $((10#$s))" ;;
+        *) echo "unknown fault '${spec}': use timeout, refuse, dpkg-lock[:SECONDS] or heal" >&2; return 1 ;;
+    esac
+}
+
+# read_version KEY FILE: the value of a top-level `KEY: "x"` in a YAML vars file.
+read_version() {
+    local key=$1 file=$2 line val
+    [[ -r $file ]] || { echo "cannot read $file" >&2; return 1; }
+    line=$(grep -E "^${key}[[:space:]]*:" "$file" | head -n1) || true
+    [[ -n $line ]] || { echo "$key not found in $file" >&2; return 1; }
+    val=${line#*:}
+    val=${val%%#*}                                   # trailing comment
+    val=$(echo "$val" | sed -E 's/^[[:space:]]+//; s/[[:space:]]+$//; s/^"(.*)"$/\1/; s/^'"'"'(.*)'"'"'$/\1/')
+    [[ $val =~ ^[0-9][0-9A-Za-z.+~-]*$ ]] || { echo "$key in $file is not a Debian version: '${val}'" >&2; return 1; }
+    echo "$val"
+}

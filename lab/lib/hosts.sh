@@ -1,0 +1,128 @@
+# shellcheck shell=bash
+# Hosts: identity in each host's overlay upper dir, then systemd-nspawn boots over the shared
+# read-only base, each in its own netns and its own cgroups.
+
+# mkdir_like BASE UPPER REL: create UPPER/REL with each component's mode and owner taken from
+# BASE/REL (an upper dir's attributes win in the overlay: /root must stay 0700 and so on).
+mkdir_like() {
+    local base=$1 upper=$2 rel=${3#/} path="" part
+    local IFS=/
+    for part in $rel; do
+        path="$path/$part"
+        [[ -d $upper$path ]] && continue
+        if [[ -d $base$path ]]; then
+            install -d -m "$(stat -c %a "$base$path")" -o "$(stat -c %u "$base$path")" -g "$(stat -c %g "$base$path")" "$upper$path"
+        else
+            install -d -m 0755 "$upper$path"
+        fi
+    done
+}
+
+# The DKMS-style hook on ws-01-linux: every dpkg run through apt fails while the running
+# kernel has no headers (/lib/modules/$(uname -r)/build), as a real DKMS module would.
+write_dkms_hook() {
+    local base=$1 u=$2
+    mkdir_like "$base" "$u" usr/local/sbin
+    mkdir_like "$base" "$u" etc/apt/apt.conf.d
+    cat >"$u/usr/local/sbin/homeops-lab-dkms-hook" <<'EOH'
+#!/bin/sh
+# homeops LAB fault: a DKMS-style apt hook (like a DKMS module needing headers for the
+# running kernel). It fails every apt transaction until the headers package is installed.
+rel=$(uname -r)
+if [ ! -e "/lib/modules/$rel/build" ]; then
+    echo "Error! Your kernel headers for kernel $rel cannot be found at /lib/modules/$rel/build or /lib/modules/$rel/source." >&2
+    echo "Please install the linux-headers-$rel package (homeops lab DKMS-style hook)." >&2
+    exit 1
+fi
+exit 0
+EOH
+    chmod 0755 "$u/usr/local/sbin/homeops-lab-dkms-hook"
+    cat >"$u/etc/apt/apt.conf.d/95homeops-lab-dkms" <<'EOH'
+// homeops lab: DKMS-style hook, see /usr/local/sbin/homeops-lab-dkms-hook
+DPkg::Post-Invoke { "/usr/local/sbin/homeops-lab-dkms-hook"; };
+EOH
+}
+
+# prepare_upper HOST BASE SUBNET REPO_URL ALL_HOSTS...
+prepare_upper() {
+    local h=$1 base=$2 subnet=$3 repo=$4; shift 4
+    local d u ip other
+    d="$LAB_HOSTS_DIR/$h"; u="$d/upper"; ip=$(host_ip "$subnet" "$h")
+    rm -rf "$d"
+    mkdir -p "$u"
+    mkdir_like "$base" "$u" etc/ssh
+    mkdir_like "$base" "$u" etc/apt/sources.list.d
+    mkdir_like "$base" "$u" root/.ssh
+    echo "$h" >"$u/etc/hostname"
+    {
+        echo "127.0.0.1 localhost"
+        echo "::1 localhost ip6-localhost ip6-loopback"
+        echo "# homeops lab hosts"
+        echo "$(bridge_ip "$subnet") lab-controller"
+        for other in "$@"; do echo "$(host_ip "$subnet" "$other") $other"; done
+    } >"$u/etc/hosts"
+    tr -d '-' </proc/sys/kernel/random/uuid >"$u/etc/machine-id"
+    ssh-keygen -q -t ed25519 -N '' -C "root@$h" -f "$u/etc/ssh/ssh_host_ed25519_key" \
+        || { echo "ssh-keygen failed for $h" >&2; return 1; }
+    install -m 0600 "$(lab_key).pub" "$u/root/.ssh/authorized_keys"
+    echo "deb [trusted=yes] $repo ./" >"$u/etc/apt/sources.list.d/homeops-lab.list"
+    [[ $h == ws-01-linux ]] && write_dkms_hook "$base" "$u"
+    return 0
+}
+
+# host_cgroups HOST: the per-host cgroup dirs (one per root in S_CGROUPS).
+host_cgroups() { local r; for r in $S_CGROUPS; do echo "$r/$LAB_CG_NAME/$1"; done; }
+
+# launch_host HOST BASE: start systemd-nspawn detached, in its own cgroups; records its PID.
+launch_host() {
+    local h=$1 base=$2 sd cgs cg pid
+    sd=$(host_state_dir "$h"); mkdir -p "$sd"
+    mapfile -t cgs < <(host_cgroups "$h")
+    for cg in "${cgs[@]}"; do mkdir -p "$cg" || { echo "cannot create cgroup $cg" >&2; return 1; }; done
+    (
+        for cg in "${cgs[@]}"; do echo "$BASHPID" >"$cg/cgroup.procs"; done
+        exec setsid systemd-nspawn --quiet -D "$base" --overlay="$base:$LAB_HOSTS_DIR/$h/upper:/" \
+            --register=no --keep-unit --boot --machine="$h" --console=passive \
+            --network-namespace-path="/run/netns/$(host_netns "$h")" \
+            --link-journal=no --resolv-conf=off --timezone=off
+    ) </dev/null >"$sd/nspawn.log" 2>&1 9>&- &
+    pid=$!
+    echo "$pid" >"$sd/nspawn.pid"
+}
+
+# wait_hosts DEADLINE_S HOST...: wait (in parallel) for sshd and for systemd to settle.
+wait_hosts() {
+    local deadline=$1; shift
+    local h pids=() rc=0 i
+    local tmp; tmp=$(mktemp -d "${TMPDIR:-/tmp}/hoplab-wait.XXXXXX")
+    for h in "$@"; do
+        (
+            end=$(( SECONDS + deadline ))
+            while (( SECONDS < end )); do
+                nspawn_pid "$h" >/dev/null || { echo "nspawn exited" >"$tmp/$h"; exit 1; }
+                if LAB_SSH_TIMEOUT=2 lab_ssh "$h" true 2>/dev/null; then
+                    st=$(LAB_SSH_TIMEOUT=2 lab_ssh "$h" "timeout $(( end - SECONDS > 1 ? end - SECONDS : 1 )) systemctl is-system-running --wait" 2>/dev/null || true)
+                    echo "${st:-unknown}" >"$tmp/$h"
+                    [[ $st == running ]] && exit 0
+                    exit 3
+                fi
+                sleep 0.2
+            done
+            echo "no ssh after ${deadline}s" >"$tmp/$h"; exit 1
+        ) 9>&- &
+        pids+=($!)
+    done
+    i=0
+    for h in "$@"; do
+        if ! wait "${pids[$i]}"; then
+            rc=1
+            local why; why=$(cat "$tmp/$h" 2>/dev/null || echo "?")
+            printf '%s: error: host %s is not ready: %s\n' "$LAB_PROG" "$h" "$why" >&2
+            [[ $why == degraded ]] && hexec "$h" systemctl --failed --no-legend --plain 2>/dev/null | sed 's/^/    failed unit: /' >&2
+            [[ $why == "nspawn exited" ]] && tail -n 5 "$(host_state_dir "$h")/nspawn.log" | sed 's/^/    /' >&2
+        fi
+        i=$((i + 1))
+    done
+    rm -rf "$tmp"
+    return "$rc"
+}

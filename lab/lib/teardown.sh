@@ -1,0 +1,149 @@
+# shellcheck shell=bash
+# Teardown in the recipe's order, idempotent, then a verification of what is left.
+# It only ever acts on what the lab made: PIDs from its pid files (checked against their
+# command lines), netns hoplab-*, links hoplab*, cgroup dirs homeops-lab, its own dirs.
+
+# close_control_masters: `ssh -O exit` every ControlPersist master in the owner clone's
+# .ansible/cp (Ansible's control_path_dir) and .lab/cp whose TCP peer is in the lab subnet.
+close_control_masters() {
+    local owner=$1 subnet=$2 dir s out mpid n=0
+    [[ -n $subnet ]] || return 0
+    for dir in "$owner/.ansible/cp" "$owner/.lab/cp" ${LAB_CONTROL_DIRS:-}; do
+        [[ -d $dir ]] || continue
+        for s in "$dir"/*; do
+            [[ -S $s ]] || continue
+            out=$(timeout 3 ssh -o ControlPath="$s" -O check lab-master 2>&1 9>&-) || continue
+            [[ $out =~ pid=([0-9]+) ]] || continue
+            mpid=${BASH_REMATCH[1]}
+            ss -tnpH "dst $subnet" 2>/dev/null | grep -q "pid=$mpid," || continue
+            timeout 3 ssh -o ControlPath="$s" -O exit lab-master >/dev/null 2>&1 9>&- || true
+            n=$((n + 1))
+        done
+    done
+    (( n )) && log "closed $n SSH control master(s) to lab hosts"
+    return 0
+}
+
+# lab_masters_left SUBNET: ssh masters (mux processes) still connected into the lab subnet.
+lab_masters_left() {
+    [[ -n ${1:-} ]] || return 0
+    ss -tnpH "dst $1" 2>/dev/null | grep -o 'pid=[0-9]*' | sort -u | while read -r p; do
+        p=${p#pid=}
+        [[ $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) == *"[mux]"* ]] && echo "$p"
+    done
+    return 0
+}
+
+stop_nspawns() {
+    local d h p pids=() names=() i
+    for d in "$LAB_STATE_DIR"/hosts/*/; do
+        [[ -d $d ]] || continue
+        h=$(basename "$d")
+        p=$(nspawn_pid "$h") || continue
+        pids+=("$p"); names+=("$h")
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    (( ${#pids[@]} )) || return 0
+    # Clean poweroff first; a second SIGTERM forces it after 5 s; SIGKILL after 10 s.
+    for (( i = 0; i < 100; i++ )); do
+        local alive=0 j
+        for j in "${!pids[@]}"; do pid_alive "${pids[$j]}" "--machine=${names[$j]}" && alive=1; done
+        (( alive )) || break
+        if (( i == 50 )); then for j in "${!pids[@]}"; do kill -TERM "${pids[$j]}" 2>/dev/null || true; done; fi
+        sleep 0.1
+    done
+    for j in "${!pids[@]}"; do
+        if pid_alive "${pids[$j]}" "--machine=${names[$j]}"; then
+            warn "host ${names[$j]} did not stop on SIGTERM: SIGKILL"
+            kill -KILL "${pids[$j]}" 2>/dev/null || true
+        fi
+    done
+    sleep 0.2
+}
+
+lab_netns_list() { ip netns list 2>/dev/null | awk '{ print $1 }' | grep "^${LAB_NETNS_PREFIX}" || true; }
+lab_links_list() { ip -o link show 2>/dev/null | awk -F': ' '{ print $2 }' | sed 's/@.*//' | grep -E "^(${LAB_BRIDGE}|hoplab-v[0-9]+)$" || true; }
+
+# lab_cgroup_dirs: the lab's cgroup trees in every root it used and every root it could use.
+lab_cgroup_dirs() {
+    local r
+    { echo "${S_CGROUPS:-}" | tr ' ' '\n'; cgroup_roots; } | sort -u | while read -r r; do
+        [[ -n $r && -d $r/$LAB_CG_NAME ]] && echo "$r/$LAB_CG_NAME"
+    done
+    return 0
+}
+
+remove_cgroups() {
+    local top d
+    while read -r top; do
+        [[ -n $top ]] || continue
+        # Deepest first: the hosts' systemd made its own sub-cgroups under ours.
+        find "$top" -depth -mindepth 0 -type d -print 2>/dev/null | while read -r d; do
+            rmdir "$d" 2>/dev/null || true
+        done
+    done < <(lab_cgroup_dirs)
+}
+
+stop_repo_server() {
+    local p i
+    p=$(repo_pid) || { rm -f "$LAB_STATE_DIR/repo.pid"; return 0; }
+    kill -TERM "$p" 2>/dev/null || true
+    for (( i = 0; i < 30; i++ )); do pid_alive "$p" http.server || break; sleep 0.1; done
+    pid_alive "$p" http.server && kill -KILL "$p" 2>/dev/null
+    rm -f "$LAB_STATE_DIR/repo.pid"
+}
+
+# lab_teardown: everything, in order. Safe to call any number of times, with or without state.
+lab_teardown() {
+    state_load || true
+    local owner=${S_OWNER:-$LAB_ROOT} ns l
+    close_control_masters "$owner" "${S_SUBNET:-}"
+    stop_nspawns
+    for ns in $(lab_netns_list); do ip netns del "$ns" 2>/dev/null || warn "cannot delete netns $ns"; done
+    remove_cgroups
+    stop_repo_server
+    for l in $(lab_links_list); do ip link del "$l" 2>/dev/null || true; done
+    if [[ -z $(ip netns list 2>/dev/null) ]]; then
+        if [[ ${S_NETNS_MOUNT_MADE:-} == 1 ]] && mountpoint -q /run/netns; then umount /run/netns 2>/dev/null || warn "cannot umount /run/netns"; fi
+        if [[ ${S_NETNS_DIR_MADE:-} == 1 && -d /run/netns ]] && ! mountpoint -q /run/netns; then rmdir /run/netns 2>/dev/null || true; fi
+    fi
+    rm -rf "$LAB_HOSTS_DIR"
+    rmdir "$(dirname "$LAB_HOSTS_DIR")" 2>/dev/null || true
+    rm -f "$owner/.lab/inventory.yml"
+    # Keep only the lock file: the state of a lab that no longer exists goes.
+    find "$LAB_STATE_DIR" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} + 2>/dev/null || true
+}
+
+# lab_verify_clean: print what of the lab remains; return non-zero if anything does.
+lab_verify_clean() {
+    local left=() p d
+    for d in "$LAB_STATE_DIR"/hosts/*/; do [[ -d $d ]] && left+=("state dir $d"); done
+    while read -r p; do [[ -n $p ]] && left+=("nspawn process $p"); done < <(
+        for p in /proc/[0-9]*; do
+            c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+            [[ $c == *systemd-nspawn*--overlay=*"$LAB_CACHE_DIR"/base-* ]] && echo "${p#/proc/}"
+        done)
+    while read -r p; do [[ -n $p ]] && left+=("repo server process $p"); done < <(
+        for p in /proc/[0-9]*; do
+            c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+            [[ $c == *http.server*"--directory $LAB_STATE_DIR/repo"* ]] && echo "${p#/proc/}"
+        done)
+    for p in $(lab_netns_list); do left+=("netns $p"); done
+    for p in $(lab_links_list); do left+=("link $p"); done
+    while read -r p; do [[ -n $p ]] && left+=("mount $p"); done < <(
+        awk '{ print $5 }' /proc/self/mountinfo | grep -E "^/run/netns/${LAB_NETNS_PREFIX}|^${LAB_HOSTS_DIR}" || true)
+    if [[ ${S_NETNS_MOUNT_MADE:-} == 1 ]] && mountpoint -q /run/netns 2>/dev/null && [[ -z $(ip netns list 2>/dev/null) ]]; then
+        left+=("mount /run/netns")
+    fi
+    while read -r p; do [[ -n $p ]] && left+=("cgroup $p"); done < <(lab_cgroup_dirs)
+    for p in $(lab_masters_left "${S_SUBNET:-}"); do
+        warn "ssh control master $p (not in a control dir the lab knows) is still connected to the lab subnet; close it with ssh -O exit"
+    done
+    [[ -d $LAB_HOSTS_DIR ]] && left+=("host dirs $LAB_HOSTS_DIR")
+    if (( ${#left[@]} )); then
+        printf '%s: error: teardown left:\n' "$LAB_PROG" >&2
+        printf '    %s\n' "${left[@]}" >&2
+        return 1
+    fi
+    echo "lab down: verified clean (no lab processes, namespaces, links, mounts, cgroups or servers remain)"
+}
