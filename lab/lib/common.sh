@@ -74,6 +74,18 @@ pid_alive() {
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     [[ -d /proc/$pid ]] || return 1
     [[ -z $pat ]] && return 0
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
     [[ $cmd == *"$pat"* ]]
+}
+
+# wait_exec PID PATTERN: a just-forked child runs our shell code before it execs; wait (up
+# to 5 s) until its command line shows PATTERN. Fails if it died first.
+wait_exec() {
+    local i
+    for (( i = 0; i < 100; i++ )); do
+        pid_alive "$1" "$2" && return 0
+        [[ -d /proc/$1 ]] || return 1
+        sleep 0.05
+    done
+    return 1
 }

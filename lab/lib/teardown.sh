@@ -39,7 +39,10 @@ stop_nspawns() {
     for d in "$LAB_STATE_DIR"/hosts/*/; do
         [[ -d $d ]] || continue
         h=$(basename "$d")
-        p=$(nspawn_pid "$h") || continue
+        [[ -f $d/nspawn.pid ]] || continue
+        p=$(<"$d/nspawn.pid")
+        # A launch interrupted between fork and exec still becomes nspawn: wait for it.
+        wait_exec "$p" "--machine=$h" || continue
         pids+=("$p"); names+=("$h")
         kill -TERM "$p" 2>/dev/null || true
     done
@@ -86,7 +89,9 @@ remove_cgroups() {
 
 stop_repo_server() {
     local p i
-    p=$(repo_pid) || { rm -f "$LAB_STATE_DIR/repo.pid"; return 0; }
+    [[ -f $LAB_STATE_DIR/repo.pid ]] || return 0
+    p=$(<"$LAB_STATE_DIR/repo.pid")
+    wait_exec "$p" http.server || { rm -f "$LAB_STATE_DIR/repo.pid"; return 0; }
     kill -TERM "$p" 2>/dev/null || true
     for (( i = 0; i < 30; i++ )); do pid_alive "$p" http.server || break; sleep 0.1; done
     pid_alive "$p" http.server && kill -KILL "$p" 2>/dev/null

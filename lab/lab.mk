@@ -1,0 +1,32 @@
+# Lab targets, included by the top-level Makefile (`include lab/lab.mk`).
+# LAB_HOSTS=N (default 3) sets the host count; see lab/README.md.
+LAB ?= lab/lab
+LAB_HOSTS ?= 3
+export LAB_HOSTS
+
+.PHONY: lab-up lab-status lab-down lab-fault lab-inventory lab-test lab-unit
+
+lab-up:
+	$(LAB) up
+
+lab-status:
+	$(LAB) status
+
+lab-down:
+	$(LAB) down
+
+# make lab-fault HOST=ws-01-linux FAULT=timeout|refuse|dpkg-lock[:SECONDS]|heal
+lab-fault:
+	@test -n "$(HOST)" -a -n "$(FAULT)" || { echo "usage: make lab-fault HOST=ws-01-linux FAULT=timeout|refuse|dpkg-lock[:SECONDS]|heal" >&2; exit 2; }
+	$(LAB) fault $(HOST) $(FAULT)
+
+lab-inventory:
+	@$(LAB) inventory
+
+# Integration test: boots the lab, exercises it, always tears it down (needs root).
+lab-test:
+	bash lab/tests/integration.sh
+
+# Unit tests of the pure parts: no root, nothing booted.
+lab-unit:
+	bash lab/tests/unit.sh

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Integration test of the lab (needs root): up -> ssh -> systemd + apt timers -> apt from the
+# lab repo (ws-01-linux fails until the headers are in) -> stand-ins -> each fault on and off
+# -> failure and SIGTERM paths tear down -> down -> no residue. Always tears down (trap).
+# Ends with "N passed, N failed".
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LAB_ROOT=$(cd "$LAB_DIR/.." && pwd)
+LAB="$LAB_DIR/lab"
+# shellcheck source=/dev/null
+source "$LAB_DIR/lib/common.sh"
+# shellcheck source=/dev/null
+source "$LAB_DIR/lib/config.sh"
+export LAB_HOSTS=${LAB_HOSTS:-3}
+
+PASS=0 FAIL=0
+LOG=$(mktemp -d "${TMPDIR:-/tmp}/lab-itest.XXXXXX")
+ok()  { PASS=$((PASS + 1)); printf 'ok   %s\n' "$1"; }
+nok() { FAIL=$((FAIL + 1)); printf 'FAIL %s\n' "$1"; [[ -n ${2:-} ]] && printf '%s\n' "$2" | tail -n 8 | sed 's/^/     /'; return 0; }
+# check NAME CMD...: passes if CMD succeeds (its output is shown only on failure).
+check() { local n=$1 out; shift; if out=$("$@" 2>&1); then ok "$n"; else nok "$n" "$out"; fi; }
+# check_fails NAME CMD...: passes if CMD fails.
+check_fails() { local n=$1 out; shift; if out=$("$@" 2>&1); then nok "$n" "unexpected success: $out"; else ok "$n"; fi; }
+
+TORN_DOWN=0
+finish() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if (( ! TORN_DOWN )); then
+        echo "== teardown (trap): lab/lab down"
+        if "$LAB" down; then echo "teardown: done, verified clean"; else echo "teardown: FAILED, see above"; FAIL=$((FAIL + 1)); fi
+    fi
+    rm -rf "$LOG"
+    echo
+    echo "$PASS passed, $FAIL failed"
+    (( FAIL == 0 && rc == 0 )) || exit 1
+    exit 0
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+(( EUID == 0 )) || { echo "integration test needs root" >&2; exit 1; }
+
+# ---- up -----------------------------------------------------------------------------------
+echo "== lab up (LAB_HOSTS=$LAB_HOSTS)"
+t0=$(now_ms)
+if "$LAB" up >"$LOG/up.out" 2>&1; then ok "lab up ($(fmt_ms $(( $(now_ms) - t0 ))))"; else nok "lab up" "$(cat "$LOG/up.out")"; exit 1; fi
+INV=$("$LAB" inventory)
+KEY="$LAB_ROOT/.lab/id_ed25519"
+mapfile -t HOSTS < <(host_names "$LAB_HOSTS")
+SUBNET=$(grep -o 'bridge hoplab0 [0-9.]*' "$LOG/up.out" | awk '{ print $3 }')
+SUBNET="${SUBNET%.*}.0/24"
+
+ip_of() { host_ip "$SUBNET" "$1"; }
+hssh() { local h=$1; shift; ssh -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o ConnectTimeout=3 -o ControlPath=none "root@$(ip_of "$h")" "$@"; }
+
+check "inventory is mode 0600" test "$(stat -c %a "$INV")" = 600
+secret_re=$(grep -E '^    (grafana_admin_password|loki_datasource_password):' "$INV" | sed -E 's/.*: "(.*)"/\1/' | paste -sd'|')
+check "inventory has two distinctive secrets" test "$(grep -cE '^    (grafana_admin_password|loki_datasource_password): "hoplab-(grafana|loki)-[A-Za-z0-9]{32}"$' "$INV")" = 2
+check_fails "lab up printed no secret" grep -qE "$secret_re" "$LOG/up.out"
+check "inventory groups" grep -q '^    alloy_windows:' "$INV"
+
+# ---- every host -----------------------------------------------------------------------------
+for h in "${HOSTS[@]}"; do
+    check "$h: ssh as root" hssh "$h" true
+    st=$(hssh "$h" systemctl is-system-running 2>&1 || true)
+    check "$h: systemd running" test "$st" = running
+    check "$h: apt timers active, python3 present" hssh "$h" 'systemctl is-active --quiet apt-daily.timer apt-daily-upgrade.timer && test -x /usr/bin/python3 && test "$(hostname)" = '"$h"
+    check "$h: apt sources only the lab repo" hssh "$h" 'test -z "$(grep -rhs "^deb\|^URIs" /etc/apt/sources.list /etc/apt/sources.list.d/ | grep -v "http://'"$(bridge_ip "$SUBNET")"':")"'
+done
+
+# ---- apt from the lab repo ------------------------------------------------------------------
+KREL=$(uname -r)
+check "srv-01: apt-get update + install alloy from the lab repo" hssh srv-01 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq alloy >/dev/null && dpkg -s alloy | grep -q "LAB STAND-IN"'
+check "srv-01: alloy ready on 127.0.0.1:12345" hssh srv-01 'systemctl enable --now alloy >/dev/null 2>&1 && for i in $(seq 30); do python3 -c "import urllib.request as u; u.urlopen(\"http://127.0.0.1:12345/-/ready\", timeout=1)" 2>/dev/null && exit 0; sleep 0.2; done; exit 1'
+hssh ws-01-linux 'apt-get update -qq' >/dev/null 2>&1 || true
+if out=$(hssh ws-01-linux 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq alloy' 2>&1); then
+    nok "ws-01-linux: apt fails while kernel headers are missing" "$out"
+else
+    [[ $out == *"kernel headers for kernel $KREL cannot be found"* ]] && ok "ws-01-linux: apt fails while kernel headers are missing" \
+        || nok "ws-01-linux: apt fails while kernel headers are missing" "$out"
+fi
+check "ws-01-linux: installing linux-headers-$KREL works" hssh ws-01-linux "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-headers-$KREL >/dev/null && test -e /lib/modules/$KREL/build/Makefile"
+check "ws-01-linux: apt works again after the headers" hssh ws-01-linux 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall alloy >/dev/null'
+check "obs-01: install loki + grafana, user loki in nogroup" hssh obs-01 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq loki grafana >/dev/null && test "$(id -gn loki)" = nogroup && test "$(stat -c %U:%G:%a /etc/grafana/grafana.ini)" = root:grafana:640'
+check "obs-01: loki /ready and grafana /api/health" hssh obs-01 'systemctl enable --now loki grafana-server >/dev/null 2>&1 && for i in $(seq 30); do python3 -c "
+import json, urllib.request as u
+u.urlopen(\"http://127.0.0.1:3100/ready\", timeout=1)
+assert json.load(u.urlopen(\"http://127.0.0.1:3000/api/health\", timeout=1))[\"database\"] == \"ok\"" 2>/dev/null && exit 0; sleep 0.2; done; exit 1'
+check "obs-01: loki refuses a key Loki 3 removed" hssh obs-01 '(cat /etc/loki/config.yml; printf "compactor:\n  shared_store: filesystem\n") >/tmp/bad.yml; ! loki -verify-config -config.file /tmp/bad.yml 2>/tmp/err && grep -q "field shared_store not found" /tmp/err'
+check "obs-01: grafana health 500 on an unreadable datasource file" hssh obs-01 'install -m 0600 /dev/null /etc/grafana/provisioning/datasources/x.yaml && python3 -c "
+import urllib.request as u, urllib.error as e
+try: u.urlopen(\"http://127.0.0.1:3000/api/health\", timeout=2); raise SystemExit(1)
+except e.HTTPError as x: raise SystemExit(0 if x.code == 500 else 1)" && rm /etc/grafana/provisioning/datasources/x.yaml'
+
+# ---- faults -------------------------------------------------------------------------------
+FH=srv-01
+probe() { ssh -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 -o ControlPath=none "root@$(ip_of "$FH")" true 2>&1; }
+check "fault timeout on" "$LAB" fault "$FH" timeout
+out=$(probe || true); [[ $out == *"timed out"* ]] && ok "timeout: ssh times out" || nok "timeout: ssh times out" "$out"
+check "fault heal (timeout)" "$LAB" fault "$FH" heal
+check "after heal: ssh works" probe
+check "fault refuse on" "$LAB" fault "$FH" refuse
+out=$(probe || true); [[ $out == *"refused"* ]] && ok "refuse: connection refused" || nok "refuse: connection refused" "$out"
+check "fault heal (refuse)" "$LAB" fault "$FH" heal
+check "after heal: ssh works" probe
+check "fault dpkg-lock:30 on" "$LAB" fault "$FH" dpkg-lock:30
+check "dpkg-lock: /proc/locks in the host shows a WRITE holder" hssh "$FH" 'i=$(stat -c %i /var/lib/dpkg/lock-frontend); grep -E "POSIX +ADVISORY +WRITE +[0-9]+ [0-9a-f:]+:$i " /proc/locks'
+out=$(hssh "$FH" 'apt-get install -y -qq alloy' 2>&1 || true); [[ $out == *"dpkg frontend lock"* ]] && ok "dpkg-lock: apt-get fails on the lock" || nok "dpkg-lock: apt-get fails on the lock" "$out"
+check "fault heal (dpkg-lock)" "$LAB" fault "$FH" heal
+check "after heal: no lock holder, apt works" hssh "$FH" 'i=$(stat -c %i /var/lib/dpkg/lock-frontend); ! grep -qE ":$i " /proc/locks && apt-get install -y -qq --reinstall alloy >/dev/null'
+check "lab status" bash -c "'$LAB' status | grep -cE '^[a-z0-9-]+ +running ' | grep -qx ${#HOSTS[@]}"
+
+# ---- re-up reaps the previous lab; a failed up and a killed up tear down ------------------
+t0=$(now_ms)
+check "lab up again reaps the running lab (warm)" "$LAB" up
+echo "     warm re-up: $(fmt_ms $(( $(now_ms) - t0 )))"
+check "down after re-up" "$LAB" down
+out=$(LAB_REPO_PORT=0 "$LAB" up 2>&1) && nok "a failing up exits non-zero" "$out" || {
+    [[ $out == *"tearing down"* && $out == *"verified clean"* ]] && ok "a failing up tears down and verifies" || nok "a failing up tears down and verifies" "$out"; }
+"$LAB" up >"$LOG/killed.out" 2>&1 &
+upid=$!
+sleep 1
+kill -TERM "$upid" 2>/dev/null || true
+wait "$upid" 2>/dev/null && echo "     (up had finished before SIGTERM)" || true
+if grep -q "tearing down" "$LOG/killed.out"; then
+    grep -q "verified clean" "$LOG/killed.out" && ok "SIGTERM during up tears down" || nok "SIGTERM during up tears down" "$(cat "$LOG/killed.out")"
+else
+    ok "SIGTERM during up: up had already finished (down below cleans)"
+fi
+
+# ---- down -----------------------------------------------------------------------------------
+t0=$(now_ms)
+if out=$("$LAB" down 2>&1) && [[ $out == *"verified clean"* ]]; then ok "lab down verified clean ($(fmt_ms $(( $(now_ms) - t0 ))))"; else nok "lab down" "$out"; fi
+TORN_DOWN=1
+check "down is idempotent" "$LAB" down
+check_fails "no lab netns left" bash -c 'ip netns list | grep -q "^hoplab-"'
+check_fails "no lab links left" bash -c 'ip -o link | grep -q hoplab'
+check_fails "no lab cgroups left" bash -c 'find /sys/fs/cgroup -maxdepth 6 -name homeops-lab -type d 2>/dev/null | grep -q .'
+check_fails "no lab processes left" bash -c 'for p in /proc/[0-9]*; do tr "\0" " " <$p/cmdline 2>/dev/null; echo; done | grep -E "[s]ystemd-nspawn.*homeops-lab|[h]ttp.server.*homeops-lab"'
+check_fails "no inventory left" test -e "$INV"
