@@ -78,13 +78,14 @@ pid_alive() {
     [[ $cmd == *"$pat"* ]]
 }
 
-# wait_exec PID PATTERN: a just-forked child runs our shell code before it execs; wait (up
-# to 5 s) until its command line shows PATTERN. Fails if it died first.
+# wait_exec PID COMM: a just-forked child runs our shell code (and setsid) before it execs
+# the real program; wait (up to 10 s) until /proc/PID/comm is COMM. Fails if it died first.
+# (Its command line is not a safe test meanwhile: it reads empty during an execve.)
 wait_exec() {
-    local i
-    for (( i = 0; i < 100; i++ )); do
-        pid_alive "$1" "$2" && return 0
-        [[ -d /proc/$1 ]] || return 1
+    local i c
+    for (( i = 0; i < 200; i++ )); do
+        c=$(cat 2>/dev/null <"/proc/$1/comm") || return 1
+        [[ $c == "$2" ]] && return 0
         sleep 0.05
     done
     return 1

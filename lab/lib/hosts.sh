@@ -88,7 +88,7 @@ launch_host() {
     ) </dev/null >"$sd/nspawn.log" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$sd/nspawn.pid"
-    wait_exec "$pid" "--machine=$h" || { tail -n 5 "$sd/nspawn.log" >&2; echo "systemd-nspawn for $h exited at start" >&2; return 1; }
+    wait_exec "$pid" systemd-nspawn || { tail -n 5 "$sd/nspawn.log" >&2; echo "systemd-nspawn for $h exited at start" >&2; return 1; }
 }
 
 # wait_hosts DEADLINE_S HOST...: wait (in parallel) for sshd and for systemd to settle.

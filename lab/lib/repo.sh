@@ -16,9 +16,9 @@ repo_start() {
         </dev/null >"$LAB_STATE_DIR/repo.log" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$LAB_STATE_DIR/repo.pid"
-    wait_exec "$pid" http.server || { tail -n 5 "$LAB_STATE_DIR/repo.log" >&2; die "the repo server exited at start"; }
+    wait_exec "$pid" "$(basename "$py")" || { tail -n 5 "$LAB_STATE_DIR/repo.log" >&2; die "the repo server exited at start"; }
     for (( i = 0; i < 50; i++ )); do
-        pid_alive "$pid" "http.server" || { tail -n 5 "$LAB_STATE_DIR/repo.log" >&2; die "the repo server exited at start"; }
+        [[ -d /proc/$pid ]] || { tail -n 5 "$LAB_STATE_DIR/repo.log" >&2; die "the repo server exited at start"; }
         if timeout 1 bash -c "exec 3<>/dev/tcp/$brip/$port" 2>/dev/null; then return 0; fi
         sleep 0.1
     done

@@ -42,7 +42,8 @@ stop_nspawns() {
         [[ -f $d/nspawn.pid ]] || continue
         p=$(<"$d/nspawn.pid")
         # A launch interrupted between fork and exec still becomes nspawn: wait for it.
-        wait_exec "$p" "--machine=$h" || continue
+        wait_exec "$p" systemd-nspawn || continue
+        pid_alive "$p" "--machine=$h" || continue
         pids+=("$p"); names+=("$h")
         kill -TERM "$p" 2>/dev/null || true
     done
@@ -91,7 +92,7 @@ stop_repo_server() {
     local p i
     [[ -f $LAB_STATE_DIR/repo.pid ]] || return 0
     p=$(<"$LAB_STATE_DIR/repo.pid")
-    wait_exec "$p" http.server || { rm -f "$LAB_STATE_DIR/repo.pid"; return 0; }
+    { wait_exec "$p" "$(basename "$(repo_python)")" && pid_alive "$p" http.server; } || { rm -f "$LAB_STATE_DIR/repo.pid"; return 0; }
     kill -TERM "$p" 2>/dev/null || true
     for (( i = 0; i < 30; i++ )); do pid_alive "$p" http.server || break; sleep 0.1; done
     pid_alive "$p" http.server && kill -KILL "$p" 2>/dev/null
