@@ -46,8 +46,8 @@ EOH
 # prepare_upper HOST BASE SUBNET REPO_URL ALL_HOSTS...
 prepare_upper() {
     local h=$1 base=$2 subnet=$3 repo=$4; shift 4
-    local d u ip other
-    d="$LAB_HOSTS_DIR/$h"; u="$d/upper"; ip=$(host_ip "$subnet" "$h")
+    local d u other
+    d="$LAB_HOSTS_DIR/$h"; u="$d/upper"
     rm -rf "$d"
     mkdir -p "$u"
     mkdir_like "$base" "$u" etc/ssh

@@ -25,7 +25,7 @@ state_set() {
 
 # state_load: read lab.env into S_* variables (only known keys; never `source` blindly).
 state_load() {
-    S_OWNER= S_SUBNET= S_BRIDGE_IP= S_REPO_PORT= S_HOSTS= S_BASE= S_NETNS_DIR_MADE= S_NETNS_MOUNT_MADE= S_CGROUPS= S_STARTED=
+    S_OWNER='' S_SUBNET='' S_BRIDGE_IP='' S_REPO_PORT='' S_HOSTS='' S_BASE='' S_NETNS_DIR_MADE='' S_NETNS_MOUNT_MADE='' S_CGROUPS='' S_STARTED=''
     local f="$LAB_STATE_DIR/lab.env" k v
     [[ -f $f ]] || return 1
     while IFS='=' read -r k v; do
