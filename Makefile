@@ -40,6 +40,8 @@ CHECK_FLAGS := $(if $(filter 1 yes true,$(CHECK)),--check --diff,)
 
 LOG_DIR := logs
 STAMP := $(shell date +%Y%m%d-%H%M%S)
+# ansible.cfg logs to logs/ansible.log; Ansible does not create the directory itself.
+$(shell mkdir -p $(LOG_DIR))
 
 VENV_STAMP := $(VENV)/.installed
 COLLECTIONS_STAMP := collections/.installed
