@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The Golden Path end to end (`make itest` runs this after `make setup`):
+#   1. lab up (only when no INVENTORY is given)
+#   2. deploy          playbooks/deploy-observability-stack.yml, with --diff
+#   3. verify          playbooks/tests/verify_observability.yml (checks A-D)
+#   4. idempotence     the deploy again at -vvv: FAILS if any host reports changed>0
+#                      (Molecule's rule, read from the PLAY RECAP)
+#   5. secrets scan    the secrets of the inventory must appear in no log of this run
+#   6. lab down        always (trap), also on failure, unless LAB_KEEP=1
+# Environment: INVENTORY=path (real hosts: the lab is never touched), LAB_KEEP=1,
+# ANSIBLE_ARGS (extra ansible-playbook arguments). Logs: logs/itest-<timestamp>/.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$PWD/ansible.cfg"
+# Plain output: it is read by people in CI logs and parsed here.
+export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
+
+INVENTORY=${INVENTORY:-}
+LAB_KEEP=${LAB_KEEP:-0}
+read -r -a EXTRA_ARGS <<<"${ANSIBLE_ARGS:-}"
+DEPLOY=playbooks/deploy-observability-stack.yml
+VERIFY=playbooks/tests/verify_observability.yml
+RUN_ID=$(date +%Y%m%d-%H%M%S)
+LOG_DIR=logs/itest-$RUN_ID
+mkdir -p "$LOG_DIR"
+T0=$SECONDS
+LAB_STARTED=0
+SECRETS_FILE=""
+CURRENT_STEP="start"
+
+step() {
+    CURRENT_STEP=$1
+    printf '\n==> itest [%4ds] %s\n' "$((SECONDS - T0))" "$*"
+}
+
+finish() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [[ -n $SECRETS_FILE ]] && rm -f "$SECRETS_FILE"
+    if (( LAB_STARTED )); then
+        if [[ $LAB_KEEP == 1 ]]; then
+            printf '\n==> itest: LAB_KEEP=1: the lab stays up (make lab-status; make lab-down when done)\n'
+        else
+            step "lab down: make lab-down"
+            if ! make --no-print-directory lab-down; then
+                echo "itest: ERROR: make lab-down failed; see above and run it again" >&2
+                (( rc == 0 )) && rc=1
+            fi
+        fi
+    fi
+    echo
+    if (( rc == 0 )); then
+        echo "==> itest PASSED in $((SECONDS - T0)) s (logs: $LOG_DIR/)"
+    else
+        echo "==> itest FAILED at step '$CURRENT_STEP' (exit $rc) after $((SECONDS - T0)) s (logs: $LOG_DIR/)" >&2
+        echo "    where to look: docs/runbook.md" >&2
+    fi
+    exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# run_playbook NAME [ansible-playbook args...]: full output to $LOG_DIR/NAME.out (and Ansible's
+# own log to NAME.log); the terminal gets everything, or with QUIET=1 one line per task.
+run_playbook() {
+    local name=$1; shift
+    local out="$LOG_DIR/$name.out" rc=0
+    echo "    ansible-playbook -i $INV $* ${EXTRA_ARGS[*]} (output: $out)"
+    if [[ ${QUIET:-0} == 1 ]]; then
+        ANSIBLE_LOG_PATH="$LOG_DIR/$name.log" \
+            ansible-playbook -i "$INV" "$@" "${EXTRA_ARGS[@]}" >"$out" 2>&1 &
+        local pid=$!
+        # Progress: task headers and per-host outcomes, without the -vvv payloads.
+        tail -n +1 -F --pid="$pid" "$out" 2>/dev/null \
+            | grep --line-buffered -E '^(PLAY|TASK|RUNNING HANDLER|ok:|changed:|fatal:|failed:|skipping:|unreachable:|\S+ +: ok=)' \
+            | sed -u -E 's/ => .*//; s/ \*+$//' || true
+        wait "$pid" || rc=$?
+    else
+        ANSIBLE_LOG_PATH="$LOG_DIR/$name.log" \
+            ansible-playbook -i "$INV" "$@" "${EXTRA_ARGS[@]}" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+    fi
+    return "$rc"
+}
+
+# changed_hosts FILE: "host changed=N" for every PLAY RECAP line with changed > 0.
+changed_hosts() {
+    awk '/^PLAY RECAP/ { recap = 1; next }
+         recap && / : ok=/ {
+             host = $1
+             for (i = 1; i <= NF; i++) if ($i ~ /^changed=/) { split($i, kv, "="); if (kv[2] + 0 > 0) print host " " $i }
+         }' "$1"
+}
+
+# ---- 1. inventory / lab ----------------------------------------------------------------------
+if [[ -n $INVENTORY ]]; then
+    step "inventory: $INVENTORY (real hosts; the lab is not touched)"
+    [[ -f $INVENTORY ]] || { echo "itest: INVENTORY=$INVENTORY does not exist" >&2; exit 2; }
+    INV=$INVENTORY
+else
+    step "lab up: make lab-up"
+    LAB_STARTED=1
+    make --no-print-directory lab-up
+    INV=.lab/inventory.yml
+    [[ -f $INV ]] || { echo "itest: lab up did not write $INV" >&2; exit 1; }
+    make --no-print-directory lab-status || true
+fi
+
+# ---- 2. deploy ----------------------------------------------------------------------------------
+# --diff on the first run: every secret-bearing task changes here, so this is where a secret
+# would leak into a diff if a task lacked diff: false.
+step "deploy: $DEPLOY --diff"
+run_playbook deploy "$DEPLOY" --diff
+
+# ---- 3. verify ----------------------------------------------------------------------------------
+step "verify: $VERIFY"
+run_playbook verify "$VERIFY"
+
+# ---- 4. idempotence -----------------------------------------------------------------------------
+# -vvv: the secrets must stay hidden at the highest verbosity too (scanned in step 5).
+step "idempotence: $DEPLOY again at -vvv, every host must report changed=0"
+QUIET=1 run_playbook idempotence "$DEPLOY" -vvv
+changed=$(changed_hosts "$LOG_DIR/idempotence.out")
+grep -q '^PLAY RECAP' "$LOG_DIR/idempotence.out" || { echo "itest: no PLAY RECAP in the second deploy" >&2; exit 1; }
+if [[ -n $changed ]]; then
+    echo "itest: NOT IDEMPOTENT: the second deploy changed something:" >&2
+    sed 's/^/    /' <<<"$changed" >&2
+    echo "    the changed tasks:" >&2
+    grep -E '^changed: ' "$LOG_DIR/idempotence.out" | sed -E 's/ => .*//; s/^/    /' >&2 || true
+    exit 1
+fi
+echo "    idempotent: changed=0 on every host"
+
+# ---- 5. secrets scan ----------------------------------------------------------------------------
+step "secrets scan: no secret of the inventory in any output or log of this run"
+SECRETS_FILE=$(mktemp "${TMPDIR:-/tmp}/homeops-secrets.XXXXXX")
+chmod 600 "$SECRETS_FILE"
+# The values go from ansible-inventory straight into a 0600 file, never to the terminal.
+ansible-inventory -i "$INV" --list 2>/dev/null | python3 -c '
+import json, sys
+names = ("grafana_admin_password", "loki_datasource_password")
+data = json.load(sys.stdin)
+found = set()
+def walk(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in names and isinstance(v, str) and len(v) >= 6:
+                found.add(v)
+            else:
+                walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            walk(v)
+walk(data)
+sys.stdout.write("".join(s + "\n" for s in sorted(found)))
+print(len(found), file=sys.stderr)
+' >"$SECRETS_FILE" 2>"$LOG_DIR/secrets-count"
+count=$(tail -n1 "$LOG_DIR/secrets-count"); rm -f "$LOG_DIR/secrets-count"
+if [[ ${count:-0} -eq 0 ]]; then
+    echo "    no plain secret values found in the inventory (vault without a password?): scan skipped"
+else
+    if leaks=$(grep -rlF -f "$SECRETS_FILE" "$LOG_DIR" logs/ansible.log 2>/dev/null); then
+        echo "itest: SECRET LEAK: a secret value appears in:" >&2
+        sed 's/^/    /' <<<"$leaks" >&2
+        exit 1
+    fi
+    echo "    $count secret values, found in none of $(find "$LOG_DIR" -type f | wc -l) files of $LOG_DIR"
+fi
+
+CURRENT_STEP="done"

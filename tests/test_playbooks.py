@@ -1,0 +1,247 @@
+"""Static checks of the playbooks: the rules of the deploy that a syntax check cannot see
+(task order, lock timeouts, secrets handling, unreachable handling, verify naming)."""
+import os
+import re
+
+import pytest
+import yaml
+
+from conftest import REPO, group_vars, load_yaml
+
+DEPLOY = "playbooks/deploy-observability-stack.yml"
+VERIFY = "playbooks/tests/verify_observability.yml"
+SECRETS = ("grafana_admin_password", "loki_datasource_password")
+APT_MODULES = ("apt_packages", "kernel_headers")
+FORBIDDEN_APT = ("ansible.builtin.apt", "apt", "ansible.builtin.package", "package",
+                 "ansible.builtin.apt_repository", "ansible.builtin.deb822_repository")
+
+
+def tasks_of(node):
+    """Every task under a list of tasks, descending into block/rescue/always, with the
+    imported task files inlined (import_tasks paths are relative to playbooks/)."""
+    for task in node or []:
+        yield task
+        for key in ("block", "rescue", "always"):
+            if key in task:
+                yield from tasks_of(task[key])
+        imported = task.get("ansible.builtin.import_tasks")
+        if imported:
+            yield from tasks_of(load_yaml(os.path.join("playbooks", imported)))
+
+
+def play_tasks(play):
+    for key in ("pre_tasks", "tasks", "post_tasks", "handlers"):
+        yield from tasks_of(play.get(key))
+
+
+def module_of(task):
+    skip = {"name", "register", "when", "loop", "notify", "no_log", "diff", "until", "retries",
+            "delay", "vars", "changed_when", "failed_when", "run_once", "block", "rescue",
+            "always", "loop_control", "tags", "become", "check_mode", "ignore_errors",
+            "listen", "delegate_to"}
+    keys = [k for k in task if k not in skip]
+    return keys[0] if keys else None
+
+
+@pytest.fixture(scope="module")
+def deploy():
+    return load_yaml(DEPLOY)
+
+
+@pytest.fixture(scope="module")
+def verify():
+    return load_yaml(VERIFY)
+
+
+def play(plays, hosts):
+    matches = [p for p in plays if p["hosts"] == hosts]
+    assert len(matches) == 1, f"expected one play for hosts {hosts}"
+    return matches[0]
+
+
+def names(play_):
+    return [t.get("name") for t in play_tasks(play_)]
+
+
+def test_play_order(deploy):
+    assert [p["hosts"] for p in deploy] == [
+        "loki:grafana:alloy_linux", "loki", "grafana", "alloy_linux", "alloy_windows",
+        "loki:grafana:alloy_linux",
+    ]
+    assert deploy[3]["name"] == "Deploy Grafana Alloy on Linux hosts"
+    assert deploy[4]["name"] == "Deploy Grafana Alloy on Windows hosts"
+
+
+def test_lockdown_first_and_released_last(deploy):
+    first = [t for t in play_tasks(deploy[0]) if module_of(t) == "apt_lockdown"]
+    assert [t["apt_lockdown"]["state"] for t in first] == ["locked", "released"]
+    last = [t for t in play_tasks(deploy[-1]) if module_of(t) == "apt_lockdown"]
+    assert [t["apt_lockdown"]["state"] for t in last] == ["released"]
+
+
+@pytest.mark.parametrize("index", [1, 2, 3])
+def test_every_linux_play_releases_the_lockdown_in_its_rescue(deploy, index):
+    blocks = [t for t in deploy[index]["tasks"] if "block" in t]
+    assert len(blocks) == 1
+    rescue = blocks[0]["rescue"]
+    assert module_of(rescue[0]) == "apt_lockdown" and rescue[0]["apt_lockdown"]["state"] == "released"
+    # The failure is recorded for the final play (which fails the host), not dropped.
+    assert any("observability_failed_step" in (t.get("ansible.builtin.set_fact") or {}) for t in rescue)
+    final_fail = [t for t in play_tasks(deploy[-1]) if module_of(t) == "ansible.builtin.fail"]
+    assert final_fail and "observability_failed_step is defined" in str(final_fail[0]["when"])
+
+
+def test_loki_account_before_data_dirs_before_package(deploy):
+    loki = play(deploy, "loki")
+    order = names(loki)
+    account = order.index("Ensure the loki group and system user exist")
+    dirs = order.index("Ensure Loki data directories exist")
+    package = order.index("Install the Loki package")
+    assert account < dirs < package
+    task = next(t for t in play_tasks(loki) if t.get("name") == order[account])
+    assert module_of(task) == "system_account"
+    assert task["system_account"]["group"] == "{{ loki_group }}"
+    dirs_task = next(t for t in play_tasks(loki) if t.get("name") == order[dirs])
+    args = dirs_task["ansible.builtin.file"]
+    assert (args["owner"], args["group"], args["mode"]) == ("{{ loki_user }}", "{{ loki_group }}", "0750")
+
+
+def test_loki_config_is_validated_and_restarts_loki(deploy):
+    loki = play(deploy, "loki")
+    task = next(t for t in play_tasks(loki) if t.get("name") == "Write the Loki configuration")
+    args = task["ansible.builtin.template"]
+    assert args["dest"] == "{{ loki_config_path }}"
+    assert args["validate"] == "loki -verify-config -config.file=%s"
+    assert task["notify"] == "Restart Loki"
+    _, variables = group_vars()
+    assert variables["loki_config_path"] == "/etc/loki/config.yml"
+
+
+def test_kernel_headers_before_alloy(deploy):
+    order = names(play(deploy, "alloy_linux"))
+    assert order.index("Install kernel headers for the running kernel") < order.index("Install Grafana Alloy")
+
+
+def test_alloy_linux_ignores_unreachable_and_windows_uses_ansible_windows(deploy):
+    assert play(deploy, "alloy_linux")["ignore_unreachable"] is True
+    windows = play(deploy, "alloy_windows")
+    modules = {module_of(t) for t in play_tasks(windows)}
+    assert modules and all(m.startswith("ansible.windows.") for m in modules), modules
+
+
+def test_unreachable_loki_or_grafana_host_fails_but_agent_is_reported(deploy):
+    lockdown = deploy[0]
+    assert lockdown["ignore_unreachable"] is True
+    tasks = list(play_tasks(lockdown))
+    fail = next(t for t in tasks if module_of(t) == "ansible.builtin.fail")
+    assert "'loki', 'grafana'" in str(fail["when"])
+    report = next(t for t in tasks if module_of(t) == "ansible.builtin.debug")
+    assert "UNREACHABLE" in report["ansible.builtin.debug"]["msg"]
+
+
+def test_every_apt_operation_goes_through_our_modules_with_the_lock_timeout(deploy):
+    _, variables = group_vars()
+    assert variables["observability_apt_lock_timeout"] == 600
+    seen = 0
+    for play_ in deploy:
+        for task in play_tasks(play_):
+            module = module_of(task)
+            assert module not in FORBIDDEN_APT, f"{task.get('name')}: apt via {module}"
+            if module in APT_MODULES:
+                seen += 1
+                assert task[module]["lock_timeout"] == "{{ observability_apt_lock_timeout }}", task.get("name")
+    assert seen >= 4
+
+
+def test_versions_are_pinned(deploy):
+    _, variables = group_vars()
+    assert variables["loki_package"] == "loki={{ loki_version }}"
+    assert variables["grafana_package"] == "grafana={{ grafana_version }}"
+    assert variables["alloy_package"] == "alloy={{ alloy_version }}"
+    versions = load_yaml("playbooks/group_vars/all/versions.yml")
+    for key in ("loki_version", "grafana_version", "alloy_version"):
+        assert re.fullmatch(r"\d+\.\d+\.\d+", versions[key])
+
+
+def test_grafana_repository_skipped_for_the_lab():
+    for task in load_yaml("playbooks/tasks/grafana-apt-repository.yml"):
+        if module_of(task) != "ansible.builtin.meta":
+            assert task["when"] == "observability_package_source == 'grafana'"
+
+
+@pytest.mark.parametrize("path", [DEPLOY, VERIFY])
+def test_tasks_touching_secrets_are_no_log_and_no_diff(path):
+    for play_ in load_yaml(path):
+        for task in play_tasks(play_):
+            if "block" in task:
+                continue
+            text = yaml.safe_dump(task)
+            if any(secret in text for secret in SECRETS):
+                assert task.get("no_log") is True, f"{task.get('name')} touches a secret without no_log"
+                module = module_of(task)
+                assert module != "ansible.builtin.debug", f"{task.get('name')} debugs a secret"
+                if module in ("ansible.builtin.template", "community.general.ini_file",
+                              "ansible.builtin.copy", "ansible.builtin.lineinfile"):
+                    assert task.get("diff") is False, f"{task.get('name')} would diff a secret"
+
+
+def test_secret_bearing_template_is_written_no_log_and_root_grafana_0640(deploy):
+    grafana = play(deploy, "grafana")
+    task = next(t for t in play_tasks(grafana) if t.get("name") == "Provision the Loki datasource")
+    args = task["ansible.builtin.template"]
+    assert args["src"] == "grafana-datasource-loki.yaml.j2"
+    assert args["dest"] == "{{ grafana_datasources_dir }}/loki.yaml"
+    assert (args["owner"], args["group"], args["mode"]) == ("root", "{{ grafana_group }}", "0640")
+    assert task["no_log"] is True and task["diff"] is False
+
+
+def test_no_secret_defaults_in_group_vars():
+    _, variables = group_vars()
+    for secret in SECRETS:
+        assert secret not in variables
+
+
+def test_verify_tasks_are_named_with_their_check(verify):
+    check_plays = [p for p in verify if p["hosts"] != "localhost"]
+    for play_ in check_plays:
+        for task in play_tasks(play_):
+            assert re.match(r"^[A-D][0-9](-[A-D][0-9])? ", task["name"]), task["name"]
+    summary = play(verify, "localhost")
+    assert all(t["name"].startswith("Summary ") for t in play_tasks(summary))
+
+
+def test_verify_implements_exactly_the_spec(verify):
+    with open(os.path.join(REPO, "docs/verification-spec.md"), encoding="utf-8") as f:
+        spec = set(re.findall(r"^\| ([A-D][0-9]) \|", f.read(), flags=re.M))
+    implemented = set()
+    for play_ in verify:
+        for task in play_tasks(play_):
+            implemented.update(re.findall(r"\b([A-D][0-9])\b", task.get("name", "").split(" ", 1)[0]))
+            ids = re.match(r"^([A-D][0-9])-([A-D][0-9]) ", task.get("name", ""))
+            if ids:
+                implemented.update(ids.groups())
+    assert spec == {"A1", "A2", "A3", "B1", "B2", "B3", "C1", "C2", "C3", "D1", "D2", "D3"}
+    assert implemented == spec
+
+
+def test_verify_never_reads_the_datasource_file(verify):
+    for play_ in verify:
+        for task in play_tasks(play_):
+            module = module_of(task)
+            assert module not in ("ansible.builtin.slurp", "ansible.builtin.fetch",
+                                  "ansible.builtin.shell", "ansible.builtin.command") or \
+                "loki.yaml" not in yaml.safe_dump(task), task["name"]
+            assert " cat " not in f" {yaml.safe_dump(task)} "
+    c1 = next(t for p in verify for t in play_tasks(p) if t.get("name", "").startswith("C1 "))
+    assert module_of(c1) == "safe_grep"
+    c2 = next(t for p in verify for t in play_tasks(p) if t.get("name", "").startswith("C2 "))
+    assert c2["ansible.builtin.stat"]["get_checksum"] is False
+
+
+def test_verify_sees_the_same_group_vars():
+    link = os.path.join(REPO, "playbooks/tests/group_vars")
+    assert os.path.islink(link) and os.readlink(link) == "../group_vars"
+
+
+def test_verify_agents_ignore_unreachable(verify):
+    assert play(verify, "alloy_linux")["ignore_unreachable"] is True
