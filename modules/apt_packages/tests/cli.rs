@@ -1,0 +1,212 @@
+//! The real binary, run the way Ansible runs it. Nothing here installs or removes a package:
+//! the only runs that reach apt are dpkg queries and check-mode simulations (`apt-get -s`,
+//! which takes no lock and changes nothing).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use runtime::testing::{run_with_file, run_with_stdin, Run};
+use serde_json::{json, Value as Json};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_apt_packages"))
+}
+
+fn run(args: Json) -> Run {
+    run_with_file(bin(), &args.to_string())
+}
+
+fn msg(run: &Run) -> &str {
+    run.json["msg"].as_str().unwrap_or_default()
+}
+
+fn assert_refused(run: &Run, needle: &str) {
+    assert_eq!(run.json["failed"], json!(true), "{}", run.json);
+    assert_eq!(run.json["changed"], json!(false), "{}", run.json);
+    assert_eq!(run.code, 1);
+    assert!(
+        msg(run).contains(needle),
+        "{needle:?} not in {:?}",
+        msg(run)
+    );
+    assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
+}
+
+fn installed(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).ends_with(" installed"))
+        .unwrap_or(false)
+}
+
+fn has_candidate(name: &str) -> bool {
+    Command::new("apt-cache")
+        .args(["policy", name])
+        .output()
+        .map(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.contains("Candidate:") && !text.contains("Candidate: (none)")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_missing_args_file_fails_clearly() {
+    let out = Command::new(bin())
+        .arg("/nonexistent/homeops/args")
+        .output()
+        .unwrap();
+    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["failed"], json!(true));
+    assert!(json["msg"]
+        .as_str()
+        .unwrap()
+        .contains("cannot read the module arguments file '/nonexistent/homeops/args'"));
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = Command::new(bin()).output().unwrap();
+    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["msg"].as_str().unwrap().contains("no arguments"));
+}
+
+#[test]
+fn broken_arguments_fail_clearly() {
+    assert_refused(&run_with_file(bin(), "{name: curl"), "not valid JSON");
+    assert_refused(&run_with_file(bin(), "[\"curl\"]"), "must be a JSON object");
+    assert_refused(
+        &run(json!({"name": "curl", "colour": "red"})),
+        "Unsupported parameters for (apt_packages) module: colour",
+    );
+    assert_refused(
+        &run(json!({"name": "curl", "lock_timeout": "soon"})),
+        "'lock_timeout' must be of type int",
+    );
+    assert_refused(
+        &run(json!({"name": "curl", "update_cache": "maybe"})),
+        "'update_cache' must be a boolean",
+    );
+    assert_refused(
+        &run(json!({"name": {"a": 1}})),
+        "'name' must be of type list",
+    );
+    assert_refused(
+        &run(json!({"name": "curl", "state": "installed"})),
+        "'state' must be one of: present, absent, latest",
+    );
+}
+
+#[test]
+fn invalid_package_names_are_refused_before_anything_runs() {
+    for (name, why) in [
+        (
+            json!("curl;rm"),
+            "name: 'curl;rm' is not a valid Debian package name: it contains the character ';'",
+        ),
+        (
+            json!(["-oFoo"]),
+            "it starts with '-', so apt-get would read it as an option",
+        ),
+        (json!(["curl rm"]), "it contains a space"),
+        (json!(["curl=1.0 -y"]), "has an invalid version"),
+        (json!(["Curl"]), "upper-case letter"),
+    ] {
+        assert_refused(&run(json!({ "name": name })), why);
+    }
+    assert_refused(
+        &run(json!({"name": "curl", "dpkg_options": ["force-confold; rm -rf /"]})),
+        "dpkg_options:",
+    );
+}
+
+#[test]
+fn negative_numbers_are_refused() {
+    for key in ["lock_timeout", "retries", "retry_delay", "cache_valid_time"] {
+        assert_refused(
+            &run(json!({"name": "curl", key: -1})),
+            &format!("'{key}' must be at least 0, got -1"),
+        );
+    }
+}
+
+#[test]
+fn an_installed_package_is_unchanged_at_once_without_any_lock() {
+    // dpkg is installed on every Debian host. The answer comes from dpkg-query alone.
+    let start = Instant::now();
+    let run = run(json!({"name": "dpkg", "update_cache": true, "lock_timeout": 0}));
+    assert_eq!(run.json["failed"], json!(false), "{}", run.json);
+    assert_eq!(run.json["changed"], json!(false));
+    assert_eq!(run.json["attempts"], json!(0));
+    assert_eq!(run.json["lock_wait_seconds"], json!(0.0));
+    assert_eq!(run.json["lock_holder"], Json::Null);
+    assert_eq!(run.json["cache_updated"], json!(false));
+    assert_eq!(run.json["installed"], json!([]));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        run.json["invocation"]["module_args"]["name"],
+        json!(["dpkg"])
+    );
+
+    // The same through standard input (our fast path), with key=value style strings.
+    let run = run_with_stdin(
+        bin(),
+        r#"{"pkg": "dpkg", "state": "present", "lock_timeout": "0", "_ansible_check_mode": "yes"}"#,
+    );
+    assert_eq!(run.json["changed"], json!(false), "{}", run.json);
+    assert_eq!(run.code, 0);
+}
+
+#[test]
+fn check_mode_reports_an_install_and_installs_nothing() {
+    // `hello` is in Debian's archive and not installed on a build machine; skip otherwise.
+    if installed("hello") || !has_candidate("hello") {
+        eprintln!("skipped: hello is installed or not in the apt cache");
+        return;
+    }
+    let run = run(json!({
+        "name": ["hello", "dpkg"],
+        "_ansible_check_mode": true,
+        "_ansible_diff": true
+    }));
+    assert_eq!(run.json["failed"], json!(false), "{}", run.json);
+    assert_eq!(run.json["changed"], json!(true));
+    assert!(
+        msg(&run).starts_with("would install hello"),
+        "{}",
+        msg(&run)
+    );
+    assert_eq!(run.json["installed"][0]["name"], json!("hello"));
+    assert_eq!(run.json["attempts"], json!(0));
+    assert!(run.json["diff"]["after"]
+        .as_str()
+        .unwrap()
+        .contains("hello "));
+    assert!(!installed("hello"), "check mode installed a package");
+}
+
+#[test]
+fn check_mode_reports_a_removal_and_removes_nothing() {
+    if !installed("curl") {
+        eprintln!("skipped: curl is not installed here");
+        return;
+    }
+    let run = run(json!({"name": "curl", "state": "absent", "_ansible_check_mode": true}));
+    assert_eq!(run.json["failed"], json!(false), "{}", run.json);
+    assert_eq!(run.json["changed"], json!(true));
+    assert!(run.json["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == json!("curl")));
+    assert!(installed("curl"), "check mode removed a package");
+}
+
+#[test]
+fn check_mode_absent_for_a_missing_package_is_unchanged() {
+    let run = run(
+        json!({"name": "homeops-no-such-package", "state": "absent", "_ansible_check_mode": true}),
+    );
+    assert_eq!(run.json["failed"], json!(false), "{}", run.json);
+    assert_eq!(run.json["changed"], json!(false));
+}
