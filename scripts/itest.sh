@@ -36,7 +36,7 @@ step() {
 }
 
 finish() {
-    local rc=$?
+    local rc=$? failed_step=$CURRENT_STEP
     trap - EXIT INT TERM
     [[ -n $SECRETS_FILE ]] && rm -f "$SECRETS_FILE"
     if (( LAB_STARTED )); then
@@ -54,7 +54,7 @@ finish() {
     if (( rc == 0 )); then
         echo "==> itest PASSED in $((SECONDS - T0)) s (logs: $LOG_DIR/)"
     else
-        echo "==> itest FAILED at step '$CURRENT_STEP' (exit $rc) after $((SECONDS - T0)) s (logs: $LOG_DIR/)" >&2
+        echo "==> itest FAILED at step '$failed_step' (exit $rc) after $((SECONDS - T0)) s (logs: $LOG_DIR/)" >&2
         echo "    where to look: docs/runbook.md" >&2
     fi
     exit "$rc"
@@ -137,8 +137,9 @@ echo "    idempotent: changed=0 on every host"
 step "secrets scan: no secret of the inventory in any output or log of this run"
 SECRETS_FILE=$(mktemp "${TMPDIR:-/tmp}/homeops-secrets.XXXXXX")
 chmod 600 "$SECRETS_FILE"
-# The values go from ansible-inventory straight into a 0600 file, never to the terminal.
-ansible-inventory -i "$INV" --list 2>/dev/null | python3 -c '
+# The values go from ansible-inventory straight into a 0600 file, never to the terminal, and
+# not into Ansible's log either (ansible-inventory would log its whole output there).
+ANSIBLE_LOG_PATH=/dev/null ansible-inventory -i "$INV" --list 2>/dev/null | python3 -c '
 import json, sys
 names = ("grafana_admin_password", "loki_datasource_password")
 data = json.load(sys.stdin)

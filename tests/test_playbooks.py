@@ -166,7 +166,26 @@ def test_versions_are_pinned(deploy):
 def test_grafana_repository_skipped_for_the_lab():
     for task in load_yaml("playbooks/tasks/grafana-apt-repository.yml"):
         if module_of(task) != "ansible.builtin.meta":
-            assert task["when"] == "observability_package_source == 'grafana'"
+            assert task["when"] == "observability_use_grafana_repo | bool"
+
+
+def test_inventory_wide_switches_have_no_playbook_group_vars_default():
+    """playbooks/group_vars/all outranks an inventory's `all: vars`: a default here for a
+    variable the inventory sets (the lab sets observability_package_source: lab) would win."""
+    _, variables = group_vars()
+    for name in ("observability_package_source", "lab_apt_repo_url") + SECRETS:
+        assert name not in variables
+
+
+@pytest.mark.parametrize("source, expected", [(None, True), ("grafana", True), ("lab", False)])
+def test_package_source_switch(source, expected):
+    from ansible.template import Templar
+
+    loader, variables = group_vars()
+    if source is not None:
+        variables["observability_package_source"] = source
+    templar = Templar(loader=loader, variables=variables)
+    assert templar.template(variables["observability_use_grafana_repo"]) is expected
 
 
 @pytest.mark.parametrize("path", [DEPLOY, VERIFY])
