@@ -86,13 +86,7 @@ run_playbook() {
 }
 
 # changed_hosts FILE: "host changed=N" for every PLAY RECAP line with changed > 0.
-changed_hosts() {
-    awk '/^PLAY RECAP/ { recap = 1; next }
-         recap && / : ok=/ {
-             host = $1
-             for (i = 1; i <= NF; i++) if ($i ~ /^changed=/) { split($i, kv, "="); if (kv[2] + 0 > 0) print host " " $i }
-         }' "$1"
-}
+changed_hosts() { awk -f scripts/recap-changed.awk "$1"; }
 
 # ---- 1. inventory / lab ----------------------------------------------------------------------
 if [[ -n $INVENTORY ]]; then

@@ -1,0 +1,37 @@
+"""The itest's idempotence rule (scripts/recap-changed.awk) on real PLAY RECAP shapes."""
+import os
+import subprocess
+
+from conftest import REPO
+
+RECAP = """\
+TASK [Install Grafana Alloy] ****************************************************
+changed: [srv-01]
+
+PLAY RECAP *********************************************************************
+obs-01                     : ok=18   changed=0    unreachable=0    failed=0    skipped=10   rescued=0    ignored=0
+srv-01                     : ok=10   changed={srv}    unreachable=0    failed=0    skipped=7    rescued=0    ignored=0
+ws-01-linux                : ok=3    changed=0    unreachable=0    failed=0    skipped=3    rescued=0    ignored=1
+"""
+
+
+def changed(text, tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text(text)
+    return subprocess.run(
+        ["awk", "-f", os.path.join(REPO, "scripts/recap-changed.awk"), str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout.splitlines()
+
+
+def test_all_hosts_unchanged_is_idempotent(tmp_path):
+    assert changed(RECAP.format(srv=0), tmp_path) == []
+
+
+def test_a_changed_host_is_reported(tmp_path):
+    assert changed(RECAP.format(srv=12), tmp_path) == ["srv-01 changed=12"]
+
+
+def test_lines_before_the_recap_are_ignored(tmp_path):
+    text = "obs-01 : ok=1 changed=5 unreachable=0\n" + RECAP.format(srv=0)
+    assert changed(text, tmp_path) == []
