@@ -1,0 +1,1028 @@
+#!/usr/bin/env python3
+"""`make bench`: how fast are our Rust modules, with and without the fast path, against the
+ansible.builtin modules a user would otherwise write, on the lab's real hosts.
+
+Series (all against the lab inventory, ANSIBLE_CONFIG = this clone's ansible.cfg):
+  per-task   per module, a play of N identical no-op tasks: ours (fast path on), ours (fast path
+             off: ansible-core's standard binary transfer) and the builtin equivalent, plus an
+             empty play and N x `raw: /bin/true` as the floor. One round runs every series once;
+             per-task time is (total - empty) / N of the same round, ratios are taken per round,
+             and the report gives medians over the rounds.
+  deploy     playbooks/deploy-observability-stack.yml against bench/playbooks/deploy-builtin.yml
+             (the same deploy with ansible.builtin modules only): first run on fresh hosts
+             (lab down + up before each) and the idempotent re-run right after it.
+  on-host    each module binary run directly on one lab host, K times in a loop timed inside the
+             host (date +%s%N), plus the fast path's remote script alone and exec floors.
+  ssh-ops    one task of each kind at -vvv on one host, counting the SSH commands it makes.
+  sizes      the binaries in library/ (bytes, and the 1 MiB budget).
+
+Writes bench/results/<stamp>/ (generated playbooks, logs, results.json; git-ignored), a section
+of docs/benchmarks.md for this host count and docs/benchmarks-<N>hosts.png.
+
+The lab is one per machine and other sessions may use it: every measured run checks that the
+lab is still the one this bench started (lab.env STARTED); if somebody else restarted it, the
+bench stops and says so instead of reporting mixed numbers, and it never brings down a lab it
+did not start.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+LAB = ROOT / "lab" / "lab"
+LAB_STATE = Path("/run/homeops-lab/lab.env")
+INVENTORY = ROOT / ".lab" / "inventory.yml"
+VENV_BIN = ROOT / ".venv" / "bin"
+ANSIBLE_PLAYBOOK = VENV_BIN / "ansible-playbook"
+# BENCH_LIBRARY: another directory of module binaries (a harness test with stand-ins); the
+# report names it, and Ansible gets it as ANSIBLE_LIBRARY.
+LIBRARY = Path(os.environ.get("BENCH_LIBRARY") or ROOT / "library")
+DEPLOY_OURS = ROOT / "playbooks" / "deploy-observability-stack.yml"
+DEPLOY_BUILTIN = BENCH / "playbooks" / "deploy-builtin.yml"
+DOC = ROOT / "docs" / "benchmarks.md"
+MODULES = ["system_account", "apt_packages", "apt_lockdown", "kernel_headers", "safe_grep"]
+MIB = 1024 * 1024
+
+# What the per-task series run. Each entry: our task (one), its builtin equivalent (one or more
+# tasks that do the same job as a user would write them), and the setup that makes them no-ops.
+# `{kernel}` is the running kernel release (lab hosts share the controller's kernel).
+BENCH_ACCOUNT = {
+    "name": "homeopsbench", "group": "homeopsbench", "system": True,
+    "home": "/var/lib/homeopsbench", "create_home": False,
+    "shell": "/usr/sbin/nologin", "comment": "HomeOps bench account",
+}
+GREP_FILE = "/etc/homeops-bench/grep-target.conf"
+GREP_PATTERN = r"^\s*type:\s*loki\s*$"
+
+
+def per_task_specs(alloy_version: str, kernel: str) -> list[dict]:
+    apt_args = {"name": f"alloy={alloy_version}", "state": "present",
+                "update_cache": True, "cache_valid_time": 3600}
+    acc = BENCH_ACCOUNT
+    return [
+        {
+            "module": "system_account",
+            "ours": [{"system_account": dict(acc)}],
+            "builtin": [
+                {"ansible.builtin.group": {"name": acc["group"], "system": True}},
+                {"ansible.builtin.user": {k: acc[k] for k in
+                                          ("name", "group", "system", "home", "create_home", "shell", "comment")}},
+            ],
+            "builtin_label": "builtin.group + builtin.user",
+            "onhost_args": dict(acc),
+        },
+        {
+            "module": "apt_packages",
+            "ours": [{"apt_packages": dict(apt_args)}],
+            "builtin": [{"ansible.builtin.apt": dict(apt_args)}],
+            "builtin_label": "builtin.apt",
+            "onhost_args": dict(apt_args),
+        },
+        {
+            "module": "kernel_headers",
+            "ours": [{"kernel_headers": {}}],
+            "builtin": [{"ansible.builtin.apt": {"name": f"linux-headers-{kernel}", "state": "present"}}],
+            "builtin_label": f"builtin.apt linux-headers-{kernel}",
+            "onhost_args": {},
+        },
+        {
+            "module": "safe_grep",
+            "ours": [{"safe_grep": {"path": GREP_FILE, "pattern": GREP_PATTERN,
+                                    "state": "present", "min_count": 1}}],
+            "builtin": [{"ansible.builtin.command": {"argv": ["grep", "-c", "-E", GREP_PATTERN, GREP_FILE]},
+                         "changed_when": False}],
+            "builtin_label": "builtin.command: grep -c",
+            "onhost_args": {"path": GREP_FILE, "pattern": GREP_PATTERN, "state": "present", "min_count": 1},
+        },
+    ]
+
+
+def setup_tasks(alloy_version: str, kernel: str) -> list[dict]:
+    """One play that makes every per-task series a no-op. Kernel headers first: on ws-01-linux
+    every dpkg run fails (the DKMS-style hook) until they are installed."""
+    acc = BENCH_ACCOUNT
+    return [
+        {"name": "Install the headers of the running kernel",
+         "ansible.builtin.apt": {"name": f"linux-headers-{kernel}", "state": "present",
+                                 "update_cache": True}},
+        {"name": "Install the package the apt series checks",
+         "ansible.builtin.apt": {"name": f"alloy={alloy_version}", "state": "present"}},
+        {"name": "Create the group of the bench account",
+         "ansible.builtin.group": {"name": acc["group"], "system": True}},
+        {"name": "Create the bench account",
+         "ansible.builtin.user": {k: acc[k] for k in
+                                  ("name", "group", "system", "home", "create_home", "shell", "comment")}},
+        {"name": "Create the directory of the grep target",
+         "ansible.builtin.file": {"path": str(Path(GREP_FILE).parent), "state": "directory", "mode": "0755"}},
+        {"name": "Write the grep target",
+         "ansible.builtin.copy": {"dest": GREP_FILE, "mode": "0640",
+                                  "content": "apiVersion: 1\ndatasources:\n  - name: Loki\n    type: loki\n"}},
+    ]
+
+
+class BenchError(Exception):
+    pass
+
+
+class Interference(BenchError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def loadavg() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return sum(f) - idle, sum(f)
+
+
+# ---- the lab ------------------------------------------------------------------------------
+
+def read_lab_state() -> dict | None:
+    try:
+        text = LAB_STATE.read_text()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition("=")
+        if sep:
+            try:
+                parts = shlex.split(v)
+            except ValueError:
+                parts = [v]
+            out[k] = " ".join(parts)
+    return out
+
+
+class Lab:
+    """Brings the lab up and down, and notices when somebody else restarted it."""
+    # `current_started` is the STARTED stamp of the lab in use: what the hosts' state (setup,
+    # fast-path cache) belongs to.
+
+    def __init__(self, hosts: int, results: Path):
+        self.hosts = hosts
+        self.results = results
+        self.mine: set[str] = set()      # STARTED stamps of labs this bench brought up
+        self.current_started = ""
+        self.cycles = 0
+
+    def _run(self, action: str) -> str:
+        env = dict(os.environ, LAB_HOSTS=str(self.hosts))
+        t0 = time.perf_counter()
+        p = subprocess.run([str(LAB), action], cwd=ROOT, env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with open(self.results / "lab.log", "a") as f:
+            f.write(f"==> lab {action} ({time.perf_counter() - t0:.1f} s, rc {p.returncode})\n{p.stdout}\n")
+        if p.returncode != 0:
+            raise BenchError(f"lab/lab {action} failed (rc {p.returncode}):\n{p.stdout[-2000:]}")
+        return p.stdout
+
+    def current(self) -> dict | None:
+        st = read_lab_state()
+        if not st or st.get("OWNER") != str(ROOT):
+            return None
+        return st
+
+    def usable(self) -> bool:
+        st = self.current()
+        return bool(st) and len(st.get("HOSTS", "").split()) == self.hosts and INVENTORY.is_file()
+
+    def up(self) -> None:
+        self._run("up")
+        st = self.current()
+        if not st:
+            raise BenchError("lab/lab up succeeded but /run/homeops-lab/lab.env names no lab of this clone")
+        self.mine.add(st.get("STARTED", ""))
+        self.current_started = st.get("STARTED", "")
+        self.cycles += 1
+
+    def adopt(self) -> None:
+        """Use a lab of this clone that was already up (with the right host count)."""
+        st = self.current()
+        self.mine.add(st.get("STARTED", ""))
+        self.current_started = st.get("STARTED", "")
+
+    def down(self) -> str:
+        out = self._run("down")
+        if "verified clean" not in out:
+            raise BenchError("lab/lab down did not report 'verified clean':\n" + out[-2000:])
+        return out
+
+    def cycle(self) -> None:
+        self.down()
+        self.up()
+
+    def check(self) -> None:
+        st = read_lab_state()
+        if not st:
+            raise Interference("the lab is no longer up: somebody brought it down during the bench")
+        if st.get("STARTED", "") != self.current_started:
+            raise Interference(
+                f"the lab was restarted by somebody else (started {st.get('STARTED')}, owner "
+                f"{st.get('OWNER')}): the numbers would mix two labs")
+
+    def is_ours_now(self) -> bool:
+        st = read_lab_state()
+        return bool(st) and st.get("STARTED", "") in self.mine
+
+
+def inventory_hosts() -> dict:
+    import yaml
+    inv = yaml.safe_load(INVENTORY.read_text())
+    return inv["all"]["hosts"]
+
+
+# ---- ansible ------------------------------------------------------------------------------
+
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+class Runner:
+    def __init__(self, results: Path, lab: Lab):
+        self.results = results
+        self.lab = lab
+        self.env = dict(os.environ)
+        self.env.update({
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+            "LC_ALL": "C.UTF-8",
+            "ANSIBLE_LOG_PATH": str(results / "ansible.log"),
+        })
+        self.env.pop("HOMEOPS_FASTPATH", None)
+        if LIBRARY != ROOT / "library":
+            self.env["ANSIBLE_LIBRARY"] = str(LIBRARY)
+        (results / "out").mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    def play(self, playbook: Path, name: str, env: dict | None = None, args: list[str] | None = None,
+             expect_changed: bool | None = False) -> dict:
+        """Runs ansible-playbook once and returns wall time, controller CPU, machine CPU, recap."""
+        self.lab.check()
+        self.count += 1
+        out = self.results / "out" / f"{self.count:04d}-{name}.out"
+        e = dict(self.env, **(env or {}))
+        cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(INVENTORY), *(args or []), str(playbook)]
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy0, tot0 = cpu_jiffies()
+        t0 = time.perf_counter()
+        with open(out, "w") as f:
+            p = subprocess.run(cmd, cwd=ROOT, env=e, stdout=f, stderr=subprocess.STDOUT)
+        wall = time.perf_counter() - t0
+        busy1, tot1 = cpu_jiffies()
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        text = out.read_text(errors="replace")
+        self.lab.check()
+        if p.returncode != 0:
+            raise BenchError(f"{name}: ansible-playbook exited {p.returncode} (output: {out}):\n"
+                             + "\n".join(text.splitlines()[-30:]))
+        recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]),
+                        "failed": int(m[4])} for m in RECAP.findall(text)}
+        changed = sum(v["changed"] for v in recap.values())
+        if expect_changed is False and changed:
+            raise BenchError(f"{name}: expected a no-op, but {changed} task(s) reported changed "
+                             f"(output: {out}): the setup does not match the tasks")
+        hz = os.sysconf("SC_CLK_TCK")
+        return {
+            "wall": wall,
+            "ctrl_cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+            "machine_busy_cores": ((busy1 - busy0) / hz) / wall if wall > 0 else 0.0,
+            "machine_busy_frac": (busy1 - busy0) / (tot1 - tot0) if tot1 > tot0 else 0.0,
+            "changed": changed, "hosts": len(recap), "out": str(out.relative_to(ROOT)),
+        }
+
+
+def write_yaml(path: Path, data) -> Path:
+    import yaml
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False, width=120))
+    return path
+
+
+def play_of(tasks: list[dict], name: str, repeat: int = 1) -> list[dict]:
+    body = []
+    for i in range(repeat):
+        for t in tasks:
+            t = dict(t)
+            t.setdefault("name", f"{name} {i + 1}")
+            body.append(t)
+    return [{"name": name, "hosts": "all", "gather_facts": False, "tasks": body}]
+
+
+# ---- series -------------------------------------------------------------------------------
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def bench_sizes() -> dict:
+    out = {}
+    for m in MODULES:
+        p = LIBRARY / m
+        size = p.stat().st_size
+        out[m] = {"bytes": size, "ok": size <= MIB}
+    return out
+
+
+def bench_per_task(runner: Runner, specs: list[dict], pdir: Path, n: int, rounds: int, prepare) -> dict:
+    log(f"per-task: {rounds} rounds + 1 warm-up, N={n}")
+    prepare()
+
+    series = []   # (key, playbook, env)
+    series.append(("empty", write_yaml(pdir / "empty.yml", play_of([], "empty play")), {}))
+    series.append(("raw", write_yaml(pdir / "raw.yml", play_of(
+        [{"ansible.builtin.raw": "/bin/true", "changed_when": False}], "raw /bin/true", n)), {}))
+    for s in specs:
+        m = s["module"]
+        ours = write_yaml(pdir / f"{m}-ours.yml", play_of(s["ours"], f"{m} (ours)", n))
+        series.append((f"{m}.fast", ours, {}))
+        series.append((f"{m}.standard", ours, {"HOMEOPS_FASTPATH": "0"}))
+        series.append((f"{m}.builtin", write_yaml(pdir / f"{m}-builtin.yml",
+                                                  play_of(s["builtin"], f"{m} (builtin)", n)), {}))
+
+    runs: dict[str, list[dict]] = {k: [] for k, _, _ in series}
+    for r in range(rounds + 1):
+        label = "warm-up" if r == 0 else f"round {r}/{rounds}"
+        la = loadavg()
+        for i, (key, pb, env) in enumerate(series):
+            res = runner.play(pb, key.replace(".", "-"), env=env)
+            res["load1"] = la[0]
+            log(f"per-task {label} [{i + 1}/{len(series)}] {key:<28} {res['wall']:6.2f} s")
+            if r:
+                runs[key].append(res)
+
+    def per_task(key, k):
+        return (runs[key][k]["wall"] - runs["empty"][k]["wall"]) / n
+
+    out = {"n": n, "rounds": rounds, "runs": runs, "modules": {}}
+    out["empty_s"] = median([x["wall"] for x in runs["empty"]])
+    raw = [per_task("raw", k) for k in range(rounds)]
+    out["raw_ms"] = median(raw) * 1000
+    for s in specs:
+        m = s["module"]
+        fast = [per_task(f"{m}.fast", k) for k in range(rounds)]
+        std = [per_task(f"{m}.standard", k) for k in range(rounds)]
+        blt = [per_task(f"{m}.builtin", k) for k in range(rounds)]
+        out["modules"][m] = {
+            "builtin_label": s["builtin_label"],
+            "builtin_tasks": len(s["builtin"]),
+            "fast_ms": median(fast) * 1000, "standard_ms": median(std) * 1000,
+            "builtin_ms": median(blt) * 1000,
+            "fast_over_raw": median([f / r for f, r in zip(fast, raw)]),
+            "builtin_over_fast": median([b / f for b, f in zip(blt, fast)]),
+            "standard_over_fast": median([s_ / f for s_, f in zip(std, fast)]),
+            "builtin_over_standard": median([b / s_ for b, s_ in zip(blt, std)]),
+            "fast_ms_all": [x * 1000 for x in fast], "raw_ms_all": [x * 1000 for x in raw],
+            "ctrl_cpu_fast_ms": median([(runs[f"{m}.fast"][k]["ctrl_cpu"] - runs["empty"][k]["ctrl_cpu"]) / n
+                                        for k in range(rounds)]) * 1000,
+            "ctrl_cpu_builtin_ms": median([(runs[f"{m}.builtin"][k]["ctrl_cpu"] - runs["empty"][k]["ctrl_cpu"]) / n
+                                           for k in range(rounds)]) * 1000,
+        }
+    out["ctrl_cpu_raw_ms"] = median([(runs["raw"][k]["ctrl_cpu"] - runs["empty"][k]["ctrl_cpu"]) / n
+                                     for k in range(rounds)]) * 1000
+    out["machine_busy_cores"] = median([x["machine_busy_cores"] for v in runs.values() for x in v])
+    return out
+
+
+SSH_EXEC = re.compile(r"SSH: EXEC (\S+)")
+
+
+def bench_ssh_ops(runner: Runner, specs: list[dict], pdir: Path, host: str) -> dict:
+    """SSH commands per task, counted from -vvv (`SSH: EXEC` lines, ssh and sftp) on one host: a
+    play with the task once and one with it twice; the difference is the steady cost per task,
+    the rest is once per play (e.g. Python interpreter discovery for the builtins)."""
+    log(f"ssh-ops: each kind of task once and twice at -vvv on {host}")
+    out = {}
+    kinds = [("raw", [{"ansible.builtin.raw": "/bin/true", "changed_when": False}], {})]
+    for s_ in specs:
+        m = s_["module"]
+        kinds.append((f"{m}.fast", s_["ours"], {}))
+        kinds.append((f"{m}.standard", s_["ours"], {"HOMEOPS_FASTPATH": "0"}))
+        kinds.append((f"{m}.builtin", s_["builtin"], {}))
+    for key, tasks, env in kinds:
+        counts = []
+        for rep in (1, 2):
+            name = f"sshops-{key.replace('.', '-')}-x{rep}"
+            pb = write_yaml(pdir / f"{name}.yml", play_of(tasks, key, rep))
+            res = runner.play(pb, name, env=env, args=["-vvv", "--limit", host])
+            counts.append(SSH_EXEC.findall((ROOT / res["out"]).read_text(errors="replace")))
+        per = len(counts[1]) - len(counts[0])
+        progs = sorted(set(counts[1]))
+        out[key] = {"per_task": per, "once_per_play": len(counts[0]) - per,
+                    "per_task_by_program": {p: counts[1].count(p) - counts[0].count(p) for p in progs}}
+        log(f"ssh-ops {key:<28} {per} SSH command(s) per task {out[key]['per_task_by_program']}, "
+            f"+{out[key]['once_per_play']} once per play")
+    return out
+
+
+def ssh_base(hv: dict) -> list[str]:
+    return (["ssh", "-i", hv["ansible_ssh_private_key_file"], "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+            + shlex.split(hv.get("ansible_ssh_common_args", ""))
+            + [f"{hv.get('ansible_user', 'root')}@{hv['ansible_host']}"])
+
+
+def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results: Path, lab: Lab) -> dict:
+    """Each binary run directly on one host, `loops` times, timed inside the host."""
+    sys.path.insert(0, str(ROOT / "action_plugins"))
+    import hashlib
+    import homeops_fastpath as fp  # the plugin's own remote script, so we time exactly that
+
+    log(f"on-host: each module {loops}x in a loop on {host}, timed inside the host")
+    hv = hosts[host]
+    ssh = ssh_base(hv)
+    remote = "/tmp/homeops-bench"
+    stage = results / "onhost"
+    stage.mkdir(exist_ok=True)
+    common = {"_ansible_check_mode": False, "_ansible_diff": False, "_ansible_no_log": False,
+              "_ansible_verbosity": 0, "_ansible_version": "2.19.14"}
+    names = []
+    for s in specs:
+        m = s["module"]
+        (stage / f"{m}.args").write_text(json.dumps(dict(s["onhost_args"], _ansible_module_name=m, **common)))
+        names.append(m)
+    if "apt_lockdown" not in names:
+        (stage / "apt_lockdown.args").write_text(json.dumps(dict(state="released", _ansible_module_name="apt_lockdown", **common)))
+        names.append("apt_lockdown")
+    shas = {m: hashlib.sha256((LIBRARY / m).read_bytes()).hexdigest() for m in names}
+    # The fast path's hot script (cached binary, args on stdin): what each fast task runs remotely.
+    script = fp.render(fp._RUN, shas["system_account"])
+    (stage / "fastpath.sh").write_text(script)
+    # One tar over one ssh: binaries, args, script.
+    tar = subprocess.run(["tar", "-C", str(LIBRARY), "-cf", "-", *names], stdout=subprocess.PIPE, check=True).stdout
+    tar2 = subprocess.run(["tar", "-C", str(stage), "-cf", "-", *[f"{m}.args" for m in names], "fastpath.sh"],
+                          stdout=subprocess.PIPE, check=True).stdout
+    subprocess.run(ssh + [f"rm -rf {remote} && mkdir -p {remote} && tar -C {remote} -xf -"], input=tar, check=True)
+    subprocess.run(ssh + [f"tar -C {remote} -xf -"], input=tar2, check=True)
+
+    body = f"""
+set -u
+cd {remote}
+L={loops}
+t() {{ s=$(date +%s%N); i=0; while [ $i -lt $L ]; do "$@" >/dev/null 2>&1 </dev/null; i=$((i+1)); done; e=$(date +%s%N); echo "$((e-s))"; }}
+echo "floor_true $(t /bin/true)"
+echo "floor_python3 $(t python3 -c pass)"
+"""
+    for m in names:
+        body += f'./{m} {m}.args > {m}.json 2>&1 </dev/null; echo "rc_{m} $?"\n'
+        body += f'echo "run_{m} $(t ./{m} {m}.args)"\n'
+    # The fast path's remote script for system_account, args on stdin, as the plugin sends it.
+    body += f"""
+s=$(date +%s%N); i=0; while [ $i -lt $L ]; do /bin/sh -c "$(cat fastpath.sh)" < system_account.args >/dev/null 2>&1; i=$((i+1)); done; e=$(date +%s%N)
+echo "fastpath_script_system_account $((e-s))"
+/bin/sh -c "$(cat fastpath.sh)" < system_account.args > fastpath.json 2>&1; echo "rc_fastpath $?"
+"""
+    for m in names:
+        body += f'echo "json_{m} $(tr -d "\\n" < {m}.json)"\n'
+    body += 'echo "json_fastpath $(tr -d "\\n" < fastpath.json)"\n'
+    body += f"cd / && rm -rf {remote}\n"
+    lab.check()
+    p = subprocess.run(ssh + ["/bin/sh -s"], input=body.encode(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, check=False)
+    lab.check()
+    text = p.stdout.decode(errors="replace")
+    (results / "onhost.out").write_text(text)
+    vals, js, rcs = {}, {}, {}
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        if k.startswith("json_"):
+            js[k[5:]] = v
+        elif k.startswith("rc_"):
+            rcs[k[3:]] = v.strip()
+        elif v.strip().isdigit():
+            vals[k] = int(v) / loops / 1e6   # ms per run
+    out = {"host": host, "loops": loops, "floor_true_ms": vals.get("floor_true"),
+           "floor_python3_ms": vals.get("floor_python3"),
+           "fastpath_script_ms": vals.get("fastpath_script_system_account"), "modules": {}}
+    for m in names + ["fastpath"]:
+        try:
+            j = json.loads(js.get(m, ""))
+        except ValueError:
+            j = {"failed": True, "msg": "not JSON: " + js.get(m, "")[:200]}
+        entry = {"rc": rcs.get(m), "changed": j.get("changed"), "failed": bool(j.get("failed")),
+                 "msg": (j.get("msg") or "")[:160]}
+        if m != "fastpath":
+            entry["ms"] = vals.get(f"run_{m}")
+            out["modules"][m] = entry
+        else:
+            out["fastpath_result"] = entry
+        log(f"on-host {m:<16} {entry.get('ms', out['fastpath_script_ms']) or float('nan'):7.2f} ms  "
+            f"changed={entry['changed']} failed={entry['failed']} {entry['msg'][:60]}")
+    return out
+
+
+def bench_deploy(runner: Runner, lab: Lab, runs: int, guarded) -> dict:
+    log(f"deploy: {runs} run(s) per variant; each: lab down + up (fresh hosts), first run, idempotent re-run")
+    variants = [("ours", DEPLOY_OURS), ("builtin", DEPLOY_BUILTIN)]
+    data = {v: {"first": [], "again": []} for v, _ in variants}
+    for k in range(runs):
+        order = variants if k % 2 == 0 else variants[::-1]   # neither variant always goes first
+        for v, pb in order:
+            def one(v=v, pb=pb):
+                t0 = time.perf_counter()
+                lab.cycle()
+                log(f"deploy run {k + 1}/{runs} {v}: fresh lab in {time.perf_counter() - t0:.1f} s")
+                first = runner.play(pb, f"deploy-{v}-first", expect_changed=None)
+                first["load1"] = loadavg()[0]
+                log(f"deploy run {k + 1}/{runs} {v}: first run {first['wall']:6.2f} s (changed {first['changed']})")
+                again = runner.play(pb, f"deploy-{v}-again", expect_changed=False)
+                again["load1"] = loadavg()[0]
+                log(f"deploy run {k + 1}/{runs} {v}: idempotent re-run {again['wall']:6.2f} s (changed 0)")
+                return first, again
+            first, again = guarded(f"deploy run {k + 1} {v}", one)
+            data[v]["first"].append(first)
+            data[v]["again"].append(again)
+    out = {"runs": runs, "raw": data}
+    for v, _ in variants:
+        out[f"{v}_first_s"] = median([x["wall"] for x in data[v]["first"]])
+        out[f"{v}_again_s"] = median([x["wall"] for x in data[v]["again"]])
+        out[f"{v}_again_ctrl_cpu_s"] = median([x["ctrl_cpu"] for x in data[v]["again"]])
+    out["first_ratio"] = median([b["wall"] / o["wall"] for b, o in zip(data["builtin"]["first"], data["ours"]["first"])])
+    out["again_ratio"] = median([b["wall"] / o["wall"] for b, o in zip(data["builtin"]["again"], data["ours"]["again"])])
+    return out
+
+
+# ---- environment --------------------------------------------------------------------------
+
+def cmd_out(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def machine_info() -> dict:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    osrel = "?"
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("PRETTY_NAME="):
+            osrel = line.split("=", 1)[1].strip('"')
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "mem_mib": mem, "os": osrel, "kernel": platform.release(),
+        "ansible_core": cmd_out([str(VENV_BIN / "ansible"), "--version"]).splitlines()[0],
+        "python": platform.python_version(),
+        "rustc": cmd_out(["rustc", "--version"]),
+        "openssh": cmd_out(["ssh", "-V"]),
+        "commit": cmd_out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "dirty": bool(cmd_out(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])),
+    }
+
+
+def other_ansible_runs() -> list[str]:
+    """Ansible or lab runs on this machine that are not ours (the lab is one per machine)."""
+    mine = {os.getpid()}
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if int(d.name) in mine or ppid in mine:
+            continue
+        if re.search(r"ansible-playbook|scripts/itest\.sh|lab/tests/integration\.sh|lab/lab (up|down)", cmd):
+            found.append(f"{d.name}: {cmd[:120]}")
+    return found
+
+
+def wait_for_quiet(max_wait: int) -> None:
+    t0 = time.time()
+    while True:
+        others = other_ansible_runs()
+        if not others:
+            return
+        if time.time() - t0 > max_wait:
+            raise BenchError("other Ansible/lab runs are still going after "
+                             f"{max_wait} s; not starting (the lab is one per machine):\n  " + "\n  ".join(others))
+        log(f"waiting for other Ansible/lab runs to finish ({len(others)}): {others[0]}")
+        time.sleep(15)
+
+
+# ---- report -------------------------------------------------------------------------------
+
+def fmt(x, d=1):
+    if x is None or (isinstance(x, float) and x != x):
+        return "-"
+    return f"{x:.{d}f}"
+
+
+def mark(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def render_section(r: dict, prev: dict | None) -> str:
+    m, pt, dep, oh, sz, ops = r["machine"], r.get("per_task"), r.get("deploy"), r.get("on_host"), r["sizes"], r.get("ssh_ops")
+    h = r["hosts"]
+    L = []
+    L.append(f"## {h} hosts: run of {r['date']}")
+    L.append("")
+    L.append("| | |")
+    L.append("|---|---|")
+    L.append(f"| machine | {m['cpu']}, {m['cores']} cores, {m['mem_mib'] // 1024} GiB; {m['os']}, kernel {m['kernel']} |")
+    L.append(f"| versions | {m['ansible_core']}, Python {m['python']}, {m['rustc']}, {m['openssh']} |")
+    L.append(f"| commit | `{m['commit']}`{' (with uncommitted changes)' if m['dirty'] else ''} |")
+    if r.get("library") != str(ROOT / "library"):
+        L.append(f"| module binaries | **{r['library']}** (BENCH_LIBRARY: not the built modules) |")
+    L.append(f"| lab | {h} hosts (systemd-nspawn on this machine, sharing its {m['cores']} cores), forks 10, pipelining on, ControlPersist 60 s |")
+    L.append(f"| load (1/5/15 min) | start {' '.join(fmt(x, 2) for x in r['load_start'])}, end {' '.join(fmt(x, 2) for x in r['load_end'])}; "
+             f"other sessions share this machine |")
+    L.append(f"| took | {fmt(r['duration_s'] / 60, 1)} min, {r['lab_cycles']} lab up(s) |")
+    if r.get("interference"):
+        L.append(f"| interruptions | {len(r['interference'])}: somebody else restarted the lab; the series was run again on a fresh lab |")
+    L.append("")
+    if pt:
+        L.append(f"### Per task: {pt['n']} identical no-op tasks per play, median of {pt['rounds']} rounds")
+        L.append("")
+        L.append(f"Per-task time = (play wall time - empty play) / {pt['n']}, one task on all {h} hosts at once. "
+                 f"Empty play: {fmt(pt['empty_s'], 2)} s. Floor `raw: /bin/true`: **{fmt(pt['raw_ms'])} ms**/task. "
+                 "Ratios are per round (same round), then the median.")
+        L.append("")
+        L.append("| module | ours, fast path (ms) | ours, standard transfer (ms) | builtin (ms) | builtin equivalent | fast / raw floor | builtin / fast | standard / fast |")
+        L.append("|---|---:|---:|---:|---|---:|---:|---:|")
+        for name, x in pt["modules"].items():
+            L.append(f"| `{name}` | {fmt(x['fast_ms'])} | {fmt(x['standard_ms'])} | {fmt(x['builtin_ms'])} | "
+                     f"{x['builtin_label']}{' (' + str(x['builtin_tasks']) + ' tasks)' if x['builtin_tasks'] > 1 else ''} | "
+                     f"{fmt(x['fast_over_raw'], 2)}x | {fmt(x['builtin_over_fast'], 2)}x | {fmt(x['standard_over_fast'], 2)}x |")
+        L.append("")
+    if dep:
+        L.append(f"### Whole deploy: median of {dep['runs']} run(s), fresh lab (down + up) before each first run")
+        L.append("")
+        L.append("| playbook | first run, fresh hosts (s) | idempotent re-run (s) | re-run controller CPU (s) |")
+        L.append("|---|---:|---:|---:|")
+        L.append(f"| `playbooks/deploy-observability-stack.yml` (ours) | {fmt(dep['ours_first_s'], 2)} | {fmt(dep['ours_again_s'], 2)} | {fmt(dep['ours_again_ctrl_cpu_s'], 2)} |")
+        L.append(f"| `bench/playbooks/deploy-builtin.yml` (builtin only) | {fmt(dep['builtin_first_s'], 2)} | {fmt(dep['builtin_again_s'], 2)} | {fmt(dep['builtin_again_ctrl_cpu_s'], 2)} |")
+        L.append(f"| **builtin / ours** (same run) | **{fmt(dep['first_ratio'], 2)}x** | **{fmt(dep['again_ratio'], 2)}x** | |")
+        L.append("")
+    if oh:
+        L.append(f"### On the host: each binary run directly on `{oh['host']}`, {oh['loops']}x in a loop, timed inside the host")
+        L.append("")
+        L.append(f"Floors: `/bin/true` {fmt(oh['floor_true_ms'], 2)} ms, `python3 -c pass` {fmt(oh['floor_python3_ms'], 2)} ms (the interpreter start every builtin task pays before its module code). "
+                 f"The fast path's whole remote script (find the cache, check sha256, exec `system_account` with args on stdin): **{fmt(oh['fastpath_script_ms'], 2)} ms**.")
+        L.append("")
+        L.append("| module | run time (ms) | result |")
+        L.append("|---|---:|---|")
+        for name, x in oh["modules"].items():
+            res = "failed: " + x["msg"] if x["failed"] else ("changed" if x["changed"] else "no change")
+            L.append(f"| `{name}` | {fmt(x['ms'], 2)} | {res} |")
+        L.append("")
+    if ops:
+        L.append("### SSH commands per task (one host, `SSH: EXEC` lines at -vvv: a play with the task twice minus once)")
+        L.append("")
+        L.append("| task | per task | once per play |")
+        L.append("|---|---:|---:|")
+        for k, v in ops.items():
+            progs = ", ".join(f"{p} {c}" for p, c in v["per_task_by_program"].items() if c)
+            L.append(f"| {k} | {v['per_task']}{' (' + progs + ')' if progs else ''} | {v['once_per_play']} |")
+        L.append("")
+    L.append("### Binary sizes")
+    L.append("")
+    L.append("| module | bytes | MiB | <= 1 MiB |")
+    L.append("|---|---:|---:|---|")
+    for name, x in sz.items():
+        L.append(f"| `{name}` | {x['bytes']} | {fmt(x['bytes'] / MIB, 2)} | {'yes' if x['ok'] else '**no**'} |")
+    L.append("")
+    L.append(f"![{h} hosts](benchmarks-{h}hosts.png)")
+    L.append("")
+    L.extend(render_targets(r, prev))
+    L.append("")
+    L.append("<!-- bench-data " + json.dumps(summary_for_doc(r), separators=(",", ":")) + " -->")
+    return "\n".join(L)
+
+
+def summary_for_doc(r: dict) -> dict:
+    """The numbers a later run (other host count) compares against, kept in the doc itself."""
+    pt = r.get("per_task") or {}
+    return {
+        "hosts": r["hosts"], "date": r["date"],
+        "raw_ms": pt.get("raw_ms"), "ctrl_cpu_raw_ms": pt.get("ctrl_cpu_raw_ms"),
+        "modules": {k: {kk: v[kk] for kk in ("fast_ms", "standard_ms", "builtin_ms", "ctrl_cpu_fast_ms",
+                                             "ctrl_cpu_builtin_ms")} for k, v in pt.get("modules", {}).items()},
+        "deploy": {k: v for k, v in (r.get("deploy") or {}).items() if k.endswith("_s") or k.endswith("_ratio")},
+    }
+
+
+def render_targets(r: dict, prev: dict | None) -> list[str]:
+    pt, dep, oh, ops = r.get("per_task"), r.get("deploy"), r.get("on_host"), r.get("ssh_ops")
+    L = ["### Against the targets (measured in this run)", ""]
+    L.append("| target | measured | |")
+    L.append("|---|---|---|")
+    if pt:
+        for name, x in pt["modules"].items():
+            L.append(f"| `{name}` task <= 1.3x the raw floor | {fmt(x['fast_over_raw'], 2)}x ({fmt(x['fast_ms'])} vs {fmt(pt['raw_ms'])} ms) | {mark(x['fast_over_raw'] <= 1.3)} |")
+        for name, x in pt["modules"].items():
+            L.append(f"| `{name}` >= 4x faster than {x['builtin_label']} | {fmt(x['builtin_over_fast'], 2)}x | {mark(x['builtin_over_fast'] >= 4)} |")
+    if dep:
+        L.append(f"| idempotent re-deploy >= 3x faster than builtin-only | {fmt(dep['again_ratio'], 2)}x ({fmt(dep['ours_again_s'], 2)} vs {fmt(dep['builtin_again_s'], 2)} s) | {mark(dep['again_ratio'] >= 3)} |")
+    sz = r["sizes"]
+    L.append(f"| every binary <= 1 MiB | largest {max(x['bytes'] for x in sz.values())} bytes | {mark(all(x['ok'] for x in sz.values()))} |")
+    L.append("")
+    # What bounds a missed target, from this run's own measurements.
+    if pt:
+        L.append("What bounds the per-task numbers (this run):")
+        L.append("")
+        cpu = pt.get("ctrl_cpu_raw_ms")
+        L.append(f"- Controller CPU per task (ansible-playbook and its ssh children, all {r['hosts']} hosts): "
+                 f"raw {fmt(cpu)} ms; " + "; ".join(
+                     f"`{k}` fast {fmt(v['ctrl_cpu_fast_ms'])} ms, builtin {fmt(v['ctrl_cpu_builtin_ms'])} ms"
+                     for k, v in pt["modules"].items()) + f". The machine has {r['machine']['cores']} cores, shared with the lab hosts; "
+                 f"median machine CPU busy during the per-task plays: {fmt(pt['machine_busy_cores'], 2)} cores.")
+        if oh:
+            L.append(f"- Remote side of a fast task: the whole fast-path script takes {fmt(oh['fastpath_script_ms'], 2)} ms on the host, the module binaries "
+                     + ", ".join(f"`{k}` {fmt(v['ms'], 2)} ms" for k, v in oh["modules"].items())
+                     + f"; a builtin task first starts Python on the host ({fmt(oh['floor_python3_ms'], 1)} ms for an empty `python3 -c pass`) and then runs its module.")
+        if ops:
+            def n(key):
+                return ops.get(key, {}).get("per_task")
+            L.append(f"- SSH commands per task: raw {n('raw')}; " + "; ".join(
+                f"`{k[:-5]}` fast {n(k)}, standard {n(k[:-5] + '.standard')}, builtin {n(k[:-5] + '.builtin')}"
+                for k in ops if k.endswith(".fast")) + ".")
+        L.append("")
+    if prev and pt and prev.get("raw_ms") and prev.get("hosts") != r["hosts"]:
+        a, b = prev, r
+        L.append(f"Scale, {a['hosts']} -> {b['hosts']} hosts (from the {a['date']} {a['hosts']}-host run above):")
+        L.append("")
+        L.append("| per task | wall @" + str(a["hosts"]) + " (ms) | wall @" + str(b["hosts"]) + " (ms) | wall growth | controller CPU @"
+                 + str(a["hosts"]) + " (ms) | controller CPU @" + str(b["hosts"]) + " (ms) | CPU / 2 cores @" + str(b["hosts"]) + " (ms) |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        cores = r["machine"]["cores"]
+        rows = [("raw", a["raw_ms"], pt["raw_ms"], a.get("ctrl_cpu_raw_ms"), pt.get("ctrl_cpu_raw_ms"))]
+        for k, v in pt["modules"].items():
+            pa = a["modules"].get(k)
+            if pa:
+                rows.append((f"`{k}` fast", pa["fast_ms"], v["fast_ms"], pa["ctrl_cpu_fast_ms"], v["ctrl_cpu_fast_ms"]))
+                rows.append((f"`{k}` builtin", pa["builtin_ms"], v["builtin_ms"], pa["ctrl_cpu_builtin_ms"], v["ctrl_cpu_builtin_ms"]))
+        for name, wa, wb, ca, cb in rows:
+            L.append(f"| {name} | {fmt(wa)} | {fmt(wb)} | {fmt(wb / wa if wa else None, 2)}x | {fmt(ca)} | {fmt(cb)} | {fmt(cb / cores if cb else None)} |")
+        L.append("")
+        L.append(f"Host count grew {b['hosts'] / a['hosts']:.2f}x. Where wall time per task is close to controller CPU / {cores} cores, "
+                 f"the {cores} cores (controller and {b['hosts']} lab hosts on the same CPUs) are what bounds it, not the hosts or the network.")
+        L.append("")
+    return L
+
+
+def update_doc(r: dict) -> None:
+    h = r["hosts"]
+    begin, end = f"<!-- bench:{h}hosts:begin -->", f"<!-- bench:{h}hosts:end -->"
+    text = DOC.read_text() if DOC.exists() else (BENCH / "benchmarks-header.md").read_text()
+    prev = None
+    for mm in re.finditer(r"<!-- bench-data (\{.*?\}) -->", text):
+        d = json.loads(mm.group(1))
+        if d.get("hosts") != h and (prev is None or d["hosts"] < prev["hosts"]):
+            prev = d
+    section = begin + "\n" + render_section(r, prev) + "\n" + end
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        anchor = "<!-- bench:analysis -->"
+        # Sections in host-count order, before the hand-written analysis.
+        others = [(int(x), mm.start()) for mm in re.finditer(r"<!-- bench:(\d+)hosts:begin -->", text)
+                  for x in [mm.group(1)]]
+        later = [pos for n, pos in others if n > h]
+        if later:
+            pos = min(later)
+        elif anchor in text:
+            pos = text.index(anchor)
+        else:
+            pos = len(text)
+        text = text[:pos] + section + "\n\n" + text[pos:]
+    DOC.write_text(text.rstrip() + "\n")
+
+
+def draw_chart(r: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pt, dep, oh = r.get("per_task"), r.get("deploy"), r.get("on_host")
+    panels = [p for p in (pt, dep, oh) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
+    axes = list(axes[0])
+    colors = {"fast": "#2b8a3e", "standard": "#f08c00", "builtin": "#c92a2a"}
+    if pt:
+        ax = axes.pop(0)
+        names = list(pt["modules"])
+        w = 0.26
+        for i, (k, lbl) in enumerate([("fast", "ours, fast path"), ("standard", "ours, standard transfer"),
+                                      ("builtin", "builtin equivalent")]):
+            vals = [pt["modules"][n][f"{k}_ms"] for n in names]
+            ax.bar([j + (i - 1) * w for j in range(len(names))], vals, w, label=lbl, color=colors[k])
+        ax.axhline(pt["raw_ms"], color="black", ls="--", lw=1, label=f"raw /bin/true floor ({pt['raw_ms']:.0f} ms)")
+        ax.axhline(pt["raw_ms"] * 1.3, color="grey", ls=":", lw=1, label="1.3x floor target")
+        ax.set_xticks(range(len(names)), names, rotation=15)
+        ax.set_ylabel(f"ms per task ({r['hosts']} hosts at once)")
+        ax.set_title(f"Per no-op task, median of {pt['rounds']} rounds")
+        ax.legend(fontsize=8)
+    if dep:
+        ax = axes.pop(0)
+        xs = ["first run\n(fresh hosts)", "idempotent\nre-run"]
+        ours = [dep["ours_first_s"], dep["ours_again_s"]]
+        blt = [dep["builtin_first_s"], dep["builtin_again_s"]]
+        ax.bar([0 - 0.2, 1 - 0.2], ours, 0.4, label="ours (deploy-observability-stack.yml)", color=colors["fast"])
+        ax.bar([0 + 0.2, 1 + 0.2], blt, 0.4, label="builtin only (bench/playbooks)", color=colors["builtin"])
+        for x, o, b in zip((0, 1), ours, blt):
+            ax.text(x, max(o, b) * 1.02, f"{b / o:.2f}x", ha="center")
+        ax.set_xticks([0, 1], xs)
+        ax.set_ylabel("seconds (wall)")
+        ax.set_title(f"Whole deploy, {r['hosts']} hosts, median of {dep['runs']}")
+        ax.legend(fontsize=8)
+    if oh:
+        ax = axes.pop(0)
+        names = list(oh["modules"]) + ["fast-path script", "python3 -c pass", "/bin/true"]
+        vals = [oh["modules"][n]["ms"] or 0 for n in oh["modules"]] + [
+            oh["fastpath_script_ms"] or 0, oh["floor_python3_ms"] or 0, oh["floor_true_ms"] or 0]
+        ax.barh(range(len(names)), vals, color=["#1971c2"] * len(oh["modules"]) + ["#2b8a3e", "#868e96", "#868e96"])
+        ax.set_yticks(range(len(names)), names)
+        ax.invert_yaxis()
+        ax.set_xlabel("ms per run, timed on the host")
+        ax.set_title(f"No-op run on {oh['host']} ({oh['loops']}x)")
+    fig.suptitle(f"HomeOps modules vs ansible.builtin, {r['hosts']} lab hosts, {r['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- main ---------------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hosts", type=int, default=int(os.environ.get("LAB_HOSTS", "3")))
+    ap.add_argument("--tasks", type=int, default=int(os.environ.get("BENCH_TASKS", "10")),
+                    help="identical tasks per per-task play (BENCH_TASKS)")
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "5")),
+                    help="measured rounds of the per-task series (BENCH_RUNS, >= 5 for a report)")
+    ap.add_argument("--deploy-runs", type=int, default=int(os.environ.get("BENCH_DEPLOY_RUNS", "3")),
+                    help="fresh-lab deploy runs per variant (BENCH_DEPLOY_RUNS)")
+    ap.add_argument("--loops", type=int, default=int(os.environ.get("BENCH_LOOPS", "20")),
+                    help="on-host runs of each binary (BENCH_LOOPS)")
+    ap.add_argument("--only", default=os.environ.get("BENCH_ONLY", "per-task,ssh-ops,on-host,deploy"),
+                    help="comma list of series (BENCH_ONLY): per-task, ssh-ops, on-host, deploy")
+    ap.add_argument("--keep", action="store_true", default=os.environ.get("LAB_KEEP", "") == "1",
+                    help="leave the lab up at the end (LAB_KEEP=1)")
+    ap.add_argument("--no-doc", action="store_true", help="do not touch docs/ (results/ only)")
+    ap.add_argument("--retries", type=int, default=int(os.environ.get("BENCH_RETRIES", "3")),
+                    help="times a series is run again after somebody restarted the lab under it (BENCH_RETRIES)")
+    ap.add_argument("--wait", type=int, default=int(os.environ.get("BENCH_WAIT", "900")),
+                    help="seconds to wait for other Ansible/lab runs on this machine to end (BENCH_WAIT)")
+    a = ap.parse_args()
+    only = {x.strip() for x in a.only.split(",") if x.strip()}
+
+    for p, why in [(ANSIBLE_PLAYBOOK, "run 'make setup'"), (LAB, "the lab is not in this clone yet")]:
+        if not p.exists():
+            raise SystemExit(f"bench: {p} does not exist: {why}")
+    missing = [m for m in MODULES if not (LIBRARY / m).is_file()]
+    if missing:
+        raise SystemExit(f"bench: module binaries missing in library/: {' '.join(missing)} (run 'make build')")
+    if "deploy" in only:
+        if not DEPLOY_OURS.exists():
+            raise SystemExit(f"bench: {DEPLOY_OURS} does not exist yet")
+        sys.path.insert(0, str(BENCH))
+        import builtin_twin
+        if not builtin_twin.is_current():
+            builtin_twin.write()
+            log(f"regenerated {DEPLOY_BUILTIN.relative_to(ROOT)}: the deploy playbook has changed since it was written")
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = BENCH / "results" / f"{stamp}-{a.hosts}hosts"
+    results.mkdir(parents=True)
+    lab = Lab(a.hosts, results)
+    runner = Runner(results, lab)
+    kernel = platform.release()
+    import yaml
+    alloy_version = yaml.safe_load((ROOT / "playbooks/group_vars/all/versions.yml").read_text())["alloy_version"]
+    specs = per_task_specs(alloy_version, kernel)
+
+    # SIGTERM/SIGHUP become exceptions, so `finally` tears the lab down as on Ctrl-C.
+    def _term(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGHUP, _term)
+
+    t_start = time.time()
+    r = {"hosts": a.hosts, "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+         "machine": machine_info(), "load_start": loadavg(), "sizes": bench_sizes(),
+         "args": vars(a), "results_dir": str(results.relative_to(ROOT)), "library": str(LIBRARY)}
+    log(f"results in {results.relative_to(ROOT)}; {a.hosts} hosts; series: {', '.join(sorted(only))}; "
+        f"load {r['load_start']}")
+    for m, x in r["sizes"].items():
+        log(f"size {m:<16} {x['bytes']:>9} bytes {'ok' if x['ok'] else 'OVER 1 MiB'}")
+    ok = False
+    try:
+        wait_for_quiet(a.wait)
+        if lab.usable():
+            log("lab: a lab of this clone with the right host count is up: using it")
+            lab.adopt()
+        else:
+            log(f"lab: bringing up {a.hosts} hosts")
+            lab.up()
+        pdir = results / "playbooks"
+        prepared = {"lab": None}
+
+        def prepare():
+            """The setup play (every per-task series a no-op) and a warm fast-path cache, once
+            per lab: a lab restarted under us comes back empty."""
+            if prepared["lab"] == lab.current_started:
+                return
+            log("setup play: account, packages and grep target on every host, so the series are no-ops")
+            setup = write_yaml(pdir / "setup.yml", [{"name": "Bench setup: make the per-task series no-ops",
+                                                      "hosts": "all", "gather_facts": False,
+                                                      "tasks": setup_tasks(alloy_version, kernel)}])
+            runner.play(setup, "setup", expect_changed=None)
+            warm = [t for s_ in specs for t in s_["ours"]]
+            runner.play(write_yaml(pdir / "warm.yml", play_of(warm, "warm the fast-path cache")), "warm")
+            prepared["lab"] = lab.current_started
+
+        def guarded(name, fn):
+            """Runs one series; if somebody restarts the lab under it, waits until the machine
+            is quiet, brings our lab back and runs the series again (BENCH_RETRIES times)."""
+            for attempt in range(a.retries + 1):
+                try:
+                    return fn()
+                except Interference as e:
+                    r.setdefault("interference", []).append(f"{time.strftime('%H:%M:%S')} {name}: {e}")
+                    if attempt == a.retries:
+                        raise
+                    log(f"{name}: {e}; waiting for quiet, then again ({attempt + 2}/{a.retries + 1})")
+                    wait_for_quiet(a.wait)
+                    lab.up()
+
+        first_host = next(iter(inventory_hosts()))
+        if "per-task" in only:
+            r["per_task"] = guarded("per-task", lambda: bench_per_task(runner, specs, pdir, a.tasks, a.runs, prepare))
+        if "ssh-ops" in only:
+            r["ssh_ops"] = guarded("ssh-ops", lambda: (prepare(), bench_ssh_ops(runner, specs, pdir, first_host))[1])
+        if "on-host" in only:
+            r["on_host"] = guarded("on-host", lambda: (prepare(), bench_on_host(specs, inventory_hosts(), first_host,
+                                                                                 a.loops, results, lab))[1])
+        if "deploy" in only:
+            r["deploy"] = bench_deploy(runner, lab, a.deploy_runs, guarded)
+        ok = True
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e or 'Ctrl-C'})")
+    except Interference as e:
+        log(f"STOPPED: {e}")
+    except BenchError as e:
+        log(f"FAILED: {e}")
+    finally:
+        r["load_end"] = loadavg()
+        r["duration_s"] = time.time() - t_start
+        r["lab_cycles"] = lab.cycles
+        (results / "results.json").write_text(json.dumps(r, indent=1, default=str))
+        if lab.is_ours_now():
+            if a.keep and ok:
+                log("LAB_KEEP=1: the lab stays up (lab/lab down when done)")
+            else:
+                log("lab: bringing it down")
+                try:
+                    out = lab.down()
+                    log(out.strip().splitlines()[-1])
+                except BenchError as e:
+                    log(f"ERROR: {e}")
+                    ok = False
+        elif lab.mine:
+            log("lab: not ours any more (restarted or removed by somebody else): left alone")
+    if not ok:
+        log(f"bench FAILED; partial results in {results.relative_to(ROOT)}/results.json")
+        return 1
+    if not a.no_doc:
+        try:
+            draw_chart(r, ROOT / "docs" / f"benchmarks-{a.hosts}hosts.png")
+        except ImportError as e:
+            log(f"no chart ({e}): install bench/requirements.txt into .venv")
+        update_doc(r)
+        log(f"wrote docs/benchmarks.md (section '{a.hosts} hosts') and docs/benchmarks-{a.hosts}hosts.png")
+    log(f"bench done in {r['duration_s'] / 60:.1f} min; results in {results.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
