@@ -45,6 +45,8 @@ pub struct Context {
 pub struct Params {
     values: BTreeMap<&'static str, Value>,
     given: Vec<&'static str>,
+    /// Parameters the task gave as a JSON number (before coercion to a string).
+    numbers: Vec<&'static str>,
     secrets: Vec<String>,
     spec: Vec<Param>,
 }
@@ -92,6 +94,14 @@ impl Params {
     /// Whether the task itself set the parameter (as opposed to a default filling it in).
     pub fn given(&self, name: &str) -> bool {
         self.given.contains(&name)
+    }
+
+    /// Whether the task gave the parameter as a JSON number, even if the spec coerced it to a
+    /// string. A file mode written unquoted in YAML (`mode: 0640`) arrives as the number 416:
+    /// a module can then take it as the numeric mode, as Ansible's file modules do, instead of
+    /// reading the digits "416" as octal.
+    pub fn was_number(&self, name: &str) -> bool {
+        self.numbers.contains(&name)
     }
 
     /// The values of `no_log` parameters: the answer never contains them.
@@ -171,6 +181,9 @@ pub fn parse(
             ));
         }
         let coerced = coerce(param, value)?;
+        if value.is_number() {
+            params.numbers.push(param.name);
+        }
         params.values.insert(param.name, coerced);
         params.given.push(param.name);
     }
@@ -444,6 +457,16 @@ mod tests {
         assert!(ctx.check_mode && ctx.diff && !ctx.no_log);
         assert_eq!(ctx.verbosity, 3);
         assert_eq!(ctx.module, "demo");
+    }
+
+    #[test]
+    fn numbers_given_for_strings_are_remembered() {
+        let (p, _) = ok(json!({"name": 416, "state": "present"}));
+        assert_eq!(p.str("name"), Some("416"));
+        assert!(p.was_number("name"));
+        assert!(!p.was_number("state"));
+        let (p, _) = ok(json!({"name": "0640"}));
+        assert!(!p.was_number("name"));
     }
 
     #[test]
