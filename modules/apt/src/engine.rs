@@ -189,7 +189,13 @@ pub struct Engine<'h> {
 impl<'h> Engine<'h> {
     /// Starts the clock: the lock deadline is `lock_timeout` from now.
     pub fn new(host: &'h dyn Host, settings: Settings) -> Engine<'h> {
-        let deadline = host.now() + settings.lock_timeout;
+        // A timeout too large for the clock (a typo such as 10**18) means "wait very long",
+        // never a panic.
+        let now = host.now();
+        let deadline = now
+            .checked_add(settings.lock_timeout)
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+            .unwrap_or(now);
         Engine {
             host,
             settings,
@@ -398,7 +404,9 @@ impl<'h> Engine<'h> {
                         delay.as_secs()
                     ));
                     self.host.sleep(delay);
-                    delay = (delay * 2).min(MAX_RETRY_DELAY.max(self.settings.retry_delay));
+                    delay = delay
+                        .saturating_mul(2)
+                        .min(MAX_RETRY_DELAY.max(self.settings.retry_delay));
                 }
                 _ => return Err(self.failed(kind, &cmd, &out)),
             }
@@ -845,6 +853,23 @@ mod tests {
             "{}",
             err.msg
         );
+    }
+
+    #[test]
+    fn absurd_timeouts_do_not_overflow_the_clock() {
+        let host = FakeHost::new();
+        host.on("apt-get", fail(100, NET));
+        host.on("apt-get", ok(""));
+        let mut engine = Engine::new(
+            &host,
+            Settings {
+                lock_timeout: Duration::from_secs(u64::MAX),
+                retry_delay: Duration::from_secs(1_000_000_000),
+                ..settings()
+            },
+        );
+        assert!(engine.remaining() > Duration::from_secs(86_400 * 365));
+        engine.install(&specs(&["curl"])).unwrap();
     }
 
     #[test]

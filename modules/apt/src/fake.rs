@@ -200,7 +200,8 @@ impl Host for FakeHost {
     }
 
     fn sleep(&self, duration: Duration) {
-        self.elapsed.set(self.elapsed.get() + duration);
+        self.elapsed
+            .set(self.elapsed.get().saturating_add(duration));
     }
 
     fn wall_clock(&self) -> SystemTime {

@@ -131,6 +131,15 @@ fn negative_numbers_are_refused() {
 }
 
 #[test]
+fn absurd_numbers_are_accepted_without_a_crash() {
+    let run = run(
+        json!({"name": "dpkg", "lock_timeout": i64::MAX, "retry_delay": i64::MAX, "retries": i64::MAX}),
+    );
+    assert_eq!(run.json["failed"], json!(false), "{}", run.json);
+    assert_eq!(run.json["changed"], json!(false));
+}
+
+#[test]
 fn an_installed_package_is_unchanged_at_once_without_any_lock() {
     // dpkg is installed on every Debian host. The answer comes from dpkg-query alone.
     let start = Instant::now();
