@@ -1,0 +1,283 @@
+//! `safe_grep`: proves that a file does (or does not) contain a pattern, and optionally that
+//! it has the expected owner, group and mode, without ever returning the file's content.
+//!
+//! The answer holds counts, line numbers and metadata only. Failure messages are built from
+//! those and from the task's own parameters; no byte read from the file is ever put into a
+//! string that leaves the process (see `matcher`).
+
+mod expect;
+mod matcher;
+
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use runtime::{Context, Default, Failure, Outcome, Param, Params};
+
+use expect::{Expect, Found};
+use matcher::{Needle, Scan, ScanError};
+
+const NAME: &str = "safe_grep";
+
+const SPEC: &[Param] = &[
+    Param::str("path").required(),
+    Param::str("pattern"),
+    Param::str("fixed"),
+    Param::str("state")
+        .default(Default::Str("present"))
+        .choices(&["present", "absent"]),
+    Param::int("min_count").min(0),
+    Param::int("max_count").min(0),
+    Param::str("owner"),
+    Param::str("group"),
+    Param::str("mode"),
+];
+
+/// At most this many line numbers are returned; `count` is always exact.
+const LINES_CAP: usize = 1000;
+/// Matching is per line, so a line must fit in memory; beyond this the file is not a text
+/// file a line-oriented check makes sense for.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+fn main() {
+    runtime::run(NAME, SPEC, safe_grep);
+}
+
+struct Task {
+    path: String,
+    needle: Needle,
+    expect: Expect,
+}
+
+fn safe_grep(params: &Params, _ctx: &Context) -> Result<Outcome, Failure> {
+    // Check mode changes nothing here either: the module only reads, so it runs as usual.
+    let task = task(params)?;
+    let re = matcher::compile(&task.needle)?;
+    let path = task.path.as_str();
+
+    let meta = std::fs::metadata(path).map_err(|e| open_error(path, &e))?;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Err(format!("{path} is a directory; 'path' must name a file").into());
+    }
+    if kind.is_fifo() || kind.is_socket() || kind.is_char_device() || kind.is_block_device() {
+        return Err(format!(
+            "{path} is not a regular file (a pipe, socket or device); 'path' must name a file"
+        )
+        .into());
+    }
+    let file = File::open(path).map_err(|e| open_error(path, &e))?;
+    let scan = matcher::scan(file, &re, LINES_CAP, MAX_LINE).map_err(|e| match e {
+        ScanError::LineTooLong { line, limit } => format!(
+            "line {line} of {path} is longer than {} MiB; safe_grep matches line by line and does not read such files",
+            limit / (1024 * 1024)
+        ),
+        ScanError::Read { line, error } => {
+            format!("reading {path} failed after line {line}: {error}")
+        }
+    })?;
+
+    let accounts = Accounts::load();
+    let found = Found {
+        count: scan.count,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        owner: accounts.user_name(meta.uid()),
+        group: accounts.group_name(meta.gid()),
+        mode: meta.mode() & 0o7777,
+    };
+    let what = match task.needle {
+        Needle::Pattern(_) => "matching the pattern",
+        Needle::Fixed(_) => "containing the fixed string",
+    };
+    let problems = expect::problems(
+        &task.expect,
+        &found,
+        path,
+        what,
+        &|n| accounts.uid(n),
+        &|n| accounts.gid(n),
+    );
+    let fields = result_fields(path, &scan, &found, meta.len());
+    if !problems.is_empty() {
+        let mut failure = Failure::new(problems.join("; "));
+        for (key, value) in fields {
+            failure = failure.with(key, value);
+        }
+        return Err(failure);
+    }
+    let msg = match scan.count {
+        0 => format!("no line {what} in {path}"),
+        1 => format!("1 line {what} in {path}"),
+        n => format!("{n} lines {what} in {path}"),
+    };
+    let mut outcome = Outcome::unchanged(msg);
+    for (key, value) in fields {
+        outcome.set(key, value);
+    }
+    Ok(outcome)
+}
+
+fn result_fields(
+    path: &str,
+    scan: &Scan,
+    found: &Found,
+    size: u64,
+) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::Value as Json;
+    vec![
+        ("path", Json::from(path)),
+        ("matched", Json::from(scan.count > 0)),
+        ("count", Json::from(scan.count)),
+        ("lines", Json::from(scan.lines.clone())),
+        ("lines_truncated", Json::from(scan.truncated)),
+        ("owner", Json::from(found.owner.as_str())),
+        ("group", Json::from(found.group.as_str())),
+        ("uid", Json::from(found.uid)),
+        ("gid", Json::from(found.gid)),
+        ("mode", Json::from(expect::octal(found.mode))),
+        ("size", Json::from(size)),
+    ]
+}
+
+fn open_error(path: &str, e: &std::io::Error) -> Failure {
+    let msg = match e.kind() {
+        ErrorKind::NotFound => format!("{path} does not exist"),
+        ErrorKind::PermissionDenied => format!(
+            "cannot read {path}: permission denied; run the task as a user who may read it (become: true)"
+        ),
+        _ => format!("cannot read {path}: {e}"),
+    };
+    Failure::new(msg)
+}
+
+/// The task's parameters, validated; every error names the field and the fix.
+fn task(p: &Params) -> Result<Task, String> {
+    let path = p.str("path").unwrap_or_default().to_string();
+    if path.is_empty() {
+        return Err(
+            "parameter 'path' is empty; give the file to search, e.g. /etc/loki/config.yml".into(),
+        );
+    }
+    let needle = match (p.str("pattern"), p.str("fixed")) {
+        (Some(pattern), None) => Needle::Pattern(pattern.to_string()),
+        (None, Some(fixed)) => {
+            if fixed.contains('\n') {
+                return Err("parameter 'fixed' contains a line break; safe_grep matches one line at a time, so search for one line".into());
+            }
+            Needle::Fixed(fixed.to_string())
+        }
+        (Some(_), Some(_)) => {
+            return Err("set only one of 'pattern' (a regular expression) or 'fixed' (a literal string), not both".into())
+        }
+        (None, None) => {
+            return Err("set one of 'pattern' (a regular expression) or 'fixed' (a literal string)".into())
+        }
+    };
+    let absent = p.str("state") == Some("absent");
+    let min = p.int("min_count").map(|n| n as u64);
+    let max = p.int("max_count").map(|n| n as u64);
+    if absent && (min.is_some() || max.is_some()) {
+        return Err("'min_count' and 'max_count' apply to state=present; state=absent already means no matching line".into());
+    }
+    if let (Some(min), Some(max)) = (min, max) {
+        if min > max {
+            return Err(format!(
+                "'min_count' ({min}) is larger than 'max_count' ({max}); no file can satisfy both"
+            ));
+        }
+    }
+    let name = |field: &str| -> Result<Option<String>, String> {
+        match p.str(field) {
+            Some("") => Err(format!(
+                "parameter '{field}' is empty; give a name or a numeric id, or leave it out"
+            )),
+            other => Ok(other.map(String::from)),
+        }
+    };
+    let mode = match p.str("mode") {
+        Some(text) => Some(expect::parse_mode(text, p.was_number("mode"))?),
+        None => None,
+    };
+    Ok(Task {
+        path,
+        needle,
+        expect: Expect {
+            min: if absent { 0 } else { min.unwrap_or(1) },
+            max: if absent { Some(0) } else { max },
+            owner: name("owner")?,
+            group: name("group")?,
+            mode,
+        },
+    })
+}
+
+/// Names and ids from /etc/passwd and /etc/group, read directly (no NSS in a static binary).
+/// Unreadable files just mean numbers are shown instead of names.
+struct Accounts {
+    users: Vec<(String, u32)>,
+    groups: Vec<(String, u32)>,
+}
+
+impl Accounts {
+    fn load() -> Accounts {
+        let read = |path: &str| -> Vec<(String, u32)> {
+            let text = std::fs::read(path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            text.lines()
+                .filter_map(|line| {
+                    let mut f = line.split(':');
+                    let name = f.next()?;
+                    let id = f.nth(1)?.parse().ok()?;
+                    (!name.is_empty() && !name.starts_with(['+', '-', '#']))
+                        .then(|| (name.to_string(), id))
+                })
+                .collect()
+        };
+        Accounts {
+            users: read("/etc/passwd"),
+            groups: read("/etc/group"),
+        }
+    }
+
+    fn name(list: &[(String, u32)], id: u32) -> String {
+        list.iter()
+            .find(|(_, i)| *i == id)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    fn id(list: &[(String, u32)], name: &str) -> Option<u32> {
+        list.iter().find(|(n, _)| n == name).map(|(_, i)| *i)
+    }
+
+    fn user_name(&self, uid: u32) -> String {
+        Accounts::name(&self.users, uid)
+    }
+    fn group_name(&self, gid: u32) -> String {
+        Accounts::name(&self.groups, gid)
+    }
+    fn uid(&self, name: &str) -> Option<u32> {
+        Accounts::id(&self.users, name)
+    }
+    fn gid(&self, name: &str) -> Option<u32> {
+        Accounts::id(&self.groups, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_errors_say_what_to_do() {
+        let denied = std::io::Error::from(ErrorKind::PermissionDenied);
+        let msg = open_error("/etc/x", &denied).msg;
+        assert!(
+            msg.contains("cannot read /etc/x: permission denied") && msg.contains("become: true")
+        );
+        let missing = std::io::Error::from(ErrorKind::NotFound);
+        assert_eq!(open_error("/etc/x", &missing).msg, "/etc/x does not exist");
+    }
+}
