@@ -23,8 +23,10 @@ export LC_ALL := C.UTF-8
 
 MODULES := system_account apt_packages apt_lockdown kernel_headers safe_grep
 RUST_TARGET := x86_64-unknown-linux-gnu
-# Crate vendoring will add --offline --locked here.
-CARGO_FLAGS ?=
+# Crates come from vendor/crates (.cargo/config.toml): builds never touch the network.
+CARGO_FLAGS ?= --offline --locked
+# The size budget of one module binary (bytes copied to a cold host); see README "Binary size".
+MODULE_SIZE_BUDGET := 1048576
 CARGO_BUILD_DIR := target/$(RUST_TARGET)/release
 
 LAB_INVENTORY := .lab/inventory.yml
@@ -91,7 +93,9 @@ build: ## cargo build the modules (static, release) and install them into librar
 	  bin="$(CARGO_BUILD_DIR)/$$name"; \
 	  if [ ! -x "$$bin" ]; then echo "error: $$bin was not built (is modules/$$name a workspace member?)" >&2; exit 1; fi; \
 	  install -C -m 0755 "$$bin" "library/$$name"; \
-	  echo "    library/$$name ($$(stat -c %s "library/$$name") bytes)"; \
+	  size=$$(stat -c %s "library/$$name"); \
+	  if [ "$$size" -gt $(MODULE_SIZE_BUDGET) ]; then over=" (over the $(MODULE_SIZE_BUDGET)-byte budget)"; else over=""; fi; \
+	  echo "    library/$$name ($$size bytes)$$over"; \
 	done
 
 ## ---- quality ----------------------------------------------------------------------------
