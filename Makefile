@@ -86,13 +86,17 @@ $(COLLECTIONS_STAMP): requirements.yml $(VENDORED_COLLECTIONS) $(VENV_STAMP)
 	ansible-galaxy collection install --offline --force -r requirements.yml -p ./collections
 	@touch $@
 
+# Binaries are replaced by rename, never rewritten in place: two builds at once (or a run
+# reading a module while a build installs it) never see a half-written file.
 build: ## cargo build the modules (static, release) and install them into library/
 	@echo "==> build: cargo build --release --target $(RUST_TARGET) --workspace $(CARGO_FLAGS)"
 	cargo build --release --target $(RUST_TARGET) --workspace $(CARGO_FLAGS)
 	@for name in $(MODULES); do \
 	  bin="$(CARGO_BUILD_DIR)/$$name"; \
 	  if [ ! -x "$$bin" ]; then echo "error: $$bin was not built (is modules/$$name a workspace member?)" >&2; exit 1; fi; \
-	  install -C -m 0755 "$$bin" "library/$$name"; \
+	  if ! cmp -s "$$bin" "library/$$name"; then \
+	    tmp="library/.$$name.$$$$"; install -m 0755 "$$bin" "$$tmp" && mv -f "$$tmp" "library/$$name"; \
+	  fi; \
 	  size=$$(stat -c %s "library/$$name"); \
 	  if [ "$$size" -gt $(MODULE_SIZE_BUDGET) ]; then over=" (over the $(MODULE_SIZE_BUDGET)-byte budget)"; else over=""; fi; \
 	  echo "    library/$$name ($$size bytes)$$over"; \
