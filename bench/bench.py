@@ -286,6 +286,8 @@ class Runner:
         out = self.results / "out" / f"{self.count:04d}-{name}.out"
         e = dict(self.env, **(env or {}))
         cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(INVENTORY), *(args or []), str(playbook)]
+        logf = Path(e["ANSIBLE_LOG_PATH"])
+        log0 = logf.stat().st_size if logf.exists() else 0
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy0, tot0 = cpu_jiffies()
         t0 = time.perf_counter()
@@ -312,6 +314,7 @@ class Runner:
             "machine_busy_cores": ((busy1 - busy0) / hz) / wall if wall > 0 else 0.0,
             "machine_busy_frac": (busy1 - busy0) / (tot1 - tot0) if tot1 > tot0 else 0.0,
             "changed": changed, "hosts": len(recap), "out": str(out.relative_to(ROOT)),
+            "log_slice": [log0, logf.stat().st_size if logf.exists() else 0],
         }
 
 
@@ -342,8 +345,9 @@ def bench_sizes() -> dict:
     out = {}
     for m in MODULES:
         p = LIBRARY / m
-        size = p.stat().st_size
-        out[m] = {"bytes": size, "ok": size <= MIB}
+        if p.is_file():
+            size = p.stat().st_size
+            out[m] = {"bytes": size, "ok": size <= MIB}
     return out
 
 
@@ -533,9 +537,65 @@ echo "fastpath_script_system_account $((e-s))"
     return out
 
 
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+) p=\d+ .*?\| (.*)$")
+TASK_HEAD = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(.*)\] \**$")
+
+
+def task_times(logfile: Path, start: int, end: int) -> list[tuple[str, float]]:
+    """(task name, seconds from its header to the next) from the slice of ansible.log one
+    run wrote: what each task cost on the wall clock, all hosts together."""
+    with open(logfile, "rb") as f:
+        f.seek(start)
+        text = f.read(end - start).decode(errors="replace")
+    marks = []
+    for line in text.splitlines():
+        m = LOG_LINE.match(line)
+        if not m:
+            continue
+        t = dt.datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S").timestamp() + int(m[2]) / 1000
+        h = TASK_HEAD.match(m[3].strip())
+        marks.append((t, h[1] if h else None, m[3].startswith(("PLAY RECAP", "PLAY ["))))
+    out = []
+    for i, (t, name, _) in enumerate(marks):
+        if name is None:
+            continue
+        nxt = next((t2 for t2, n2, play in marks[i + 1:] if n2 is not None or play), marks[-1][0])
+        out.append((name, nxt - t))
+    return out
+
+
+def our_task_names() -> tuple[set[str], set[str]]:
+    """Names of the deploy's tasks that use our modules, and of their builtin replacements in
+    the twin (from bench/builtin_twin.py, the same code that writes the twin)."""
+    sys.path.insert(0, str(BENCH))
+    import builtin_twin
+    import yaml
+    ours, repl = set(), set()
+
+    def visit(tasks):
+        for t in tasks or []:
+            for k in ("block", "rescue", "always"):
+                visit(t.get(k))
+            if builtin_twin.module_of(t):
+                ours.add(t.get("name", ""))
+                repl.update(x.get("name", "") for x in builtin_twin.convert(t))
+    for play in yaml.safe_load(DEPLOY_OURS.read_text()):
+        for k in ("pre_tasks", "tasks", "post_tasks", "handlers"):
+            visit(play.get(k))
+    return ours, repl
+
+
+def attribute(runner: Runner, res: dict, names: set[str]) -> dict:
+    times = task_times(runner.results / "ansible.log", *res["log_slice"])
+    mod = sum(d for n, d in times if n in names)
+    return {"module_tasks_s": mod, "other_tasks_s": sum(d for _, d in times) - mod,
+            "slowest": sorted(((round(d, 2), n) for n, d in times), reverse=True)[:6]}
+
+
 def bench_deploy(runner: Runner, lab: Lab, runs: int, guarded) -> dict:
     log(f"deploy: {runs} run(s) per variant; each: lab down + up (fresh hosts), first run, idempotent re-run")
     variants = [("ours", DEPLOY_OURS), ("builtin", DEPLOY_BUILTIN)]
+    names = dict(zip(("ours", "builtin"), our_task_names()))
     data = {v: {"first": [], "again": []} for v, _ in variants}
     for k in range(runs):
         order = variants if k % 2 == 0 else variants[::-1]   # neither variant always goes first
@@ -550,6 +610,8 @@ def bench_deploy(runner: Runner, lab: Lab, runs: int, guarded) -> dict:
                 again = runner.play(pb, f"deploy-{v}-again", expect_changed=False)
                 again["load1"] = loadavg()[0]
                 log(f"deploy run {k + 1}/{runs} {v}: idempotent re-run {again['wall']:6.2f} s (changed 0)")
+                for res in (first, again):
+                    res.update(attribute(runner, res, names[v]))
                 return first, again
             first, again = guarded(f"deploy run {k + 1} {v}", one)
             data[v]["first"].append(first)
@@ -559,6 +621,9 @@ def bench_deploy(runner: Runner, lab: Lab, runs: int, guarded) -> dict:
         out[f"{v}_first_s"] = median([x["wall"] for x in data[v]["first"]])
         out[f"{v}_again_s"] = median([x["wall"] for x in data[v]["again"]])
         out[f"{v}_again_ctrl_cpu_s"] = median([x["ctrl_cpu"] for x in data[v]["again"]])
+        for phase in ("first", "again"):
+            out[f"{v}_{phase}_module_tasks_s"] = median([x["module_tasks_s"] for x in data[v][phase]])
+            out[f"{v}_{phase}_other_tasks_s"] = median([x["other_tasks_s"] for x in data[v][phase]])
     out["first_ratio"] = median([b["wall"] / o["wall"] for b, o in zip(data["builtin"]["first"], data["ours"]["first"])])
     out["again_ratio"] = median([b["wall"] / o["wall"] for b, o in zip(data["builtin"]["again"], data["ours"]["again"])])
     return out
@@ -683,6 +748,18 @@ def render_section(r: dict, prev: dict | None) -> str:
         L.append(f"| `bench/playbooks/deploy-builtin.yml` (builtin only) | {fmt(dep['builtin_first_s'], 2)} | {fmt(dep['builtin_again_s'], 2)} | {fmt(dep['builtin_again_ctrl_cpu_s'], 2)} |")
         L.append(f"| **builtin / ours** (same run) | **{fmt(dep['first_ratio'], 2)}x** | **{fmt(dep['again_ratio'], 2)}x** | |")
         L.append("")
+        if "ours_again_module_tasks_s" in dep:
+            L.append("Where the time goes (task wall time from `ansible.log`, all hosts together, medians): the tasks of our "
+                     "modules in the real deploy, their builtin replacements in the twin, and every other task (the same in both).")
+            L.append("")
+            L.append("| run | our module tasks (s) | their builtin replacements (s) | other tasks, ours / twin (s) | best ratio if ours took 0 s |")
+            L.append("|---|---:|---:|---:|---:|")
+            for ph, lbl in (("first", "first run"), ("again", "idempotent re-run")):
+                om, bm = dep[f"ours_{ph}_module_tasks_s"], dep[f"builtin_{ph}_module_tasks_s"]
+                oo, bo = dep[f"ours_{ph}_other_tasks_s"], dep[f"builtin_{ph}_other_tasks_s"]
+                L.append(f"| {lbl} | {fmt(om, 2)} | {fmt(bm, 2)} | {fmt(oo, 2)} / {fmt(bo, 2)} | "
+                         f"{fmt((bm + bo) / oo if oo else None, 2)}x |")
+            L.append("")
     if oh:
         L.append(f"### On the host: each binary run directly on `{oh['host']}`, {oh['loops']}x in a loop, timed inside the host")
         L.append("")
@@ -880,8 +957,8 @@ def main() -> int:
                     help="identical tasks per per-task play (BENCH_TASKS)")
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "5")),
                     help="measured rounds of the per-task series (BENCH_RUNS, >= 5 for a report)")
-    ap.add_argument("--deploy-runs", type=int, default=int(os.environ.get("BENCH_DEPLOY_RUNS", "3")),
-                    help="fresh-lab deploy runs per variant (BENCH_DEPLOY_RUNS)")
+    ap.add_argument("--deploy-runs", type=int, default=int(os.environ.get("BENCH_DEPLOY_RUNS", "0")),
+                    help="fresh-lab deploy runs per variant (BENCH_DEPLOY_RUNS; default 5, 2 above 4 hosts)")
     ap.add_argument("--loops", type=int, default=int(os.environ.get("BENCH_LOOPS", "20")),
                     help="on-host runs of each binary (BENCH_LOOPS)")
     ap.add_argument("--only", default=os.environ.get("BENCH_ONLY", "per-task,ssh-ops,on-host,deploy"),
@@ -893,15 +970,26 @@ def main() -> int:
                     help="times a series is run again after somebody restarted the lab under it (BENCH_RETRIES)")
     ap.add_argument("--wait", type=int, default=int(os.environ.get("BENCH_WAIT", "900")),
                     help="seconds to wait for other Ansible/lab runs on this machine to end (BENCH_WAIT)")
+    ap.add_argument("--report", metavar="RESULTS_JSON",
+                    help="only rewrite docs/ (section + chart) from a saved bench/results/*/results.json")
     a = ap.parse_args()
     only = {x.strip() for x in a.only.split(",") if x.strip()}
+    a.deploy_runs = a.deploy_runs or (5 if a.hosts <= 4 else 2)
+    if a.report:
+        r = json.loads(Path(a.report).read_text())
+        draw_chart(r, ROOT / "docs" / f"benchmarks-{r['hosts']}hosts.png")
+        update_doc(r)
+        log(f"rewrote docs/benchmarks.md (section '{r['hosts']} hosts') and docs/benchmarks-{r['hosts']}hosts.png from {a.report}")
+        return 0
 
     for p, why in [(ANSIBLE_PLAYBOOK, "run 'make setup'"), (LAB, "the lab is not in this clone yet")]:
         if not p.exists():
             raise SystemExit(f"bench: {p} does not exist: {why}")
-    missing = [m for m in MODULES if not (LIBRARY / m).is_file()]
+    # The deploy uses four of the modules; the other series use all five.
+    needed = set(MODULES) if only - {"deploy"} else set(MODULES) - {"safe_grep"}
+    missing = [m for m in MODULES if m in needed and not (LIBRARY / m).is_file()]
     if missing:
-        raise SystemExit(f"bench: module binaries missing in library/: {' '.join(missing)} (run 'make build')")
+        raise SystemExit(f"bench: module binaries missing in {LIBRARY}: {' '.join(missing)} (run 'make build')")
     if "deploy" in only:
         if not DEPLOY_OURS.exists():
             raise SystemExit(f"bench: {DEPLOY_OURS} does not exist yet")
