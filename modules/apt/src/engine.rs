@@ -32,6 +32,9 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Lines of output kept in `stdout_tail`/`stderr_tail`.
 pub const TAIL_LINES: usize = 20;
 
+/// Where apt keeps the package indexes it fetched.
+pub const LISTS_DIR: &str = "/var/lib/apt/lists";
+
 /// Where apt records its last successful update; the lists directory's mtime is the fallback.
 pub const CACHE_STAMPS: &[&str] = &[
     "/var/lib/apt/periodic/update-success-stamp",
@@ -291,6 +294,11 @@ impl<'h> Engine<'h> {
 
     /// How old the package lists are; `None` when apt has never updated them.
     pub fn cache_age(&self) -> Option<Duration> {
+        // A fresh image or a cleaned cache has an empty lists directory with a recent mtime:
+        // that is "never updated", not "just updated".
+        if !self.host.has_package_lists(Path::new(LISTS_DIR)) {
+            return None;
+        }
         let newest = CACHE_STAMPS
             .iter()
             .filter_map(|p| self.host.modified(Path::new(p)))
@@ -934,12 +942,19 @@ mod tests {
         let host = FakeHost::new();
         let engine = Engine::new(&host, settings());
         assert_eq!(engine.cache_age(), None);
-        host.modified_ago("/var/lib/apt/lists", Duration::from_secs(7200));
+        host.modified_ago("/var/lib/apt/lists", Duration::from_secs(5));
+        // A recent but empty lists directory is a cache that was never filled.
+        assert_eq!(engine.cache_age(), None);
+        host.modified_ago(
+            "/var/lib/apt/lists/deb.example_dists_stable_main_binary-amd64_Packages",
+            Duration::from_secs(7200),
+        );
+        assert_eq!(engine.cache_age(), Some(Duration::from_secs(5)));
         host.modified_ago(
             "/var/lib/apt/periodic/update-success-stamp",
-            Duration::from_secs(100),
+            Duration::from_secs(1),
         );
-        assert_eq!(engine.cache_age(), Some(Duration::from_secs(100)));
+        assert_eq!(engine.cache_age(), Some(Duration::from_secs(1)));
 
         let hour = Duration::from_secs(3600);
         assert!(!cache_is_stale(false, Duration::ZERO, None));

@@ -215,4 +215,12 @@ impl Host for FakeHost {
     fn exists(&self, path: &Path) -> bool {
         self.files.borrow().contains(path)
     }
+
+    fn has_package_lists(&self, dir: &Path) -> bool {
+        self.files.borrow().iter().any(|f| {
+            f.parent() == Some(dir)
+                && f.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains("_Packages"))
+        })
+    }
 }

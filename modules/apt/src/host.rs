@@ -23,6 +23,9 @@ pub trait Host {
     /// A file's modification time, `None` when it does not exist.
     fn modified(&self, path: &Path) -> Option<SystemTime>;
     fn exists(&self, path: &Path) -> bool;
+    /// Whether `dir` holds any package index (`*_Packages*`): a host whose lists were never
+    /// fetched, or were cleaned, has none, whatever the directory's own mtime says.
+    fn has_package_lists(&self, dir: &Path) -> bool;
 }
 
 /// The real machine.
@@ -50,5 +53,14 @@ impl Host for System {
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+    fn has_package_lists(&self, dir: &Path) -> bool {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
+            })
+            .unwrap_or(false)
     }
 }
