@@ -130,39 +130,93 @@ fn failure_json(msg: &str, secrets: &[String]) -> Json {
     json
 }
 
-/// Replaces every occurrence of a secret inside every string of the answer.
+/// Keys whose names Ansible reads or the runtime writes. They are never renamed by masking: a
+/// short secret such as `n` would otherwise turn `changed` into `cha********ged` and `failed`
+/// into a key Ansible does not know, so a failure would look like success. Their names come
+/// from code, never from input, so they cannot carry a secret.
+const RESERVED_KEYS: &[&str] = &[
+    "changed",
+    "failed",
+    "msg",
+    "skipped",
+    "unreachable",
+    "rc",
+    "stdout",
+    "stderr",
+    "stdout_lines",
+    "stderr_lines",
+    "warnings",
+    "deprecations",
+    "invocation",
+    "module_args",
+    "diff",
+    "before",
+    "after",
+    "before_header",
+    "after_header",
+    "ansible_facts",
+    "exception",
+];
+
+/// Replaces every occurrence of a secret inside every string of the answer, and in the keys
+/// of its objects except the reserved ones.
 fn mask(json: &mut Json, secrets: &[String]) {
     if secrets.is_empty() {
         return;
     }
     match json {
         Json::String(s) => {
-            for secret in secrets {
-                if s.contains(secret.as_str()) {
-                    *s = s.replace(secret.as_str(), MASK);
-                }
+            if secrets.iter().any(|secret| s.contains(secret.as_str())) {
+                *s = masked(s, secrets);
             }
         }
         Json::Array(items) => items.iter_mut().for_each(|i| mask(i, secrets)),
         Json::Object(map) => {
             let keys: Vec<String> = map
                 .keys()
+                .filter(|k| !RESERVED_KEYS.contains(&k.as_str()))
                 .filter(|k| secrets.iter().any(|s| k.contains(s.as_str())))
                 .cloned()
                 .collect();
             for key in keys {
                 if let Some(v) = map.remove(&key) {
-                    let mut masked = key.clone();
-                    for secret in secrets {
-                        masked = masked.replace(secret.as_str(), MASK);
-                    }
-                    map.insert(masked, v);
+                    map.insert(masked(&key, secrets), v);
                 }
             }
             map.values_mut().for_each(|v| mask(v, secrets));
         }
         _ => {}
     }
+}
+
+/// `text` with every byte covered by any occurrence of any secret (overlapping ones too) masked,
+/// each covered run becoming one MASK. Replacing secret after secret would not do: with the
+/// secrets `0` and `0pass`, replacing `0` first leaves `********pass` for all to read.
+fn masked(text: &str, secrets: &[String]) -> String {
+    let mut covered = vec![false; text.len()];
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let mut from = 0;
+        while let Some(at) = text[from..].find(secret.as_str()) {
+            let start = from + at;
+            covered[start..start + secret.len()].fill(true);
+            // Next search one character on, so overlapping occurrences are found too.
+            from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_run = false;
+    for (i, c) in text.char_indices() {
+        if covered[i] {
+            if !in_run {
+                out.push_str(MASK);
+            }
+            in_run = true;
+        } else {
+            out.push(c);
+            in_run = false;
+        }
+    }
+    out
 }
 
 /// A panic is a bug in the module; Ansible still gets a `failed: true` answer it can show,
@@ -300,6 +354,52 @@ mod tests {
             echo,
         );
         assert!(!json.to_string().contains("tok-SECRET-123"), "{json}");
+    }
+
+    #[test]
+    fn a_short_secret_never_renames_the_keys_ansible_reads() {
+        // Found by tests/fuzz.rs: the secret "n" turned `changed` into `cha********ged`, and
+        // a secret "a" would have hidden `failed` from Ansible.
+        for secret in ["n", "a", "e", "ch"] {
+            let body = |_: &Params, _: &Context| -> Result<Outcome, Failure> {
+                Err(Failure::new("boom").with("rc", 2))
+            };
+            let args = json!({"name": "x", "token": secret}).to_string();
+            let (json, code) = run_with(&args, body);
+            assert_eq!(code, 1);
+            assert_eq!(json["failed"], json!(true), "{secret}: {json}");
+            assert_eq!(json["changed"], json!(false), "{secret}: {json}");
+            assert_eq!(json["rc"], json!(2), "{secret}: {json}");
+            assert!(json["invocation"]["module_args"].is_object(), "{json}");
+            let (json, code) = run_with(&args, echo);
+            assert_eq!(code, 0);
+            assert_eq!(json["changed"], json!(true), "{secret}: {json}");
+            assert_eq!(json["failed"], json!(false), "{secret}: {json}");
+            assert!(!json["msg"].as_str().unwrap().contains(secret), "{json}");
+        }
+        // A refused run too (the secret comes from the raw arguments there).
+        let (json, code) = run_with(r#"{"name": "x", "token": "a", "flag": "maybe"}"#, echo);
+        assert_eq!(code, 1);
+        assert_eq!(json["failed"], json!(true), "{json}");
+        assert_eq!(json["changed"], json!(false), "{json}");
+    }
+
+    #[test]
+    fn overlapping_secrets_are_masked_whole() {
+        // Found by tests/fuzz.rs: secrets "0" and "0pass-XYZ" left "********pass-XYZ".
+        let secrets = vec!["0".to_string(), "0pass-XYZ".to_string()];
+        assert_eq!(masked("a 0pass-XYZ b", &secrets), "a ******** b");
+        assert_eq!(masked("x0y", &secrets), "x********y");
+        let secrets = vec!["ab".to_string(), "bc".to_string()];
+        assert_eq!(
+            masked("abc-bc-aab", &secrets),
+            "********-********-a********"
+        );
+        let secrets = vec!["aa".to_string()];
+        assert_eq!(masked("aaa", &secrets), "********");
+        let secrets = vec!["\u{e4}\u{e4}".to_string()];
+        assert_eq!(masked("x\u{e4}\u{e4}\u{e4}y", &secrets), "x********y");
+        assert_eq!(masked("nothing", &secrets), "nothing");
     }
 
     #[test]
