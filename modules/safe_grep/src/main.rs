@@ -6,6 +6,8 @@
 //! string that leaves the process (see `matcher`).
 
 mod expect;
+#[cfg(test)]
+mod fuzz;
 mod matcher;
 
 use std::fs::File;
