@@ -165,10 +165,8 @@ fn mask(json: &mut Json, secrets: &[String]) {
         return;
     }
     match json {
-        Json::String(s) => {
-            if secrets.iter().any(|secret| s.contains(secret.as_str())) {
-                *s = masked(s, secrets);
-            }
+        Json::String(s) if secrets.iter().any(|secret| s.contains(secret.as_str())) => {
+            *s = masked(s, secrets);
         }
         Json::Array(items) => items.iter_mut().for_each(|i| mask(i, secrets)),
         Json::Object(map) => {
