@@ -206,10 +206,6 @@ class Lab:
             return None
         return st
 
-    def usable(self) -> bool:
-        st = self.current()
-        return bool(st) and len(st.get("HOSTS", "").split()) == self.hosts and INVENTORY.is_file()
-
     def up(self) -> None:
         self._run("up")
         st = self.current()
@@ -218,12 +214,6 @@ class Lab:
         self.mine.add(st.get("STARTED", ""))
         self.current_started = st.get("STARTED", "")
         self.cycles += 1
-
-    def adopt(self) -> None:
-        """Use a lab of this clone that was already up (with the right host count)."""
-        st = self.current()
-        self.mine.add(st.get("STARTED", ""))
-        self.current_started = st.get("STARTED", "")
 
     def down(self) -> str:
         out = self._run("down")
@@ -661,8 +651,9 @@ def machine_info() -> dict:
     }
 
 
-def other_ansible_runs() -> list[str]:
-    """Ansible or lab runs on this machine that are not ours (the lab is one per machine)."""
+def other_ansible_runs(include_ssh: bool = False) -> list[str]:
+    """Ansible or lab runs on this machine that are not ours (the lab is one per machine). With
+    include_ssh, also ssh clients/control masters to the lab (somebody used it < 60 s ago)."""
     mine = {os.getpid()}
     found = []
     for d in Path("/proc").iterdir():
@@ -675,15 +666,26 @@ def other_ansible_runs() -> list[str]:
             continue
         if int(d.name) in mine or ppid in mine:
             continue
-        if re.search(r"ansible-playbook|scripts/itest\.sh|lab/tests/integration\.sh|lab/lab (up|down)", cmd):
+        if re.search(r"ansible-playbook|scripts/itest\.sh|lab/tests/integration\.sh|lab/lab (up|down|fault)", cmd):
             found.append(f"{d.name}: {cmd[:120]}")
+        elif include_ssh and cmd.startswith("ssh ") and re.search(r"\.lab/|\.ansible/cp|hoplab", cmd):
+            found.append(f"{d.name}: {cmd[:120]}")
+    st = read_lab_state()
+    if include_ssh and st and st.get("STARTED"):
+        try:
+            age = time.time() - dt.datetime.strptime(st["STARTED"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=dt.timezone.utc).timestamp()
+        except ValueError:
+            age = 1e9
+        if age < 120:
+            found.append(f"a lab started {age:.0f} s ago by somebody else (probably in use)")
     return found
 
 
-def wait_for_quiet(max_wait: int) -> None:
+def wait_for_quiet(max_wait: int, include_ssh: bool = False) -> None:
     t0 = time.time()
     while True:
-        others = other_ansible_runs()
+        others = other_ansible_runs(include_ssh)
         if not others:
             return
         if time.time() - t0 > max_wait:
@@ -1025,13 +1027,15 @@ def main() -> int:
         log(f"size {m:<16} {x['bytes']:>9} bytes {'ok' if x['ok'] else 'OVER 1 MiB'}")
     ok = False
     try:
-        wait_for_quiet(a.wait)
-        if lab.usable():
-            log("lab: a lab of this clone with the right host count is up: using it")
-            lab.adopt()
+        # Always a lab of our own, fresh: a lab that is already up is in a state nobody
+        # vouches for (another session's half-done test), and the deploy series replaces it
+        # anyway. Waiting first for quiet keeps us from reaping a lab that is in use.
+        wait_for_quiet(a.wait, include_ssh=True)
+        if read_lab_state():
+            log(f"lab: replacing the lab that is up (idle; started {read_lab_state().get('STARTED')}) with a fresh one of {a.hosts} hosts")
         else:
             log(f"lab: bringing up {a.hosts} hosts")
-            lab.up()
+        lab.up()
         pdir = results / "playbooks"
         prepared = {"lab": None}
 
