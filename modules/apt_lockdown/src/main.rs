@@ -322,6 +322,15 @@ impl<'h> Lockdown<'h> {
             let busy = self.busy(jobs)?;
             progress.waited = self.host.now().saturating_duration_since(start);
             if busy.is_empty() {
+                // Said as a warning too: the deploy shows warnings at any verbosity, and a
+                // deploy that sat still for minutes should say on whom it waited.
+                if !progress.waited_for.is_empty() {
+                    progress.warnings.push(format!(
+                        "waited {:.1} s for apt work already running to finish: {}",
+                        progress.waited.as_secs_f64(),
+                        progress.waited_for.join(", ")
+                    ));
+                }
                 return Ok(());
             }
             for item in &busy {
@@ -784,6 +793,13 @@ mod tests {
             "{waited_for}"
         );
         assert_eq!(field(&out, "waited_seconds"), json!(3.0));
+        // The wait is also a warning, shown by Ansible at any verbosity.
+        let shown = format!("{out:?}");
+        assert!(
+            shown.contains("waited 3.0 s for apt work already running to finish: apt-daily-upgrade.service (activating), ")
+                && shown.contains("held by PID 812"),
+            "{shown}"
+        );
         // Stop order: the timer before the wait, the service after it.
         let cmds = host.commands();
         let pos = |needle: &str| cmds.iter().position(|c| c.contains(needle)).unwrap();
