@@ -2,35 +2,18 @@
 //! the only runs that reach apt are dpkg queries and check-mode simulations (`apt-get -s`,
 //! which takes no lock and changes nothing).
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use runtime::testing::{run_with_file, run_with_stdin, Run};
+use runtime::testing::{
+    assert_refused, assert_rejects_malformed_arguments, run_with_file, run_with_stdin, Run,
+};
 use serde_json::{json, Value as Json};
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_apt_packages"))
-}
+const BIN: &str = env!("CARGO_BIN_EXE_apt_packages");
 
 fn run(args: Json) -> Run {
-    run_with_file(bin(), &args.to_string())
-}
-
-fn msg(run: &Run) -> &str {
-    run.json["msg"].as_str().unwrap_or_default()
-}
-
-fn assert_refused(run: &Run, needle: &str) {
-    assert_eq!(run.json["failed"], json!(true), "{}", run.json);
-    assert_eq!(run.json["changed"], json!(false), "{}", run.json);
-    assert_eq!(run.code, 1);
-    assert!(
-        msg(run).contains(needle),
-        "{needle:?} not in {:?}",
-        msg(run)
-    );
-    assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
+    run_with_file(BIN, &args.to_string())
 }
 
 fn installed(name: &str) -> bool {
@@ -53,47 +36,31 @@ fn has_candidate(name: &str) -> bool {
 }
 
 #[test]
-fn a_missing_args_file_fails_clearly() {
-    let out = Command::new(bin())
-        .arg("/nonexistent/homeops/args")
-        .output()
-        .unwrap();
-    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["failed"], json!(true));
-    assert!(json["msg"]
-        .as_str()
-        .unwrap()
-        .contains("cannot read the module arguments file '/nonexistent/homeops/args'"));
-    assert_eq!(out.status.code(), Some(1));
-
-    let out = Command::new(bin()).output().unwrap();
-    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(json["msg"].as_str().unwrap().contains("no arguments"));
+fn malformed_arguments_fail_clearly() {
+    assert_rejects_malformed_arguments(BIN, "apt_packages");
 }
 
 #[test]
 fn broken_arguments_fail_clearly() {
-    assert_refused(&run_with_file(bin(), "{name: curl"), "not valid JSON");
-    assert_refused(&run_with_file(bin(), "[\"curl\"]"), "must be a JSON object");
     assert_refused(
         &run(json!({"name": "curl", "colour": "red"})),
-        "Unsupported parameters for (apt_packages) module: colour",
+        &["Unsupported parameters for (apt_packages) module: colour"],
     );
     assert_refused(
         &run(json!({"name": "curl", "lock_timeout": "soon"})),
-        "'lock_timeout' must be of type int",
+        &["'lock_timeout' must be of type int"],
     );
     assert_refused(
         &run(json!({"name": "curl", "update_cache": "maybe"})),
-        "'update_cache' must be a boolean",
+        &["'update_cache' must be a boolean"],
     );
     assert_refused(
         &run(json!({"name": {"a": 1}})),
-        "'name' must be of type list",
+        &["'name' must be of type list"],
     );
     assert_refused(
         &run(json!({"name": "curl", "state": "installed"})),
-        "'state' must be one of: present, absent, latest",
+        &["'state' must be one of: present, absent, latest"],
     );
 }
 
@@ -112,11 +79,11 @@ fn invalid_package_names_are_refused_before_anything_runs() {
         (json!(["curl=1.0 -y"]), "has an invalid version"),
         (json!(["Curl"]), "upper-case letter"),
     ] {
-        assert_refused(&run(json!({ "name": name })), why);
+        assert_refused(&run(json!({ "name": name })), &[why]);
     }
     assert_refused(
         &run(json!({"name": "curl", "dpkg_options": ["force-confold; rm -rf /"]})),
-        "dpkg_options:",
+        &["dpkg_options:"],
     );
 }
 
@@ -125,7 +92,7 @@ fn negative_numbers_are_refused() {
     for key in ["lock_timeout", "retries", "retry_delay", "cache_valid_time"] {
         assert_refused(
             &run(json!({"name": "curl", key: -1})),
-            &format!("'{key}' must be at least 0, got -1"),
+            &[&format!("'{key}' must be at least 0, got -1")],
         );
     }
 }
@@ -159,7 +126,7 @@ fn an_installed_package_is_unchanged_at_once_without_any_lock() {
 
     // The same through standard input (our fast path), with key=value style strings.
     let run = run_with_stdin(
-        bin(),
+        BIN,
         r#"{"pkg": "dpkg", "state": "present", "lock_timeout": "0", "_ansible_check_mode": "yes"}"#,
     );
     assert_eq!(run.json["changed"], json!(false), "{}", run.json);
@@ -181,9 +148,9 @@ fn check_mode_reports_an_install_and_installs_nothing() {
     assert_eq!(run.json["failed"], json!(false), "{}", run.json);
     assert_eq!(run.json["changed"], json!(true));
     assert!(
-        msg(&run).starts_with("would install hello"),
+        run.msg().starts_with("would install hello"),
         "{}",
-        msg(&run)
+        run.msg()
     );
     assert_eq!(run.json["installed"][0]["name"], json!("hello"));
     assert_eq!(run.json["attempts"], json!(0));

@@ -1,12 +1,13 @@
 //! Helpers for process-level tests: run a built module binary the way Ansible does (an args
 //! file in argv[1]) or the way our fast path does (`-` and the JSON on standard input), and
-//! read its one JSON answer. Only tests use this; the linker drops it from the modules.
+//! read its one JSON answer, and check the refusals every module shares. Only tests use this;
+//! the linker drops it from the modules.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use serde_json::Value as Json;
+use serde_json::{json, Value as Json};
 
 /// What a module run printed and how it exited.
 #[derive(Debug)]
@@ -17,24 +18,37 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// The answer's `msg`, or `""` when it has none.
+    pub fn msg(&self) -> &str {
+        self.json["msg"].as_str().unwrap_or_default()
+    }
+}
+
 /// Writes `args` (any text: tests also send broken JSON) to a file and runs `binary FILE`.
-pub fn run_with_file(binary: &Path, args: &str) -> Run {
+pub fn run_with_file(binary: impl AsRef<Path>, args: &str) -> Run {
     let dir =
         std::env::temp_dir().join(format!("homeops-test-{}-{}", std::process::id(), unique()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("args");
     std::fs::write(&path, args).expect("write args");
-    let output = Command::new(binary)
-        .arg(&path)
+    let run = run_with_path(binary, &path);
+    let _ = std::fs::remove_dir_all(&dir);
+    run
+}
+
+/// Runs `binary PATH` as it is, writing nothing: for args files that are missing or odd.
+pub fn run_with_path(binary: impl AsRef<Path>, path: impl AsRef<Path>) -> Run {
+    let output = Command::new(binary.as_ref())
+        .arg(path.as_ref())
         .output()
         .expect("run module binary");
-    let _ = std::fs::remove_dir_all(&dir);
     finish(output)
 }
 
 /// Runs `binary -` with `args` on standard input.
-pub fn run_with_stdin(binary: &Path, args: &str) -> Run {
-    let mut child = Command::new(binary)
+pub fn run_with_stdin(binary: impl AsRef<Path>, args: &str) -> Run {
+    let mut child = Command::new(binary.as_ref())
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -48,6 +62,67 @@ pub fn run_with_stdin(binary: &Path, args: &str) -> Run {
         .write_all(args.as_bytes())
         .expect("write stdin");
     finish(child.wait_with_output().expect("wait for module"))
+}
+
+/// Asserts that a run was refused cleanly: `failed: true`, `changed: false`, exit code 1,
+/// nothing on standard error, and every one of `needles` in `msg`.
+pub fn assert_refused(run: &Run, needles: &[&str]) {
+    assert_eq!(run.json["failed"], json!(true), "{}", run.json);
+    assert_eq!(run.json["changed"], json!(false), "{}", run.json);
+    assert_eq!(run.code, 1, "{}", run.json);
+    assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
+    for needle in needles {
+        assert!(
+            run.msg().contains(needle),
+            "{needle:?} not in {:?}",
+            run.msg()
+        );
+    }
+}
+
+/// Asserts that `binary` (the module called `module` in its messages) refuses, cleanly and
+/// saying why, every way the arguments can be malformed before its own spec is consulted: no
+/// argument at all, a missing args file, text that is not JSON, JSON that is not an object,
+/// and a parameter the module does not have. Every module shares this through the runtime;
+/// each crate's tests still check the bad inputs peculiar to its own parameters.
+pub fn assert_rejects_malformed_arguments(binary: impl AsRef<Path>, module: &str) {
+    let binary = binary.as_ref();
+
+    let output = Command::new(binary).output().expect("run module binary");
+    assert_refused(&finish(output), &["no arguments"]);
+
+    let missing = "/nonexistent/homeops/args";
+    assert_refused(
+        &run_with_path(binary, missing),
+        &[&format!(
+            "cannot read the module arguments file '{missing}'"
+        )],
+    );
+
+    for text in ["{not json", "state=locked", "not json", "{name: curl"] {
+        assert_refused(&run_with_file(binary, text), &["not valid JSON"]);
+    }
+
+    for (text, kind) in [
+        ("null", "null"),
+        ("42", "a number"),
+        ("\"path\"", "a string"),
+        ("[1]", "a list"),
+        ("[1, 2]", "a list"),
+        ("[\"curl\"]", "a list"),
+    ] {
+        assert_refused(
+            &run_with_file(binary, text),
+            &[&format!("must be a JSON object, got {kind}")],
+        );
+    }
+
+    assert_refused(
+        &run_with_file(binary, r#"{"homeops_no_such_parameter": 1}"#),
+        &[&format!(
+            "Unsupported parameters for ({module}) module: homeops_no_such_parameter"
+        )],
+    );
 }
 
 fn finish(output: std::process::Output) -> Run {

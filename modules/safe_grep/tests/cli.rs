@@ -6,12 +6,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use runtime::testing::{run_with_file, run_with_stdin, Run};
+use runtime::testing::{
+    assert_refused, assert_rejects_malformed_arguments, run_with_file, run_with_stdin, Run,
+};
 use serde_json::{json, Value as Json};
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_safe_grep"))
-}
+const BIN: &str = env!("CARGO_BIN_EXE_safe_grep");
 
 /// Pieces of the secret file that must never be printed. The tests' patterns never contain
 /// them (a pattern is echoed back in `invocation`: it is the task's input, not the file's).
@@ -55,7 +55,7 @@ impl Dir {
 }
 
 fn run(args: Json) -> Run {
-    let run = run_with_file(bin(), &args.to_string());
+    let run = run_with_file(BIN, &args.to_string());
     assert_no_secret(&run);
     run
 }
@@ -72,29 +72,11 @@ fn assert_no_secret(run: &Run) {
     assert!(!run.stdout.contains(SECRET));
 }
 
-fn msg(run: &Run) -> &str {
-    run.json["msg"].as_str().unwrap_or_default()
-}
-
 fn assert_passed(run: &Run) {
     assert_eq!(run.json["failed"], json!(false), "{}", run.json);
     assert_eq!(run.json["changed"], json!(false), "{}", run.json);
     assert_eq!(run.code, 0);
     assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
-}
-
-fn assert_failed(run: &Run, needles: &[&str]) {
-    assert_eq!(run.json["failed"], json!(true), "{}", run.json);
-    assert_eq!(run.json["changed"], json!(false), "{}", run.json);
-    assert_eq!(run.code, 1);
-    assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
-    for needle in needles {
-        assert!(
-            msg(run).contains(needle),
-            "{needle:?} not in {:?}",
-            msg(run)
-        );
-    }
 }
 
 fn secret_file(d: &Dir) -> String {
@@ -126,7 +108,7 @@ fn proves_a_line_is_present_with_counts_and_line_numbers_only() {
     assert_eq!(r.json["owner"], json!("root"));
     assert_eq!(r.json["group"], json!("root"));
     assert_eq!(r.json["size"], json!(DATASOURCE.len()));
-    assert_eq!(msg(&r), format!("1 line matching the pattern in {path}"));
+    assert_eq!(r.msg(), format!("1 line matching the pattern in {path}"));
     let keys: Vec<&String> = r.json.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
@@ -172,7 +154,7 @@ fn matching_the_secret_line_itself_reveals_nothing() {
         (json!(1), json!([10]))
     );
     let r = run_with_stdin(
-        bin(),
+        BIN,
         &json!({"path": path, "pattern": "Password"}).to_string(),
     );
     assert_no_secret(&r);
@@ -227,7 +209,7 @@ fn every_failure_about_the_file_quotes_nothing_from_it() {
     for (args, needles) in cases {
         let r = run(args);
         let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
-        assert_failed(&r, &needles);
+        assert_refused(&r, &needles);
         // The registered result still has the numbers for a later assert.
         assert!(
             r.json["count"].is_u64() && r.json["mode"] == json!("0640"),
@@ -248,7 +230,7 @@ fn files_that_are_not_plain_text_are_fine_and_still_secret() {
     assert_passed(&r);
     assert_eq!(r.json["lines"], json!([1]));
     let r = run(json!({"path": path, "pattern": "Zq7", "state": "absent"}));
-    assert_failed(&r, &["expected no line matching the pattern", "found 2"]);
+    assert_refused(&r, &["expected no line matching the pattern", "found 2"]);
 }
 
 #[test]
@@ -259,7 +241,7 @@ fn an_overlong_line_fails_without_quoting_it() {
     content.extend_from_slice(line.as_bytes());
     let path = d.file("huge-line", &content, 0o600);
     let r = run(json!({"path": path, "fixed": "short"}));
-    assert_failed(&r, &["line 2 of", "longer than 16 MiB"]);
+    assert_refused(&r, &["line 2 of", "longer than 16 MiB"]);
 }
 
 #[test]
@@ -298,7 +280,7 @@ fn a_large_file_is_streamed_in_bounded_memory() {
         std::fs::write(&args_file, args.to_string()).unwrap();
         let out = Command::new("/usr/bin/time")
             .args(["-f", "%M"])
-            .arg(bin())
+            .arg(BIN)
             .arg(&args_file)
             .output()
             .unwrap();
@@ -319,16 +301,16 @@ fn a_large_file_is_streamed_in_bounded_memory() {
 fn paths_that_are_not_readable_files_fail_clearly() {
     let d = Dir::new();
     let dir = d.dir.path().to_str().unwrap().to_string();
-    assert_failed(
+    assert_refused(
         &run(json!({"path": dir, "fixed": "x"})),
         &[&format!("{dir} is a directory; 'path' must name a file")],
     );
     let missing = format!("{dir}/nope.yaml");
-    assert_failed(
+    assert_refused(
         &run(json!({"path": missing, "fixed": "x"})),
         &[&format!("{missing} does not exist")],
     );
-    assert_failed(
+    assert_refused(
         &run(json!({"path": "/dev/null", "fixed": "x"})),
         &["/dev/null is not a regular file"],
     );
@@ -336,7 +318,7 @@ fn paths_that_are_not_readable_files_fail_clearly() {
     let locked = d.file("locked", DATASOURCE.as_bytes(), 0o000);
     let r = run(json!({"path": locked, "fixed": "x"}));
     if r.json["failed"] == json!(true) {
-        assert_failed(&r, &["permission denied", "become: true"]);
+        assert_refused(&r, &["permission denied", "become: true"]);
     }
 }
 
@@ -347,7 +329,7 @@ fn mode_is_read_as_octal_or_as_yamls_unquoted_number() {
     assert_passed(&run(json!({"path": path, "fixed": "type", "mode": "640"})));
     // `mode: 0640` unquoted in YAML is the number 416.
     assert_passed(&run(json!({"path": path, "fixed": "type", "mode": 416})));
-    assert_failed(
+    assert_refused(
         &run(json!({"path": path, "fixed": "type", "mode": "u=rw"})),
         &["'mode' must be an octal mode such as \"0640\""],
     );
@@ -420,29 +402,11 @@ fn bad_parameters_fail_naming_the_field() {
         ),
     ];
     for (args, needles) in cases {
-        assert_failed(&run(args), needles);
+        assert_refused(&run(args), needles);
     }
 }
 
 #[test]
 fn broken_argument_files_fail_clearly() {
-    for (text, needle) in [
-        ("{not json", "not valid JSON"),
-        ("[1]", "must be a JSON object"),
-        ("\"path\"", "must be a JSON object"),
-    ] {
-        let r = run_with_file(bin(), text);
-        assert_failed(&r, &[needle]);
-    }
-    let out = Command::new(bin())
-        .arg("/nonexistent/homeops/args")
-        .output()
-        .unwrap();
-    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["failed"], json!(true));
-    assert!(json["msg"]
-        .as_str()
-        .unwrap()
-        .contains("cannot read the module arguments file"));
-    assert_eq!(out.status.code(), Some(1));
+    assert_rejects_malformed_arguments(BIN, "safe_grep");
 }

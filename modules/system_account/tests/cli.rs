@@ -11,12 +11,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use runtime::testing::{run_with_file, run_with_stdin, Run};
+use runtime::testing::{
+    assert_refused, assert_rejects_malformed_arguments, run_with_file, run_with_stdin, Run,
+};
 use serde_json::{json, Value as Json};
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_system_account"))
-}
+const BIN: &str = env!("CARGO_BIN_EXE_system_account");
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
     nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
@@ -72,7 +72,7 @@ impl Sandbox {
              {{ [ ! -d /var/mail ] || mount -t tmpfs tmpfs /var/mail; }} && exec \"$2\" \"$3\"' \
              sh '{}' '{}' \"$1\"\n",
             dir.path().display(),
-            bin().display()
+            BIN
         );
         std::fs::write(&wrapper, script).unwrap();
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -427,7 +427,7 @@ fn a_user_with_another_group_name_gets_that_group() {
 fn stdin_arguments_work_like_a_file() {
     // Check mode reads /etc only: safe on the real host.
     let run = run_with_stdin(
-        bin(),
+        BIN,
         r#"{"name": "homeops_never_exists_x", "_ansible_check_mode": true}"#,
     );
     assert_eq!(run.json["failed"], json!(false), "{}", run.json);
@@ -437,36 +437,16 @@ fn stdin_arguments_work_like_a_file() {
 // ---- bad input: refused before anything is read or run --------------------------------------
 
 fn refused(args: &str, needles: &[&str]) {
-    let run = run_with_file(bin(), args);
-    assert_eq!(run.json["failed"], json!(true), "{args}: {}", run.json);
-    assert_eq!(run.json["changed"], json!(false), "{args}");
-    assert_eq!(run.code, 1);
-    assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
-    let msg = run.json["msg"].as_str().unwrap();
-    for needle in needles {
-        assert!(msg.contains(needle), "{needle:?} not in {msg:?} for {args}");
-    }
+    assert_refused(&run_with_file(BIN, args), needles);
 }
 
 #[test]
-fn a_missing_args_file_fails_clearly() {
-    let out = Command::new(bin())
-        .arg("/nonexistent/homeops/args")
-        .output()
-        .unwrap();
-    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["failed"], json!(true));
-    assert!(json["msg"]
-        .as_str()
-        .unwrap()
-        .contains("cannot read the module arguments file '/nonexistent/homeops/args'"));
-    assert_eq!(out.status.code(), Some(1));
+fn malformed_arguments_fail_clearly() {
+    assert_rejects_malformed_arguments(BIN, "system_account");
 }
 
 #[test]
 fn broken_arguments_fail_clearly() {
-    refused("{not json", &["not valid JSON"]);
-    refused("[1, 2]", &["must be a JSON object, got a list"]);
     refused("{}", &["missing required parameter 'name'"]);
     refused(
         r#"{"name": "loki", "password": "x"}"#,
