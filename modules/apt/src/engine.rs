@@ -233,13 +233,8 @@ impl<'h> Engine<'h> {
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .all(|l| l.contains("no packages found matching"));
-        if !out.success() && !only_missing {
-            return Err(format!(
-                "{} failed (rc {}): {}",
-                cmd.display(),
-                out.rc,
-                out.tail(3)
-            ));
+        if !only_missing {
+            out.check(&cmd)?;
         }
         Ok(query::parse_dpkg_query(&out.stdout))
     }
@@ -257,14 +252,7 @@ impl<'h> Engine<'h> {
             .args(names.iter().cloned())
             .timeout(QUERY_TIMEOUT);
         let out = self.host.run(&cmd)?;
-        if !out.success() {
-            return Err(format!(
-                "{} failed (rc {}): {}",
-                cmd.display(),
-                out.rc,
-                out.tail(3)
-            ));
-        }
+        out.check(&cmd)?;
         Ok(query::parse_policy(&out.stdout))
     }
 
@@ -275,14 +263,7 @@ impl<'h> Engine<'h> {
             .timeout(QUERY_TIMEOUT)
             .output_limit(8 * 1024 * 1024);
         let out = self.host.run(&cmd)?;
-        if !out.success() {
-            return Err(format!(
-                "{} failed (rc {}): {}",
-                cmd.display(),
-                out.rc,
-                out.tail(3)
-            ));
-        }
+        out.check(&cmd)?;
         Ok(out
             .stdout
             .lines()

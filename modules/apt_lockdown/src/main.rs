@@ -233,14 +233,7 @@ impl<'h> Lockdown<'h> {
             .args(units.iter().cloned())
             .timeout(SHOW_TIMEOUT);
         let out = self.host.run(&cmd)?;
-        if !out.success() {
-            return Err(format!(
-                "{} failed (rc {}): {}",
-                cmd.display(),
-                out.rc,
-                out.tail(3)
-            ));
-        }
+        out.check(&cmd)?;
         Ok(states_for(units, &parse_show(&out.stdout)))
     }
 

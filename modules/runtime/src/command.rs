@@ -58,6 +58,20 @@ impl Output {
             .collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+
+    /// `Ok` when `cmd` succeeded; otherwise the error a module shows for a command that had
+    /// to succeed: `CMD failed (rc N): ` and the last three lines of its output.
+    pub fn check(&self, cmd: &Command) -> Result<(), String> {
+        if self.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} failed (rc {}): {}",
+            cmd.display(),
+            self.rc,
+            self.tail(3)
+        ))
+    }
 }
 
 impl Command {
@@ -251,15 +265,18 @@ mod tests {
 
     #[test]
     fn captures_output_and_exit_code() {
-        let out = Command::new("sh")
-            .args(["-c", "echo out; echo err >&2; exit 3"])
-            .run()
-            .unwrap();
+        let cmd = Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = cmd.run().unwrap();
         assert_eq!(out.rc, 3);
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert!(!out.success());
         assert_eq!(out.tail(5), "out\nerr");
+        assert_eq!(
+            out.check(&cmd).unwrap_err(),
+            format!("{} failed (rc 3): out\nerr", cmd.display())
+        );
+        assert_eq!(Output::default().check(&cmd), Ok(()));
     }
 
     #[test]
