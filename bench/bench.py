@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -263,8 +264,8 @@ class Runner:
             "ANSIBLE_LOG_PATH": str(results / "ansible.log"),
         })
         self.env.pop("HOMEOPS_FASTPATH", None)
-        if LIBRARY != ROOT / "library":
-            self.env["ANSIBLE_LIBRARY"] = str(LIBRARY)
+        # The run's snapshot of the module binaries (see main), never a later build.
+        self.env["ANSIBLE_LIBRARY"] = str(LIBRARY)
         (results / "out").mkdir(parents=True, exist_ok=True)
         self.count = 0
 
@@ -441,7 +442,6 @@ def ssh_base(hv: dict) -> list[str]:
 def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results: Path, lab: Lab) -> dict:
     """Each binary run directly on one host, `loops` times, timed inside the host."""
     sys.path.insert(0, str(ROOT / "action_plugins"))
-    import hashlib
     import homeops_fastpath as fp  # the plugin's own remote script, so we time exactly that
 
     log(f"on-host: each module {loops}x in a loop on {host}, timed inside the host")
@@ -488,9 +488,10 @@ s=$(date +%s%N); i=0; while [ $i -lt $L ]; do /bin/sh -c "$(cat fastpath.sh)" < 
 echo "fastpath_script_system_account $((e-s))"
 /bin/sh -c "$(cat fastpath.sh)" < system_account.args > fastpath.json 2>&1; echo "rc_fastpath $?"
 """
+    # printf, not echo: dash's echo would turn the JSON's backslash escapes into other text.
     for m in names:
-        body += f'echo "json_{m} $(tr -d "\\n" < {m}.json)"\n'
-    body += 'echo "json_fastpath $(tr -d "\\n" < fastpath.json)"\n'
+        body += f'printf "json_{m} %s\\n" "$(tr -d "\\n" < {m}.json)"\n'
+    body += 'printf "json_fastpath %s\\n" "$(tr -d "\\n" < fastpath.json)"\n'
     body += f"cd / && rm -rf {remote}\n"
     lab.check()
     p = subprocess.run(ssh + ["/bin/sh -s"], input=body.encode(), stdout=subprocess.PIPE,
@@ -718,12 +719,17 @@ def render_section(r: dict, prev: dict | None) -> str:
     L.append(f"| machine | {m['cpu']}, {m['cores']} cores, {m['mem_mib'] // 1024} GiB; {m['os']}, kernel {m['kernel']} |")
     L.append(f"| versions | {m['ansible_core']}, Python {m['python']}, {m['rustc']}, {m['openssh']} |")
     L.append(f"| commit | `{m['commit']}`{' (with uncommitted changes)' if m['dirty'] else ''} |")
+    if r.get("sha256"):
+        L.append("| module binaries | " + ", ".join(f"`{k}` {v}" for k, v in r["sha256"].items())
+                 + " (sha256 prefixes; the run used one snapshot of `library/`) |")
     if r.get("library") != str(ROOT / "library"):
         L.append(f"| module binaries | **{r['library']}** (BENCH_LIBRARY: not the built modules) |")
     L.append(f"| lab | {h} hosts (systemd-nspawn on this machine, sharing its {m['cores']} cores), forks 10, pipelining on, ControlPersist 60 s |")
     L.append(f"| load (1/5/15 min) | start {' '.join(fmt(x, 2) for x in r['load_start'])}, end {' '.join(fmt(x, 2) for x in r['load_end'])}; "
              f"other sessions share this machine |")
     L.append(f"| took | {fmt(r['duration_s'] / 60, 1)} min, {r['lab_cycles']} lab up(s) |")
+    if r.get("merged"):
+        L.append(f"| merged | {'; '.join(r['merged'])} |")
     if r.get("interference"):
         L.append(f"| interruptions | {len(r['interference'])}: somebody else restarted the lab; the series was run again on a fresh lab |")
     L.append("")
@@ -972,6 +978,8 @@ def main() -> int:
                     help="times a series is run again after somebody restarted the lab under it (BENCH_RETRIES)")
     ap.add_argument("--wait", type=int, default=int(os.environ.get("BENCH_WAIT", "900")),
                     help="seconds to wait for other Ansible/lab runs on this machine to end (BENCH_WAIT)")
+    ap.add_argument("--merge", metavar="RESULTS_JSON",
+                    help="take the series this run skips (BENCH_ONLY) from an earlier results.json of the same host count")
     ap.add_argument("--report", metavar="RESULTS_JSON",
                     help="only rewrite docs/ (section + chart) from a saved bench/results/*/results.json")
     a = ap.parse_args()
@@ -1004,6 +1012,15 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = BENCH / "results" / f"{stamp}-{a.hosts}hosts"
     results.mkdir(parents=True)
+    # One build for the whole run: others may `make build` into library/ meanwhile, and a new
+    # binary would be a fast-path cache miss (an upload) in the middle of a series.
+    global LIBRARY
+    snap = results / "library"
+    snap.mkdir()
+    for m in MODULES:
+        if (LIBRARY / m).is_file():
+            shutil.copy2(LIBRARY / m, snap / m)
+    source_library, LIBRARY = LIBRARY, snap
     lab = Lab(a.hosts, results)
     runner = Runner(results, lab)
     kernel = platform.release()
@@ -1020,7 +1037,9 @@ def main() -> int:
     t_start = time.time()
     r = {"hosts": a.hosts, "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
          "machine": machine_info(), "load_start": loadavg(), "sizes": bench_sizes(),
-         "args": vars(a), "results_dir": str(results.relative_to(ROOT)), "library": str(LIBRARY)}
+         "args": vars(a), "results_dir": str(results.relative_to(ROOT)), "library": str(source_library),
+         "sha256": {m: hashlib.sha256((LIBRARY / m).read_bytes()).hexdigest()[:12] for m in MODULES
+                    if (LIBRARY / m).is_file()}}
     log(f"results in {results.relative_to(ROOT)}; {a.hosts} hosts; series: {', '.join(sorted(only))}; "
         f"load {r['load_start']}")
     for m, x in r["sizes"].items():
@@ -1105,6 +1124,15 @@ def main() -> int:
     if not ok:
         log(f"bench FAILED; partial results in {results.relative_to(ROOT)}/results.json")
         return 1
+    if a.merge:
+        old_r = json.loads(Path(a.merge).read_text())
+        if old_r.get("hosts") != r["hosts"]:
+            raise SystemExit(f"bench: --merge {a.merge} is a {old_r.get('hosts')}-host run, not {r['hosts']}")
+        for key in ("per_task", "ssh_ops", "on_host", "deploy"):
+            if key not in r and key in old_r:
+                r[key] = old_r[key]
+                r.setdefault("merged", []).append(f"{key} from {old_r.get('date')} ({old_r.get('results_dir')})")
+        (results / "results.json").write_text(json.dumps(r, indent=1, default=str))
     if not a.no_doc:
         try:
             draw_chart(r, ROOT / "docs" / f"benchmarks-{a.hosts}hosts.png")
