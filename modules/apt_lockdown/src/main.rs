@@ -211,7 +211,7 @@ impl<'h> Lockdown<'h> {
             host,
             processes,
             units,
-            wait_timeout: Duration::from_secs(params.int("wait_timeout").unwrap_or(0).max(0) as u64),
+            wait_timeout: params.secs("wait_timeout"),
             state_file: PathBuf::from(state_file),
         })
     }

@@ -60,10 +60,6 @@ struct Request {
     settings: Settings,
 }
 
-fn secs(params: &Params, name: &str) -> Duration {
-    Duration::from_secs(params.int(name).unwrap_or(0).max(0) as u64)
-}
-
 impl Request {
     fn from_params(params: &Params) -> Result<Request, Failure> {
         let specs = parse_specs(params.list("name"), "name")?;
@@ -75,14 +71,14 @@ impl Request {
             specs,
             wanted,
             update_cache: params.bool("update_cache"),
-            cache_valid_time: secs(params, "cache_valid_time"),
+            cache_valid_time: params.secs("cache_valid_time"),
             settings: Settings {
-                lock_timeout: secs(params, "lock_timeout"),
-                retries: u32::try_from(params.int("retries").unwrap_or(0)).unwrap_or(u32::MAX),
-                retry_delay: secs(params, "retry_delay"),
                 install_recommends: params.bool("install_recommends"),
                 dpkg_options: check_dpkg_options(params.list("dpkg_options"))?,
                 allow_downgrade: params.bool("allow_downgrade"),
+                lock_timeout: params.secs("lock_timeout"),
+                retries: u32::try_from(params.int("retries").unwrap_or(0)).unwrap_or(u32::MAX),
+                retry_delay: params.secs("retry_delay"),
             },
         })
     }
@@ -156,19 +152,7 @@ fn apply(req: &Request, ctx: &Context, host: &dyn Host) -> Result<Outcome, Failu
     if let Err(err) = result {
         // A failure may still have changed the host (an update, part of a transaction).
         let changed = after.as_ref().is_ok_and(|a| *a != before);
-        let mut failure = Failure::new(err.msg)
-            .with("failure_kind", err.kind.as_str())
-            .after_change(changed);
-        if let Some(rc) = err.rc {
-            failure = failure.with("rc", rc);
-        }
-        for (key, value) in engine.report.fields() {
-            failure = failure.with(key, value);
-        }
-        for warning in &engine.report.warnings {
-            failure = failure.warn(warning.clone());
-        }
-        return Err(failure);
+        return Err(engine.report.failure(err).after_change(changed));
     }
     let after = after.map_err(Failure::new)?;
     let changes = compare(&before, &after);
@@ -310,11 +294,7 @@ fn finish(mut outcome: Outcome, report: &Report, changes: &Changes) -> Outcome {
     outcome.set("installed", changes_json(&changes.installed));
     outcome.set("upgraded", changes_json(&changes.upgraded));
     outcome.set("removed", changes_json(&changes.removed));
-    for (key, value) in report.fields() {
-        outcome.set(key, value);
-    }
-    outcome.warnings(report.warnings.iter().cloned());
-    outcome
+    report.add_to(outcome)
 }
 
 fn changes_json(changes: &[Change]) -> Json {

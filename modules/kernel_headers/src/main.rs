@@ -53,10 +53,6 @@ struct Request {
     settings: Settings,
 }
 
-fn secs(params: &Params, name: &str) -> Duration {
-    Duration::from_secs(params.int(name).unwrap_or(0).max(0) as u64)
-}
-
 impl Request {
     fn from_params(
         params: &Params,
@@ -90,12 +86,12 @@ impl Request {
             release,
             package,
             update_cache: params.bool("update_cache"),
-            cache_valid_time: secs(params, "cache_valid_time"),
+            cache_valid_time: params.secs("cache_valid_time"),
             warn_on_missing: params.str("on_missing") == Some("warn"),
             settings: Settings {
-                lock_timeout: secs(params, "lock_timeout"),
+                lock_timeout: params.secs("lock_timeout"),
                 retries: u32::try_from(params.int("retries").unwrap_or(0)).unwrap_or(u32::MAX),
-                retry_delay: secs(params, "retry_delay"),
+                retry_delay: params.secs("retry_delay"),
                 ..Settings::default()
             },
         })
@@ -182,16 +178,13 @@ fn apply(req: &Request, ctx: &Context, host: &dyn Host) -> Result<Outcome, Failu
     let mut engine = Engine::new(host, req.settings.clone());
     let build_dir = req.build_dir();
     let fields = |outcome: Outcome, engine: &Engine, version: Option<&str>| -> Outcome {
-        let mut outcome = outcome
-            .with("kernel", req.release.as_str())
-            .with("package", req.package.as_str())
-            .with("version", version.map(Json::from).unwrap_or(Json::Null))
-            .with("build_dir", build_dir.as_str());
-        for (key, value) in engine.report.fields() {
-            outcome.set(key, value);
-        }
-        outcome.warnings(engine.report.warnings.iter().cloned());
-        outcome
+        engine.report.add_to(
+            outcome
+                .with("kernel", req.release.as_str())
+                .with("package", req.package.as_str())
+                .with("version", version.map(Json::from).unwrap_or(Json::Null))
+                .with("build_dir", build_dir.as_str()),
+        )
     };
 
     let installed = engine
@@ -316,20 +309,12 @@ fn apply(req: &Request, ctx: &Context, host: &dyn Host) -> Result<Outcome, Failu
 }
 
 fn apt_failure(err: AptError, engine: &Engine, req: &Request) -> Failure {
-    let mut failure = Failure::new(err.msg)
-        .with("failure_kind", err.kind.as_str())
+    let failure = engine
+        .report
+        .failure(err)
         .with("kernel", req.release.as_str())
         .with("package", req.package.as_str())
         .with("build_dir", req.build_dir());
-    if let Some(rc) = err.rc {
-        failure = failure.with("rc", rc);
-    }
-    for (key, value) in engine.report.fields() {
-        failure = failure.with(key, value);
-    }
-    for warning in &engine.report.warnings {
-        failure = failure.warn(warning.clone());
-    }
     // Whether an install half-happened is for dpkg to say; a failed install that got as far
     // as unpacking is reported as a change.
     let changed = engine.report.stdout_tail.contains("Unpacking ");

@@ -5,6 +5,7 @@
 //! is an error that names the field and the type it should have.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
@@ -81,6 +82,11 @@ impl Params {
             Some(Value::Int(i)) => Some(*i),
             _ => None,
         }
+    }
+
+    /// An `Int` parameter as whole seconds; unset or negative counts as zero.
+    pub fn secs(&self, name: &str) -> Duration {
+        Duration::from_secs(self.int(name).unwrap_or(0).max(0) as u64)
     }
 
     /// A `List` parameter; unset counts as empty.
@@ -425,6 +431,7 @@ mod tests {
         );
         assert!(!p.bool("system"));
         assert_eq!(p.int("timeout"), Some(5));
+        assert_eq!(p.secs("timeout"), Duration::from_secs(5));
         assert_eq!(
             p.list("units"),
             &["x.timer".to_string(), "y.service".to_string()]
