@@ -589,13 +589,7 @@ fn message_holder(out: &Output, path: &str) -> Option<Holder> {
 mod tests {
     use super::*;
     use crate::fake::{fail, ok, FakeHost};
-
-    fn specs(items: &[&str]) -> Vec<PackageSpec> {
-        items
-            .iter()
-            .map(|i| PackageSpec::parse(i, "name").unwrap())
-            .collect()
-    }
+    use crate::names::specs;
 
     fn settings() -> Settings {
         Settings {

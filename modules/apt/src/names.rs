@@ -122,6 +122,15 @@ fn describe_char(c: char) -> String {
     }
 }
 
+/// Specs from names that are known to be valid, for tests.
+#[cfg(test)]
+pub(crate) fn specs(items: &[&str]) -> Vec<PackageSpec> {
+    items
+        .iter()
+        .map(|i| PackageSpec::parse(i, "name").unwrap())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

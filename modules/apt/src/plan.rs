@@ -96,13 +96,7 @@ pub fn upgrades(check: &[PackageSpec], policies: &BTreeMap<String, Policy>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn specs(items: &[&str]) -> Vec<PackageSpec> {
-        items
-            .iter()
-            .map(|i| PackageSpec::parse(i, "name").unwrap())
-            .collect()
-    }
+    use crate::names::specs;
 
     fn dpkg() -> BTreeMap<String, PackageState> {
         crate::query::parse_dpkg_query(

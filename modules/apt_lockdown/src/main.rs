@@ -606,6 +606,15 @@ mod tests {
             .join("\n")
     }
 
+    /// A unit runtime-masked by a lock, as `show` takes it.
+    fn masked<'a>(
+        unit: &'a str,
+        active: &'a str,
+        sub: &'a str,
+    ) -> (&'a str, &'a str, &'a str, &'a str, &'a str) {
+        (unit, "masked", active, sub, "masked-runtime")
+    }
+
     const UNITS: &[&str] = &[
         "apt-daily.timer",
         "apt-daily-upgrade.service",
@@ -636,27 +645,9 @@ mod tests {
 
     fn locked() -> String {
         show(&[
-            (
-                "apt-daily.timer",
-                "masked",
-                "inactive",
-                "dead",
-                "masked-runtime",
-            ),
-            (
-                "apt-daily-upgrade.service",
-                "masked",
-                "inactive",
-                "dead",
-                "masked-runtime",
-            ),
-            (
-                "unattended-upgrades.service",
-                "masked",
-                "inactive",
-                "dead",
-                "masked-runtime",
-            ),
+            masked("apt-daily.timer", "inactive", "dead"),
+            masked("apt-daily-upgrade.service", "inactive", "dead"),
+            masked("unattended-upgrades.service", "inactive", "dead"),
             ("snapd.service", "not-found", "inactive", "dead", ""),
         ])
     }
@@ -721,42 +712,34 @@ mod tests {
         // The apt job runs for 2 more seconds of polling, then ends.
         host.on(
             "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[(
+            ok(&show(&[masked(
                 "apt-daily-upgrade.service",
-                "masked",
                 "activating",
                 "start",
-                "masked-runtime",
             )])),
         );
         host.on(
             "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[(
+            ok(&show(&[masked(
                 "apt-daily-upgrade.service",
-                "masked",
                 "activating",
                 "start",
-                "masked-runtime",
             )])),
         );
         host.always(
             "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[(
+            ok(&show(&[masked(
                 "apt-daily-upgrade.service",
-                "masked",
                 "inactive",
                 "dead",
-                "masked-runtime",
             )])),
         );
         host.on(
             "show -p Id,LoadState,ActiveState,SubState,UnitFileState unattended-upgrades.service",
-            ok(&show(&[(
+            ok(&show(&[masked(
                 "unattended-upgrades.service",
-                "masked",
                 "active",
                 "running",
-                "masked-runtime",
             )])),
         );
         host.on("systemctl stop unattended-upgrades.service", ok(""));
@@ -825,27 +808,9 @@ mod tests {
         host.on(
             "systemctl show",
             ok(&show(&[
-                (
-                    "apt-daily.timer",
-                    "masked",
-                    "inactive",
-                    "dead",
-                    "masked-runtime",
-                ),
-                (
-                    "apt-daily-upgrade.service",
-                    "masked",
-                    "inactive",
-                    "dead",
-                    "masked-runtime",
-                ),
-                (
-                    "unattended-upgrades.service",
-                    "masked",
-                    "inactive",
-                    "dead",
-                    "masked-runtime",
-                ),
+                masked("apt-daily.timer", "inactive", "dead"),
+                masked("apt-daily-upgrade.service", "inactive", "dead"),
+                masked("unattended-upgrades.service", "inactive", "dead"),
             ])),
         );
         host.always("systemctl unmask --runtime", ok(""));
@@ -891,12 +856,10 @@ mod tests {
         };
         host.always(
             "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[(
+            ok(&show(&[masked(
                 "apt-daily-upgrade.service",
-                "masked",
                 "activating",
                 "start",
-                "masked-runtime",
             )])),
         );
         let err = fx.run_with(&host, "locked", false, &upgrade).unwrap_err();
@@ -947,22 +910,18 @@ mod tests {
         host.on("systemctl stop apt-daily.timer", ok(""));
         host.always(
             "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[(
+            ok(&show(&[masked(
                 "apt-daily-upgrade.service",
-                "masked",
                 "inactive",
                 "dead",
-                "masked-runtime",
             )])),
         );
         host.on(
             "show -p Id,LoadState,ActiveState,SubState,UnitFileState unattended-upgrades.service",
-            ok(&show(&[(
+            ok(&show(&[masked(
                 "unattended-upgrades.service",
-                "masked",
                 "active",
                 "running",
-                "masked-runtime",
             )])),
         );
         host.on(
