@@ -345,18 +345,7 @@ mod tests {
             diff: true,
             ..Context::default()
         };
-        let (json, code) = runtime::answer(
-            NAME,
-            SPEC,
-            Some("-"),
-            &mut std::io::Cursor::new(br#"{"_ansible_diff": true}"#.to_vec()),
-            |_, _| apply(&req, &ctx, host),
-        );
-        if code == 0 {
-            Ok(json)
-        } else {
-            Err(json)
-        }
+        runtime::testing::answer_with_diff(NAME, SPEC, || apply(&req, &ctx, host))
     }
 
     fn installed_line() -> String {

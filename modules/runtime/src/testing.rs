@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value as Json};
 
+use crate::{Failure, Outcome, Param};
+
 /// What a module run printed and how it exited.
 #[derive(Debug)]
 pub struct Run {
@@ -123,6 +125,28 @@ pub fn assert_rejects_malformed_arguments(binary: impl AsRef<Path>, module: &str
             "Unsupported parameters for ({module}) module: homeops_no_such_parameter"
         )],
     );
+}
+
+/// What a module's body answers, rendered as `runtime::run` renders it for a run with
+/// `--diff`: `Ok(json)` for a success, `Err(json)` for a failure. For unit tests that call a
+/// module's body with a fake host.
+pub fn answer_with_diff(
+    module: &'static str,
+    spec: &[Param],
+    body: impl FnOnce() -> Result<Outcome, Failure>,
+) -> Result<Json, Json> {
+    let (json, code) = crate::answer(
+        module,
+        spec,
+        Some("-"),
+        &mut std::io::Cursor::new(br#"{"_ansible_diff": true}"#.to_vec()),
+        |_, _| body(),
+    );
+    if code == 0 {
+        Ok(json)
+    } else {
+        Err(json)
+    }
 }
 
 fn finish(output: std::process::Output) -> Run {
