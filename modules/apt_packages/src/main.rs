@@ -533,6 +533,11 @@ mod tests {
 
         let host = FakeHost::new();
         host.modified_ago("/var/lib/apt/lists", Duration::from_secs(60));
+        // The lists hold a package index: fetched a minute ago, not merely an empty dir.
+        host.modified_ago(
+            "/var/lib/apt/lists/deb.example_dists_stable_main_binary-amd64_Packages",
+            Duration::from_secs(60),
+        );
         host.on("dpkg-query", ok(""));
         host.on("dpkg-query", ok(""));
         host.on("install jq", ok(""));
