@@ -401,16 +401,27 @@ impl<'h> Lockdown<'h> {
                 file.display()
             ));
         }
-        for unit in &plan.mask {
-            self.systemctl(&["mask", "--runtime", unit], SHOW_TIMEOUT)
-                .map_err(|e| progress.failure(format!("cannot mask {unit}: {e}"), file))?;
-            progress.masked.push(unit.clone());
+        // An apt job that is running now is masked only once it has finished: masking a unit
+        // reloads systemd with /dev/null for it, and a job still in ExecStartPre (apt-daily's
+        // `apt-helper wait-online`) then dies with "There's no 'start' task anymore" and stays
+        // `failed`, which is not the state release can put back. Its timer is masked and
+        // stopped first, so nothing starts it again in between.
+        let (after_wait, now): (Vec<String>, Vec<String>) = plan
+            .mask
+            .iter()
+            .cloned()
+            .partition(|u| plan.wait_for.contains(u));
+        for unit in &now {
+            self.mask(unit, &mut progress)?;
         }
         for unit in &plan.stop_triggers {
             self.stop(unit, &mut progress)?;
         }
         self.wait_quiet(&apt_jobs, &mut progress)
             .map_err(|msg| progress.failure(msg, file))?;
+        for unit in &after_wait {
+            self.mask(unit, &mut progress)?;
+        }
 
         // Services that ended on their own while we waited are not ours to restart.
         let now = self
@@ -452,6 +463,13 @@ impl<'h> Lockdown<'h> {
         Ok(progress
             .outcome(Outcome::new(changed, msg), file)
             .with_diff(lock_diff(&states, &progress.masked, &progress.stopped)))
+    }
+
+    fn mask(&self, unit: &str, progress: &mut Progress) -> Result<(), Failure> {
+        self.systemctl(&["mask", "--runtime", unit], SHOW_TIMEOUT)
+            .map_err(|e| progress.failure(format!("cannot mask {unit}: {e}"), &self.state_file))?;
+        progress.masked.push(unit.to_string());
+        Ok(())
     }
 
     fn stop(&self, unit: &str, progress: &mut Progress) -> Result<(), Failure> {
@@ -748,10 +766,11 @@ mod tests {
         assert!(out.changed, "{}", out.msg);
         assert_eq!(
             field(&out, "masked"),
+            // The running apt job last: masked only after it finished.
             json!([
                 "apt-daily.timer",
-                "apt-daily-upgrade.service",
-                "unattended-upgrades.service"
+                "unattended-upgrades.service",
+                "apt-daily-upgrade.service"
             ])
         );
         assert_eq!(
@@ -781,6 +800,15 @@ mod tests {
         let pos = |needle: &str| cmds.iter().position(|c| c.contains(needle)).unwrap();
         assert!(pos("mask --runtime apt-daily.timer") < pos("stop apt-daily.timer"));
         assert!(pos("stop apt-daily.timer") < pos("stop unattended-upgrades.service"));
+        // The activating apt job is masked after the wait saw it end, never while it starts.
+        let last_busy = cmds
+            .iter()
+            .rposition(|c| c.contains("UnitFileState apt-daily-upgrade.service"))
+            .unwrap();
+        assert!(
+            pos("mask --runtime apt-daily-upgrade.service") > last_busy,
+            "{cmds:?}"
+        );
         assert_eq!(host.count("stop apt-daily-upgrade.service"), 0);
 
         // The record: mode 0600, what we did.
