@@ -68,6 +68,11 @@ const TRANSIENT_MARKERS: &[&str] = &[
     "Some index files failed to download",
     "Undetermined Error",
     "503  Service Unavailable",
+    // Concurrent apt-get runs race on the binary cache outside any apt lock (seen with 16
+    // concurrent runs in make itest-faults): one renames pkgcache.bin.XXXXXX over the file
+    // another just removed. apt rebuilds the cache on the next run, so a retry succeeds.
+    "Problem renaming the file /var/cache/apt/",
+    "The package cache file is corrupted",
 ];
 
 /// Classifies a failed run. A run killed by its timeout counts as transient.
@@ -182,6 +187,14 @@ mod tests {
             ..Output::default()
         };
         assert_eq!(classify(&killed), FailureKind::Transient);
+    }
+
+    #[test]
+    fn a_binary_cache_race_between_concurrent_runs_is_transient() {
+        let text = "E: Problem renaming the file /var/cache/apt/pkgcache.bin.4ADeOZ to /var/cache/apt/pkgcache.bin - rename (2: No such file or directory)\nE: The package cache file is corrupted";
+        assert_eq!(classify(&failed(text)), FailureKind::Transient);
+        let text = "E: Problem renaming the file /var/cache/apt/srcpkgcache.bin.Xy12ab to /var/cache/apt/srcpkgcache.bin - rename (2: No such file or directory)";
+        assert_eq!(classify(&failed(text)), FailureKind::Transient);
     }
 
     #[test]
