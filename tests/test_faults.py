@@ -1,0 +1,67 @@
+"""The itest-faults runner's parsing (tests/faults/faults.py) and its bad-input table, no lab."""
+import importlib.util
+import json
+import os
+import re
+
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("faults", os.path.join(REPO, "tests/faults/faults.py"))
+faults = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(faults)
+
+RECAP = """\
+PLAY RECAP *********************************************************************
+obs-01                     : ok=20   changed=12   unreachable=0    failed=0    skipped=10   rescued=0    ignored=0
+srv-01                     : ok=3    changed=0    unreachable=0    failed=1    skipped=7    rescued=1    ignored=0
+ws-01-linux                : ok=2    changed=0    unreachable=1    failed=0    skipped=3    rescued=0    ignored=0
+"""
+
+
+def test_recap_is_read_per_host():
+    play = faults.Play(0, "PLAY RECAP ****\nnot: a host\n" + RECAP, 1.0, "x")
+    assert play.recap["obs-01"]["changed"] == 12
+    assert play.recap["srv-01"]["failed"] == 1
+    assert play.recap["ws-01-linux"]["unreachable"] == 1
+    assert play.changed() == {"obs-01": 12}
+    assert play.clean(["obs-01"]) and not play.clean() and not play.clean(["nobody"])
+
+
+def test_wait_warnings_of_the_lockdown_and_the_apt_engine_are_found():
+    text = (
+        "[WARNING]: waited 23.4 s for apt work already running to finish:\n"
+        "/var/lib/dpkg/lock-frontend held by PID 652 (python3)\n"
+        "[WARNING]: waited 5.0 s for /var/lib/dpkg/lock-frontend, held by PID 77 (apt-get)\n"
+    )
+    assert faults.waits(text) == [
+        (23.4, "apt work", "PID 652 (python3)"),
+        (5.0, "/var/lib/dpkg/lock-frontend", "PID 77 (apt-get)"),
+    ]
+    assert faults.waits("nothing here") == []
+
+
+def test_the_bad_input_table_covers_every_module_and_matches_the_crates():
+    cases = json.load(open(os.path.join(REPO, "tests/faults/bad-input.json")))
+    modules = {c["module"] for c in cases}
+    assert modules == {"system_account", "apt_packages", "apt_lockdown", "kernel_headers", "safe_grep"}
+    for c in cases:
+        assert set(c) == {"module", "why", "args", "needle"}, c
+        assert isinstance(c["args"], dict) and c["needle"], c
+    # Every needle is a message the module's crate really produces (a quoted literal in its
+    # sources or in the shared runtime/apt crates), so the table cannot drift silently.
+    sources = ""
+    for top, _, names in os.walk(os.path.join(REPO, "modules")):
+        for n in names:
+            if n.endswith(".rs"):
+                sources += open(os.path.join(top, n)).read()
+    flat = re.sub(r"\\\n\s*", "", sources)
+    for c in cases:
+        probe = re.split(r"[{}']|/etc\b", c["needle"])
+        longest = max(probe, key=len)
+        assert longest in flat, f"{c['module']}: {c['needle']!r} not found in modules/"
+
+
+def test_host_scripts_take_no_values_from_data():
+    # Secrets go to hosts on stdin only: the scan script reads them there.
+    assert "sys.stdin" in faults.HOST_SCAN
+    assert "hoplab" not in faults.HOST_SCAN
