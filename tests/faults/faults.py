@@ -622,7 +622,9 @@ def killed(s: Scenario):
         if killed_at is None and line.startswith("TASK [Install the Loki package]"):
             for _ in range(100):
                 try:
-                    apt_seen = sh("obs-01", "pgrep -a -x 'apt-get|dpkg|http' | head -3 || true", timeout=10).strip()
+                    # Live apt-get/dpkg processes only (a zombie has already finished).
+                    apt_seen = sh("obs-01", "ps -eo stat=,args= | awk '$1 !~ /Z/ && ($2 ~ /(^|\\/)(apt-get|dpkg)$/)' "
+                                            "| cut -d' ' -f2- | head -3", timeout=10).strip()
                 except Failed:
                     apt_seen = ""
                 if apt_seen:
@@ -636,9 +638,9 @@ def killed(s: Scenario):
     (LOG_DIR / "deploy-killed.out").write_text("".join(lines))
     s.check(killed_at is not None and bool(apt_seen), "the deploy was SIGKILLed while apt-get/dpkg ran on obs-01",
             apt_seen.replace("\n", ", "))
-    what = re.findall(r"\b(install|remove|update)\b(.*)", apt_seen)
-    s.measure("killed", f"after {killed_at:.1f} s, during obs-01's apt-get "
-                        + (" ".join(what[0]).split(" -o ")[0].strip() if what else apt_seen[:60]))
+    what = re.search(r" (install|remove|update)( \S+)?", apt_seen)
+    s.measure("killed", f"after {killed_at:.1f} s, during obs-01's "
+                        + (f"apt-get{what.group(0)}" if what else apt_seen[:60]))
     time.sleep(2)
     masked = sh("obs-01", "systemctl list-unit-files --state=masked --no-legend | wc -l; "
                           "test -e /var/lib/homeops/apt-lockdown.json && echo record || echo none").split()
