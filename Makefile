@@ -52,6 +52,9 @@ VENDORED_COLLECTIONS := $(wildcard vendor/*.tar.gz)
 # The lab's targets (lab-up, lab-status, lab-down, lab-fault, lab-inventory, lab-test, lab-unit)
 # live with the lab: see lab/README.md.
 include lab/lab.mk
+# make bench (issue 5) and make itest-faults (issue 6) live beside their code.
+include bench/bench.mk
+include tests/faults/faults.mk
 
 .PHONY: help setup venv collections build lint test test-templates test-playbooks \
         syntax-check deploy verify itest inventory clean
