@@ -204,6 +204,26 @@ def test_tasks_touching_secrets_are_no_log_and_no_diff(path):
                     assert task.get("diff") is False, f"{task.get('name')} would diff a secret"
 
 
+# Files that hold a secret once a deploy has run. A task writing any part of one must not
+# diff it: ini_file and friends send the whole file back as the diff, secret included, even
+# when the task itself sets something harmless (found by make itest-faults, scenario 11).
+SECRET_FILES = ("{{ grafana_ini_path }}", "{{ grafana_datasources_dir }}/loki.yaml")
+
+
+@pytest.mark.parametrize("path", [DEPLOY, VERIFY])
+def test_tasks_writing_a_file_that_holds_secrets_never_diff(path):
+    for play_ in load_yaml(path):
+        for task in play_tasks(play_):
+            module = module_of(task)
+            args = task.get(module or "")
+            # safe_grep and stat only read, and return no content to diff.
+            if module in ("safe_grep", "ansible.builtin.stat") or not isinstance(args, dict):
+                continue
+            target = args.get("path") or args.get("dest")
+            if target in SECRET_FILES:
+                assert task.get("diff") is False, f"{task.get('name')} would diff {target}"
+
+
 def test_secret_bearing_template_is_written_no_log_and_root_grafana_0640(deploy):
     grafana = play(deploy, "grafana")
     task = next(t for t in play_tasks(grafana) if t.get("name") == "Provision the Loki datasource")
