@@ -141,6 +141,13 @@ pub struct Report {
     pub stdout_tail: String,
     pub stderr_tail: String,
     pub cache_updated: bool,
+    /// Whether the install/remove runs of apt-get changed any package, from their own summary
+    /// lines; `None` when none ran or a summary was missing. A concurrent run may have done the
+    /// work while this one waited for the lock: then dpkg's before/after differ, but this run
+    /// changed nothing.
+    pub transactions_changed: Option<bool>,
+    /// How many install/remove runs of apt-get succeeded.
+    pub transactions: u32,
     /// `dpkg --configure -a` was run to repair an interrupted dpkg.
     pub dpkg_repaired: bool,
     pub warnings: Vec<String>,
@@ -405,6 +412,9 @@ impl<'h> Engine<'h> {
             let cmd = self.apt_command(step, self.remaining().as_secs());
             let out = self.attempt(&cmd)?;
             if out.success() {
+                if !matches!(step, Step::Update) {
+                    self.note_transaction(&out);
+                }
                 return Ok(out);
             }
             let kind = classify(&out);
@@ -431,6 +441,21 @@ impl<'h> Engine<'h> {
                 _ => return Err(self.failed(kind, &cmd, &out)),
             }
         }
+    }
+
+    /// Folds one successful install/remove run's own summary into the report.
+    fn note_transaction(&mut self, out: &Output) {
+        let this = query::transaction_changed(&out.stdout);
+        self.report.transactions += 1;
+        self.report.transactions_changed = if self.report.transactions == 1 {
+            this
+        } else {
+            match (self.report.transactions_changed, this) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            }
+        };
     }
 
     /// A busy lock after apt-get gave up on it: wait again if the deadline allows.

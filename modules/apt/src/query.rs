@@ -222,8 +222,46 @@ pub fn compare(before: &BTreeMap<String, String>, after: &BTreeMap<String, Strin
     changes
 }
 
+/// Whether an apt-get install/remove run changed any package, from its summary line
+/// (`0 upgraded, 1 newly installed, 0 to remove and 3 not upgraded.`). `None` when the line is
+/// not in the (bounded) output: then only a dpkg before/after comparison can tell.
+pub fn transaction_changed(text: &str) -> Option<bool> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(" newly installed"))?;
+    let mut changed = false;
+    for part in line
+        .trim_end_matches('.')
+        .split(", ")
+        .flat_map(|p| p.split(" and "))
+    {
+        let mut words = part.split_whitespace();
+        let count: u64 = words.next()?.parse().ok()?;
+        // "not upgraded" counts packages this run left alone.
+        if words.next() != Some("not") && count > 0 {
+            changed = true;
+        }
+    }
+    Some(changed)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_transaction_summary_says_whether_this_run_changed_packages() {
+        let idle = "Reading package lists...\nloki is already the newest version (3.5.7).\n0 upgraded, 0 newly installed, 0 to remove and 3 not upgraded.\n";
+        assert_eq!(transaction_changed(idle), Some(false));
+        let busy = "The following NEW packages will be installed:\n  loki\n0 upgraded, 1 newly installed, 0 to remove and 3 not upgraded.\nUnpacking loki ...\n";
+        assert_eq!(transaction_changed(busy), Some(true));
+        let down = "0 upgraded, 0 newly installed, 1 downgraded, 0 to remove and 0 not upgraded.\n";
+        assert_eq!(transaction_changed(down), Some(true));
+        assert_eq!(
+            transaction_changed("0 upgraded, 0 newly installed, 2 to remove and 0 not upgraded."),
+            Some(true)
+        );
+        assert_eq!(transaction_changed("Unpacking loki ...\n"), None);
+    }
     use super::*;
 
     #[test]

@@ -155,7 +155,14 @@ fn apply(req: &Request, ctx: &Context, host: &dyn Host) -> Result<Outcome, Failu
         return Err(engine.report.failure(err).after_change(changed));
     }
     let after = after.map_err(Failure::new)?;
-    let changes = compare(&before, &after);
+    // apt-get's own summary decides when it has one: in a storm of concurrent runs, dpkg's
+    // state changes while this run waits for the lock, but only the run that did the work
+    // may say changed.
+    let changes = if engine.report.transactions_changed == Some(false) {
+        Changes::default()
+    } else {
+        compare(&before, &after)
+    };
     for spec in &req.specs {
         let now = after.get(&spec.name);
         let ok = match req.wanted {
@@ -455,6 +462,33 @@ mod tests {
             "{:?}",
             host.commands()
         );
+    }
+
+    #[test]
+    fn a_run_whose_work_another_run_did_meanwhile_reports_no_change() {
+        // The storm: this run saw jq missing, waited for the lock while a concurrent run
+        // installed it, and then apt-get had nothing left to do.
+        let host = FakeHost::new();
+        host.hold(
+            FRONTEND_LOCK,
+            900,
+            "apt-get install jq",
+            Duration::from_secs(5),
+        );
+        host.on("dpkg-query", ok(DPKG_CURL));
+        host.on("dpkg-query", ok(DPKG_CURL));
+        host.on(
+            "apt-get",
+            ok("jq is already the newest version (1.6-2.1).\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n"),
+        );
+        host.on(
+            "dpkg-query",
+            ok("curl\tinstall ok installed\t7.88.1\njq\tinstall ok installed\t1.6-2.1\n"),
+        );
+        let json = run(&host, json!({"name": "jq"}), false).unwrap();
+        assert_eq!(json["changed"], json!(false), "{json}");
+        assert_eq!(json["installed"], json!([]));
+        assert_eq!(json["attempts"], json!(1));
     }
 
     #[test]
