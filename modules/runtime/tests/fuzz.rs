@@ -15,34 +15,9 @@
 //! a longer run: `FUZZ_ITERS=2000000 FUZZ_SEED=$RANDOM cargo test --release -p runtime --test fuzz`
 //! (docs/reliability.md). A failing case prints its seed and iteration, so it replays exactly.
 
+use runtime::testing::{fuzz_iterations, fuzz_seed, Rng};
 use runtime::{answer, parse, Default, Failure, Kind, Outcome, Param, Params};
 use serde_json::{json, Map, Value as Json};
-
-/// xorshift64*: tiny, deterministic, good enough to explore input shapes.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 const SECRET: &str = "fuzz-S3cr3t-9f8e7d6c";
 
@@ -218,17 +193,11 @@ fn raw_text(rng: &mut Rng) -> Vec<u8> {
 }
 
 fn iterations() -> u64 {
-    std::env::var("FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000)
+    fuzz_iterations(20_000)
 }
 
 fn seed() -> u64 {
-    std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x600D_5EED)
+    fuzz_seed(0x600D_5EED)
 }
 
 fn contains_secret(json: &Json) -> bool {
