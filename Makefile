@@ -22,7 +22,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export LC_ALL := C.UTF-8
 
 MODULES := system_account apt_packages apt_lockdown kernel_headers safe_grep
-RUST_TARGET := x86_64-unknown-linux-gnu
+# Release binaries: static musl, std rebuilt for size (scripts/build-modules.sh says why).
+RUST_TARGET := x86_64-unknown-linux-musl
 # Crates come from vendor/crates (.cargo/config.toml): builds never touch the network.
 CARGO_FLAGS ?= --offline --locked
 # The size budget of one module binary (bytes copied to a cold host); see README "Binary size".
@@ -91,9 +92,8 @@ $(COLLECTIONS_STAMP): requirements.yml $(VENDORED_COLLECTIONS) $(VENV_STAMP)
 
 # Binaries are replaced by rename, never rewritten in place: two builds at once (or a run
 # reading a module while a build installs it) never see a half-written file.
-build: ## cargo build the modules (static, release) and install them into library/
-	@echo "==> build: cargo build --release --target $(RUST_TARGET) --workspace $(CARGO_FLAGS)"
-	cargo build --release --target $(RUST_TARGET) --workspace $(CARGO_FLAGS)
+build: ## Build the modules (static, release, <= 1 MiB each) and install them into library/
+	scripts/build-modules.sh $(MODULES)
 	@for name in $(MODULES); do \
 	  bin="$(CARGO_BUILD_DIR)/$$name"; \
 	  if [ ! -x "$$bin" ]; then echo "error: $$bin was not built (is modules/$$name a workspace member?)" >&2; exit 1; fi; \
@@ -101,8 +101,10 @@ build: ## cargo build the modules (static, release) and install them into librar
 	    tmp="library/.$$name.$$$$"; install -m 0755 "$$bin" "$$tmp" && mv -f "$$tmp" "library/$$name"; \
 	  fi; \
 	  size=$$(stat -c %s "library/$$name"); \
-	  if [ "$$size" -gt $(MODULE_SIZE_BUDGET) ]; then over=" (over the $(MODULE_SIZE_BUDGET)-byte budget)"; else over=""; fi; \
-	  echo "    library/$$name ($$size bytes)$$over"; \
+	  echo "    library/$$name ($$size bytes)"; \
+	  if [ "$$size" -gt $(MODULE_SIZE_BUDGET) ]; then \
+	    echo "error: library/$$name is $$size bytes, over the $(MODULE_SIZE_BUDGET)-byte budget: trim features or dependencies (README, Binary size)" >&2; exit 1; \
+	  fi; \
 	done
 
 ## ---- quality ----------------------------------------------------------------------------

@@ -19,9 +19,9 @@ for dir in bsd haiku solarish aix hurd newlib nto redox cygwin nuttx espidf hori
   excludes+=(--exclude-crate-path "libc#src/unix/$dir")
 done
 
-echo "==> vendoring crates for x86_64-unknown-linux-gnu into vendor/crates"
+echo "==> vendoring crates for x86_64 Linux (gnu: tests; musl: release modules) into vendor/crates"
 rm -rf vendor/crates.new
 CARGO_NET_OFFLINE=false cargo --config 'source.crates-io.replace-with="crates-io"' \
-  vendor-filterer --platform=x86_64-unknown-linux-gnu "${excludes[@]}" vendor/crates.new >/dev/null
+  vendor-filterer --platform=x86_64-unknown-linux-gnu --platform=x86_64-unknown-linux-musl "${excludes[@]}" vendor/crates.new >/dev/null
 rm -rf vendor/crates && mv vendor/crates.new vendor/crates
 du -sh vendor/crates

@@ -1,0 +1,80 @@
+"""The module binaries `make build` installs into library/: what ansible-core copies to hosts.
+
+cargo test runs the modules as host debug builds; these tests look at the release files
+themselves: each is a static x86_64 executable (no program interpreter, so it runs whatever
+libc a host has), fits the 1 MiB budget, and answers bad input with failed JSON, not a crash.
+"""
+import json
+import os
+import struct
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+MODULES = ["system_account", "apt_packages", "apt_lockdown", "kernel_headers", "safe_grep"]
+BUDGET = 1024 * 1024
+PT_INTERP = 3
+PT_DYNAMIC = 2
+
+
+def program_headers(path):
+    """The p_type of every program header of a 64-bit little-endian ELF file."""
+    with open(path, "rb") as f:
+        header = f.read(64)
+        assert header[:4] == b"\x7fELF", "%s is not an ELF file" % path
+        assert header[4] == 2 and header[5] == 1, "%s is not 64-bit little-endian" % path
+        (machine,) = struct.unpack_from("<H", header, 18)
+        assert machine == 62, "%s is not x86_64 (e_machine %d)" % (path, machine)
+        phoff, = struct.unpack_from("<Q", header, 32)
+        phentsize, phnum = struct.unpack_from("<HH", header, 54)
+        types = []
+        for i in range(phnum):
+            f.seek(phoff + i * phentsize)
+            types.append(struct.unpack("<I", f.read(4))[0])
+        return types
+
+
+@pytest.fixture(params=MODULES)
+def binary(request):
+    path = os.path.join(REPO, "library", request.param)
+    if not os.path.exists(path):
+        pytest.fail("library/%s is missing: run make build" % request.param)
+    return path
+
+
+def test_is_a_static_x86_64_executable(binary):
+    types = program_headers(binary)
+    assert PT_INTERP not in types, "%s asks for a program interpreter (dynamically linked)" % binary
+    assert PT_DYNAMIC not in types, "%s has a dynamic section" % binary
+
+
+def test_fits_the_size_budget(binary):
+    size = os.path.getsize(binary)
+    assert size <= BUDGET, "%s is %d bytes, over the %d-byte budget" % (binary, size, BUDGET)
+
+
+def run(binary, *args, stdin=b""):
+    proc = subprocess.run([binary, *args], input=stdin, capture_output=True, timeout=30,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+def test_a_missing_args_file_is_a_failed_answer(binary, tmp_path):
+    rc, answer, stderr = run(binary, str(tmp_path / "absent.json"))
+    assert rc == 1 and answer["failed"] is True and answer["changed"] is False
+    assert "absent.json" in answer["msg"]
+    assert stderr == b""
+
+
+def test_args_that_are_not_an_object_are_a_failed_answer(binary):
+    rc, answer, _ = run(binary, "-", stdin=b"[1, 2]")
+    assert rc == 1 and answer["failed"] is True
+    assert "object" in answer["msg"]
+
+
+def test_an_unknown_parameter_is_named(binary):
+    rc, answer, _ = run(binary, "-", stdin=b'{"no_such_option": 1, "_ansible_check_mode": true}')
+    assert rc == 1 and answer["failed"] is True
+    assert "no_such_option" in answer["msg"]
