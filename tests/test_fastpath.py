@@ -27,9 +27,39 @@ ARGS = b'{"name": "loki", "_ansible_check_mode": false}'
 
 def script(template: str, home: Path, size: int = 0) -> str:
     text = fp.render(template, SHA, size)
-    lookup = 'h=$(getent passwd "$(id -u)" | cut -d: -f6)'
+    lookup = fp._HOME_LOOKUP.format(passwd="/etc/passwd")
     assert lookup in text, "the script must look the home up, not trust $HOME"
-    return text.replace(lookup, "h=%s" % home)
+    return text.replace(lookup, "\ne=$(id -u)\nh=%s\n" % home)
+
+
+def home_of_this_user(passwd: str, env: dict | None = None) -> str:
+    """What the remote scripts' home lookup finds for the uid running this test."""
+    text = fp._HOME_LOOKUP.format(passwd=passwd) + 'printf "%s|%s" "$e" "$h"\n'
+    res = subprocess.run(["/bin/sh", "-c", text], capture_output=True, timeout=30, check=True,
+                         env=env if env is not None else dict(os.environ))
+    uid, _, home = res.stdout.decode().partition("|")
+    assert uid == str(os.geteuid())
+    return home
+
+
+def test_the_home_lookup_reads_passwd_not_the_environment(tmp_path):
+    import pwd
+    real = pwd.getpwuid(os.geteuid()).pw_dir
+    assert home_of_this_user("/etc/passwd", env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]}) == real
+
+
+def test_the_home_lookup_takes_this_uids_line_even_unterminated(tmp_path):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("other:x:4242:4242::/nonexistent:/bin/sh\nme:x:%d:0:Me, Myself:/srv/me home:/bin/sh"
+                      % os.geteuid())
+    assert home_of_this_user(str(passwd)) == "/srv/me home"
+
+
+def test_the_home_lookup_falls_back_to_getent_for_users_not_in_passwd(tmp_path):
+    import pwd
+    empty = tmp_path / "passwd"
+    empty.write_text("")
+    assert home_of_this_user(str(empty)) == pwd.getpwuid(os.geteuid()).pw_dir
 
 
 def run(template: str, home: Path, data: bytes, size: int = 0) -> subprocess.CompletedProcess:
