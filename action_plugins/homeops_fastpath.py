@@ -41,9 +41,8 @@ display = Display()
 # file once, in that parent. The JSON profiles for module arguments and results are imported on
 # first use, so without this each worker paid ~2.6 ms importing them again; loaded here, every
 # fork inherits them.
-for _profile in ("legacy",):
-    get_module_encoder(_profile, Direction.CONTROLLER_TO_MODULE)
-    get_module_decoder(_profile, Direction.MODULE_TO_CONTROLLER)
+get_module_encoder("legacy", Direction.CONTROLLER_TO_MODULE)
+get_module_decoder("legacy", Direction.MODULE_TO_CONTROLLER)
 
 # Exit codes of the remote script that are never a module's (modules exit 0 or 1).
 MISS_RC = 97

@@ -401,13 +401,7 @@ mod tests {
 
     fn run(host: &FakeHost, args: Json, check_mode: bool) -> Result<Json, Json> {
         let req = request(args).expect("valid request");
-        let ctx = Context {
-            module: NAME,
-            check_mode,
-            diff: true,
-            ..Context::default()
-        };
-        runtime::testing::answer_with_diff(NAME, SPEC, || apply(&req, &ctx, host))
+        runtime::testing::answer_with_diff(NAME, SPEC, check_mode, |ctx| apply(&req, ctx, host))
     }
 
     const DPKG_CURL: &str = "curl\tinstall ok installed\t7.88.1\n";

@@ -28,6 +28,7 @@
 //! - a panic becomes a `failed: true` answer, never a Rust backtrace in Ansible's face;
 //! - `no_log` parameter values are masked everywhere in the answer.
 
+pub mod accounts;
 mod command;
 mod entry;
 mod files;

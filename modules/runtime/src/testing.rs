@@ -128,19 +128,22 @@ pub fn assert_rejects_malformed_arguments(binary: impl AsRef<Path>, module: &str
 }
 
 /// What a module's body answers, rendered as `runtime::run` renders it for a run with
-/// `--diff`: `Ok(json)` for a success, `Err(json)` for a failure. For unit tests that call a
+/// `--diff` (and `--check` when `check_mode`): `Ok(json)` for a success, `Err(json)` for a
+/// failure. The body gets the Context that run would build. For unit tests that call a
 /// module's body with a fake host.
 pub fn answer_with_diff(
     module: &'static str,
     spec: &[Param],
-    body: impl FnOnce() -> Result<Outcome, Failure>,
+    check_mode: bool,
+    body: impl FnOnce(&crate::Context) -> Result<Outcome, Failure>,
 ) -> Result<Json, Json> {
+    let args = serde_json::json!({"_ansible_diff": true, "_ansible_check_mode": check_mode});
     let (json, code) = crate::answer(
         module,
         spec,
         Some("-"),
-        &mut std::io::Cursor::new(br#"{"_ansible_diff": true}"#.to_vec()),
-        |_, _| body(),
+        &mut std::io::Cursor::new(args.to_string().into_bytes()),
+        |_, ctx| body(ctx),
     );
     if code == 0 {
         Ok(json)

@@ -13,7 +13,9 @@ mod matcher;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
 
+use runtime::accounts::Db;
 use runtime::{Context, Default, Failure, Outcome, Param, Params};
 
 use expect::{Expect, Found};
@@ -79,13 +81,19 @@ fn safe_grep(params: &Params, _ctx: &Context) -> Result<Outcome, Failure> {
         }
     })?;
 
-    let accounts = Accounts::load();
+    // Names from /etc/passwd and /etc/group; an id without a name (or unreadable files) shows
+    // as its number.
+    let accounts = Db::load_or_empty(Path::new("/"));
     let found = Found {
         count: scan.count,
         uid: meta.uid(),
         gid: meta.gid(),
-        owner: accounts.user_name(meta.uid()),
-        group: accounts.group_name(meta.gid()),
+        owner: accounts
+            .user_by_uid(meta.uid())
+            .map_or_else(|| meta.uid().to_string(), |u| u.name.clone()),
+        group: accounts
+            .group_by_gid(meta.gid())
+            .map_or_else(|| meta.gid().to_string(), |g| g.name.clone()),
         mode: meta.mode() & 0o7777,
     };
     let what = match task.needle {
@@ -97,8 +105,8 @@ fn safe_grep(params: &Params, _ctx: &Context) -> Result<Outcome, Failure> {
         &found,
         path,
         what,
-        &|n| accounts.uid(n),
-        &|n| accounts.gid(n),
+        &|n| accounts.user(n).map(|u| u.uid),
+        &|n| accounts.group(n).map(|g| g.gid),
     );
     let fields = result_fields(path, &scan, &found, meta.len());
     if !problems.is_empty() {
@@ -212,60 +220,6 @@ fn task(p: &Params) -> Result<Task, String> {
             mode,
         },
     })
-}
-
-/// Names and ids from /etc/passwd and /etc/group, read directly (no NSS in a static binary).
-/// Unreadable files just mean numbers are shown instead of names.
-struct Accounts {
-    users: Vec<(String, u32)>,
-    groups: Vec<(String, u32)>,
-}
-
-impl Accounts {
-    fn load() -> Accounts {
-        let read = |path: &str| -> Vec<(String, u32)> {
-            let text = std::fs::read(path)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            text.lines()
-                .filter_map(|line| {
-                    let mut f = line.split(':');
-                    let name = f.next()?;
-                    let id = f.nth(1)?.parse().ok()?;
-                    (!name.is_empty() && !name.starts_with(['+', '-', '#']))
-                        .then(|| (name.to_string(), id))
-                })
-                .collect()
-        };
-        Accounts {
-            users: read("/etc/passwd"),
-            groups: read("/etc/group"),
-        }
-    }
-
-    fn name(list: &[(String, u32)], id: u32) -> String {
-        list.iter()
-            .find(|(_, i)| *i == id)
-            .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| id.to_string())
-    }
-
-    fn id(list: &[(String, u32)], name: &str) -> Option<u32> {
-        list.iter().find(|(n, _)| n == name).map(|(_, i)| *i)
-    }
-
-    fn user_name(&self, uid: u32) -> String {
-        Accounts::name(&self.users, uid)
-    }
-    fn group_name(&self, gid: u32) -> String {
-        Accounts::name(&self.groups, gid)
-    }
-    fn uid(&self, name: &str) -> Option<u32> {
-        Accounts::id(&self.users, name)
-    }
-    fn gid(&self, name: &str) -> Option<u32> {
-        Accounts::id(&self.groups, name)
-    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use runtime::Command;
 
-use crate::accounts::Db;
 use crate::plan::{plan, Action, Wanted};
+use runtime::accounts::Db;
 
 /// How often a run re-checks after "already exists" or "cannot lock" before giving up.
 const MAX_RETRIES: u32 = 8;

@@ -6,7 +6,6 @@
 //! `exec` runs them one at a time with shadow-utils, re-reading the files before each step,
 //! and `lock` keeps concurrent runs of this module from interleaving.
 
-mod accounts;
 mod exec;
 mod lock;
 mod plan;
@@ -17,8 +16,8 @@ use std::time::Duration;
 use runtime::{Context, Default, Diff, Failure, Outcome, Param, Params};
 use serde_json::Value as Json;
 
-use accounts::Db;
 use plan::{View, Wanted};
+use runtime::accounts::{self, Db};
 
 const NAME: &str = "system_account";
 

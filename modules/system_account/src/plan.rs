@@ -1,7 +1,7 @@
 //! What to do: the current accounts plus the wanted account give a list of actions. Pure
 //! functions, so every case is a unit test without root.
 
-use crate::accounts::Db;
+use runtime::accounts::Db;
 
 /// The account the task asks for, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,8 +1,10 @@
 //! The local account database as shadow-utils writes it: `/etc/passwd` and `/etc/group`.
 //!
-//! Read straight from the files, never through `getpwnam`/`getgrnam`: a static glibc binary
-//! would `dlopen` NSS modules for those, and on a host whose glibc differs that can misbehave.
-//! useradd and groupadd write these two files, so they are the truth for local system accounts.
+//! Read straight from the files, never through `getpwnam`/`getgrnam`: our static binaries carry
+//! no NSS (and a static glibc one would `dlopen` the host's NSS modules, which misbehaves when
+//! the host's glibc differs). useradd and groupadd write these two files, so they are the truth
+//! for local system accounts. Shared by `system_account` (the accounts it manages) and
+//! `safe_grep` (owner and group names of a file).
 //!
 //! The password field of each line is skipped, never stored: nothing here can leak a hash.
 
@@ -73,14 +75,17 @@ impl Db {
 
     /// Reads `ROOT/etc/passwd` and `ROOT/etc/group`.
     pub fn load(root: &Path) -> Result<Db, String> {
-        let read = |name: &str| -> Result<String, String> {
-            let path = etc(root).join(name);
-            std::fs::read(&path)
-                // Lossy: a stray non-UTF-8 byte in someone else's comment must not stop us.
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-        };
-        Ok(Db::parse(&read("passwd")?, &read("group")?))
+        Ok(Db::parse(
+            &read(&etc(root).join("passwd"))?,
+            &read(&etc(root).join("group"))?,
+        ))
+    }
+
+    /// Like `load`, but a file that cannot be read counts as empty: for callers that only
+    /// show names and can fall back to numbers.
+    pub fn load_or_empty(root: &Path) -> Db {
+        let text = |name: &str| read(&etc(root).join(name)).unwrap_or_default();
+        Db::parse(&text("passwd"), &text("group"))
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {
@@ -112,6 +117,13 @@ impl Db {
 /// `ROOT/etc`.
 pub fn etc(root: &Path) -> PathBuf {
     root.join("etc")
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read(path)
+        // Lossy: a stray non-UTF-8 byte in someone else's comment must not stop us.
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 fn plain_name(name: &str) -> bool {
