@@ -117,7 +117,9 @@ lint: setup ## cargo fmt/clippy, yamllint, ansible-lint (production), playbook s
 	@echo "==> lint: yamllint"
 	yamllint --strict .
 	@echo "==> lint: ansible-lint (profile production, see .ansible-lint)"
-	ansible-lint
+	@# ansible-lint checks syntax with no inventory at all; ansible.cfg makes that an error for
+	@# real runs (never green on nothing), so it is relaxed for the linter alone.
+	ANSIBLE_INVENTORY_UNPARSED_FAILED=False ansible-lint
 	@$(MAKE) syntax-check
 
 syntax-check: setup

@@ -2,7 +2,8 @@
 # The Golden Path end to end (`make itest` runs this after `make setup`):
 #   1. lab up (only when no INVENTORY is given)
 #   2. deploy          playbooks/deploy-observability-stack.yml, with --diff
-#   3. verify          playbooks/tests/verify_observability.yml (checks A-D)
+#   3. verify          playbooks/tests/verify_observability.yml (checks A-E)
+#   Every playbook run must report on exactly the hosts the inventory had at the start.
 #   4. idempotence     the deploy again at -vvv: FAILS if any host reports changed>0
 #                      (Molecule's rule, read from the PLAY RECAP)
 #   5. secrets scan    the secrets of the inventory must appear in no log of this run
@@ -88,6 +89,27 @@ run_playbook() {
 # changed_hosts FILE: "host changed=N" for every PLAY RECAP line with changed > 0.
 changed_hosts() { awk -f scripts/recap-changed.awk "$1"; }
 
+# inventory_hosts PATTERN: the hosts of $INV that PATTERN selects, sorted.
+inventory_hosts() {
+    ANSIBLE_LOG_PATH=/dev/null ansible -i "$INV" "$1" --list-hosts 2>/dev/null \
+        | awk 'NR > 1 { print $1 }' | sort -u
+}
+
+# same_hosts NAME FILE EXPECTED: the hosts in FILE's PLAY RECAP must be exactly EXPECTED, the
+# ones the run started with. An inventory emptied or replaced mid-run (another run's `lab down`) would otherwise
+# give "no hosts matched" plays and a green run that verified nothing.
+same_hosts() {
+    local name=$1 got expected=$3
+    got=$(awk -f scripts/recap-hosts.awk "$2" | sort -u)
+    if [[ $got != "$expected" ]]; then
+        echo "itest: the $name run reported on other hosts than the run started with:" >&2
+        echo "    started with: $(echo $expected)" >&2
+        echo "    $name reported: $(echo ${got:-nothing})" >&2
+        exit 1
+    fi
+    echo "    $name reported on the $(wc -l <<<"$expected") host(s) the run started with"
+}
+
 # ---- 1. inventory / lab ----------------------------------------------------------------------
 if [[ -n $INVENTORY ]]; then
     step "inventory: $INVENTORY (real hosts; the lab is not touched)"
@@ -102,15 +124,26 @@ else
     make --no-print-directory lab-status || true
 fi
 
+# The deploy targets all four groups; verify has no Windows checks yet.
+START_HOSTS=$(inventory_hosts 'loki:grafana:alloy_linux:alloy_windows')
+VERIFY_HOSTS=$(inventory_hosts 'loki:grafana:alloy_linux')
+if [[ -z $START_HOSTS ]]; then
+    echo "itest: the inventory $INV has no host in loki, grafana, alloy_linux or alloy_windows: nothing to test" >&2
+    exit 1
+fi
+echo "    hosts: $(echo $START_HOSTS)"
+
 # ---- 2. deploy ----------------------------------------------------------------------------------
 # --diff on the first run: every secret-bearing task changes here, so this is where a secret
 # would leak into a diff if a task lacked diff: false.
 step "deploy: $DEPLOY --diff"
 run_playbook deploy "$DEPLOY" --diff
+same_hosts deploy "$LOG_DIR/deploy.out" "$START_HOSTS"
 
 # ---- 3. verify ----------------------------------------------------------------------------------
 step "verify: $VERIFY"
 run_playbook verify "$VERIFY"
+same_hosts verify "$LOG_DIR/verify.out" "$VERIFY_HOSTS"
 
 # ---- 4. idempotence -----------------------------------------------------------------------------
 # -vvv: the secrets must stay hidden at the highest verbosity too (scanned in step 5).
@@ -118,6 +151,7 @@ step "idempotence: $DEPLOY again at -vvv, every host must report changed=0"
 QUIET=1 run_playbook idempotence "$DEPLOY" -vvv
 changed=$(changed_hosts "$LOG_DIR/idempotence.out")
 grep -q '^PLAY RECAP' "$LOG_DIR/idempotence.out" || { echo "itest: no PLAY RECAP in the second deploy" >&2; exit 1; }
+same_hosts idempotence "$LOG_DIR/idempotence.out" "$START_HOSTS"
 if [[ -n $changed ]]; then
     echo "itest: NOT IDEMPOTENT: the second deploy changed something:" >&2
     sed 's/^/    /' <<<"$changed" >&2

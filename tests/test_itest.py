@@ -35,3 +35,22 @@ def test_a_changed_host_is_reported(tmp_path):
 def test_lines_before_the_recap_are_ignored(tmp_path):
     text = "obs-01 : ok=1 changed=5 unreachable=0\n" + RECAP.format(srv=0)
     assert changed(text, tmp_path) == []
+
+
+def recap_hosts(text, tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text(text)
+    return subprocess.run(
+        ["awk", "-f", os.path.join(REPO, "scripts/recap-hosts.awk"), str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout.splitlines()
+
+
+def test_recap_hosts_are_the_hosts_the_run_reported_on(tmp_path):
+    text = RECAP.format(srv=0) + "localhost                  : ok=3    changed=0    unreachable=0\n"
+    assert recap_hosts(text, tmp_path) == ["obs-01", "srv-01", "ws-01-linux"]
+
+
+def test_a_run_on_no_hosts_reports_none(tmp_path):
+    text = "PLAY [Deploy Loki]\nskipping: no hosts matched\n\nPLAY RECAP ****\n"
+    assert recap_hosts(text, tmp_path) == []

@@ -43,14 +43,27 @@ def module_of(task):
     return keys[0] if keys else None
 
 
+def plays_of(path):
+    """The playbook's own plays, without the imported preflight (tested on its own)."""
+    return [p for p in load_yaml(path) if "ansible.builtin.import_playbook" not in p]
+
+
 @pytest.fixture(scope="module")
 def deploy():
-    return load_yaml(DEPLOY)
+    return plays_of(DEPLOY)
 
 
 @pytest.fixture(scope="module")
 def verify():
-    return load_yaml(VERIFY)
+    return plays_of(VERIFY)
+
+
+@pytest.mark.parametrize("path", [DEPLOY, VERIFY])
+def test_deploy_and_verify_start_with_the_preflight(path):
+    first = load_yaml(path)[0]
+    imported = first.get("ansible.builtin.import_playbook", "")
+    assert os.path.basename(imported) == "preflight.yml"
+    assert os.path.normpath(os.path.join(os.path.dirname(path), imported)) == "playbooks/preflight.yml"
 
 
 def play(plays, hosts):
@@ -244,22 +257,23 @@ def test_verify_tasks_are_named_with_their_check(verify):
     check_plays = [p for p in verify if p["hosts"] != "localhost"]
     for play_ in check_plays:
         for task in play_tasks(play_):
-            assert re.match(r"^[A-D][0-9](-[A-D][0-9])? ", task["name"]), task["name"]
+            assert re.match(r"^[A-E][0-9](-[A-E][0-9])? ", task["name"]), task["name"]
     summary = play(verify, "localhost")
     assert all(t["name"].startswith("Summary ") for t in play_tasks(summary))
 
 
 def test_verify_implements_exactly_the_spec(verify):
     with open(os.path.join(REPO, "docs/verification-spec.md"), encoding="utf-8") as f:
-        spec = set(re.findall(r"^\| ([A-D][0-9]) \|", f.read(), flags=re.M))
+        spec = set(re.findall(r"^\| ([A-E][0-9]) \|", f.read(), flags=re.M))
     implemented = set()
     for play_ in verify:
         for task in play_tasks(play_):
-            implemented.update(re.findall(r"\b([A-D][0-9])\b", task.get("name", "").split(" ", 1)[0]))
-            ids = re.match(r"^([A-D][0-9])-([A-D][0-9]) ", task.get("name", ""))
+            implemented.update(re.findall(r"\b([A-E][0-9])\b", task.get("name", "").split(" ", 1)[0]))
+            ids = re.match(r"^([A-E][0-9])-([A-E][0-9]) ", task.get("name", ""))
             if ids:
                 implemented.update(ids.groups())
-    assert spec == {"A1", "A2", "A3", "B1", "B2", "B3", "C1", "C2", "C3", "D1", "D2", "D3"}
+    assert spec == {"A1", "A2", "A3", "B1", "B2", "B3", "C1", "C2", "C3", "D1", "D2", "D3",
+                    "E1", "E2", "E3"}
     assert implemented == spec
 
 
