@@ -1,0 +1,325 @@
+"""The lab's Alloy stand-in (LAB STAND-IN) runs the rendered config as Alloy would: it refuses
+unknown names, tails the journal from max_age ago or its stored cursor, relabels, tails files,
+and pushes JSON with the configured auth, retrying. Run on 127.0.0.1 with temp dirs; the
+journal is a fake journalctl (ALLOY_LAB_JOURNALCTL) fed from a file."""
+import base64
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import REPO, group_vars, render
+
+ALLOY = os.path.join(REPO, "lab/packages/alloy/usr/bin/alloy")
+
+FAKE_JOURNALCTL = r'''#!/usr/bin/env python3
+"""Fake journalctl: records its arguments, prints the feed's entries after --after-cursor
+(or from --since), then follows the feed like journalctl -f."""
+import json, os, sys, time
+args = sys.argv[1:]
+with open(os.environ["FJ_ARGS"], "a") as f:
+    f.write(json.dumps(args) + "\n")
+after = next((a.split("=", 1)[1] for a in args if a.startswith("--after-cursor=")), None)
+since = next((float(a.split("=@", 1)[1]) for a in args if a.startswith("--since=@")), None)
+seen, skipping = 0, after is not None
+while True:
+    with open(os.environ["FJ_FEED"]) as f:
+        lines = f.read().splitlines()
+    for line in lines[seen:]:
+        e = json.loads(line)
+        if skipping:
+            skipping = e["__CURSOR"] != after
+            continue
+        if since is not None and int(e["__REALTIME_TIMESTAMP"]) / 1e6 < since:
+            continue
+        print(line, flush=True)
+    seen = len(lines)
+    time.sleep(0.1)
+'''
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class FakeLoki:
+    """Accepts pushes (optionally only with the right basic auth); can fail the first N."""
+
+    def __init__(self, user=None, password=None, fail_first=0):
+        self.pushes, self.auth_seen, self.statuses = [], [], []
+        self.fail_left = fail_first
+        fake = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                auth = self.headers.get("Authorization")
+                fake.auth_seen.append(auth)
+                if user is not None:
+                    want = "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+                    if auth != want:
+                        return self.answer(401)
+                if fake.fail_left > 0:
+                    fake.fail_left -= 1
+                    return self.answer(500)
+                fake.pushes.append(json.loads(body))
+                self.answer(204)
+
+            def answer(self, code):
+                fake.statuses.append(code)
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d/loki/api/v1/push" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def entries(self):
+        out = []
+        for p in self.pushes:
+            for s in p["streams"]:
+                for ts, line in s["values"]:
+                    out.append((s["stream"], int(ts), line))
+        return out
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    fj = tmp_path / "journalctl"
+    fj.write_text(FAKE_JOURNALCTL)
+    fj.chmod(0o755)
+    (tmp_path / "feed").write_text("")
+    (tmp_path / "logs").mkdir()
+    return tmp_path
+
+
+def journal_entry(cursor, message, unit="homeops-test.service", age_s=0.0):
+    return json.dumps({"__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(int((time.time() - age_s) * 1e6)),
+                       "MESSAGE": message, "_SYSTEMD_UNIT": unit, "PRIORITY": "6", "_HOSTNAME": "srv-01"})
+
+
+def feed(lab, *entries):
+    with open(lab / "feed", "a") as f:
+        for e in entries:
+            f.write(e + "\n")
+
+
+class Alloy:
+    def __init__(self, lab, config_text):
+        self.lab = lab
+        self.port = free_port()
+        (lab / "config.alloy").write_text(config_text)
+        env = dict(os.environ, ALLOY_LAB_JOURNALCTL=str(lab / "journalctl"), ALLOY_LAB_VERSION=group_vars()[1]["alloy_version"],
+                   FJ_ARGS=str(lab / "fj.args"), FJ_FEED=str(lab / "feed"))
+        self.log = open(lab / "alloy.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, ALLOY, "run", "--server.http.listen-addr=127.0.0.1:%d" % self.port,
+             "--storage.path=%s" % (lab / "data"), str(lab / "config.alloy")],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def wait_ready(self, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("alloy stand-in exited %s: %s" % (self.proc.returncode, self.output()))
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % self.port, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("alloy stand-in never ready: " + self.output())
+
+    def output(self):
+        self.log.flush()
+        return (self.lab / "alloy.log").read_text()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("alloy stand-in ignored SIGTERM")
+        return self.proc.returncode
+
+
+def wait_for(cond, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def config(lab, loki, **overrides):
+    return render("alloy-config.alloy.j2", alloy_loki_push_url=loki.url,
+                  alloy_log_paths=[str(lab / "logs" / "*.log")], **overrides)
+
+
+def test_journal_lines_reach_loki_relabelled_and_a_restart_does_not_resend(lab):
+    loki = FakeLoki()
+    feed(lab, journal_entry("old-1", "from yesterday", age_s=86400),
+         journal_entry("c1", "marker one"))
+    a = Alloy(lab, config(lab, loki))
+    try:
+        a.wait_ready()
+        assert wait_for(lambda: any(e[2] == "marker one" for e in loki.entries())), a.output()
+        labels = next(e[0] for e in loki.entries() if e[2] == "marker one")
+        # relabel __journal__systemd_unit -> unit; labels{job}; external_labels{host}; no __ labels.
+        assert labels == {"unit": "homeops-test.service", "job": "systemd-journal", "host": "srv-01"}
+        assert not any(e[2] == "from yesterday" for e in loki.entries())
+        assert a.stop() == 0
+    finally:
+        a.stop()
+    first_args = json.loads((lab / "fj.args").read_text().splitlines()[0])
+    since = [x for x in first_args if x.startswith("--since=@")]
+    assert since and abs(float(since[0][9:]) - (time.time() - 7 * 3600)) < 120, first_args
+    assert "--follow" in first_args and "--output=json" in first_args
+
+    feed(lab, journal_entry("c2", "marker two"))
+    sent_before = len(loki.entries())
+    b = Alloy(lab, config(lab, loki))
+    try:
+        b.wait_ready()
+        assert wait_for(lambda: any(e[2] == "marker two" for e in loki.entries())), b.output()
+        time.sleep(1.5)
+        lines = [e[2] for e in loki.entries()[sent_before:]]
+        assert lines == ["marker two"], lines
+    finally:
+        assert b.stop() == 0
+    second_args = json.loads((lab / "fj.args").read_text().splitlines()[1])
+    assert "--after-cursor=c1" in second_args
+    loki.close()
+
+
+def test_files_are_tailed_with_positions(lab):
+    loki = FakeLoki()
+    log = lab / "logs" / "app.log"
+    log.write_text("existing line\n")
+    a = Alloy(lab, config(lab, loki))
+    try:
+        a.wait_ready()
+        with open(log, "a") as f:
+            f.write("appended line\npartial")
+        assert wait_for(lambda: any(e[2] == "appended line" for e in loki.entries())), a.output()
+        entry = next(e for e in loki.entries() if e[2] == "appended line")
+        assert entry[0] == {"filename": str(log), "job": "varlog", "host": "srv-01"}
+        # A line without its newline yet is not sent.
+        assert not any(e[2] == "partial" for e in loki.entries())
+    finally:
+        assert a.stop() == 0
+    with open(log, "a") as f:
+        f.write(" now whole\n")
+    n = len(loki.entries())
+    b = Alloy(lab, config(lab, loki))
+    try:
+        b.wait_ready()
+        assert wait_for(lambda: any(e[2] == "partial now whole" for e in loki.entries())), b.output()
+        time.sleep(1)
+        assert [e[2] for e in loki.entries()[n:]] == ["partial now whole"]
+    finally:
+        b.stop()
+    loki.close()
+
+
+def test_basic_auth_and_retries(lab):
+    loki = FakeLoki(user="agent", password="pa$$ \"w\\d", fail_first=2)
+    text = config(lab, loki).replace(
+        "    url = %s\n" % json.dumps(loki.url),
+        "    url = %s\n    min_backoff_period = \"100ms\"\n    basic_auth {\n      username = \"agent\"\n"
+        "      password = %s\n    }\n" % (json.dumps(loki.url), json.dumps("pa$$ \"w\\d")))
+    assert "basic_auth" in text
+    feed(lab, journal_entry("c1", "needs auth"))
+    a = Alloy(lab, text)
+    try:
+        a.wait_ready()
+        assert wait_for(lambda: any(e[2] == "needs auth" for e in loki.entries()), timeout=15), a.output()
+        assert loki.statuses[:3] == [500, 500, 204]
+        assert "error sending batch, will retry" in a.output()
+    finally:
+        a.stop()
+    loki.close()
+
+
+def test_a_wrong_password_is_not_retried_forever(lab):
+    loki = FakeLoki(user="agent", password="right")
+    text = config(lab, loki).replace(
+        "    url = %s\n" % json.dumps(loki.url),
+        "    url = %s\n    basic_auth {\n      username = \"agent\"\n      password = \"wrong\"\n    }\n" % json.dumps(loki.url))
+    feed(lab, journal_entry("c1", "denied"))
+    a = Alloy(lab, text)
+    try:
+        a.wait_ready()
+        assert wait_for(lambda: 401 in loki.statuses), a.output()
+        time.sleep(1.5)
+        assert loki.statuses.count(401) == 1  # a 4xx drops the batch, as Alloy does
+        assert "final error sending batch" in a.output()
+    finally:
+        a.stop()
+    loki.close()
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("target_label", "target_lable", 'unrecognized attribute name "rule.target_lable"'),
+    ('loki.source.journal "journal"', 'loki.source.journald "journal"',
+     'cannot find the definition of component name "loki.source.journald"'),
+    ("  endpoint {", "  endpoints {", 'unrecognized block name "endpoints"'),
+])
+def test_refuses_to_start_on_an_unknown_name(lab, old, new, message):
+    loki = FakeLoki()
+    text = config(lab, loki)
+    assert old in text
+    a = Alloy(lab, text.replace(old, new, 1))
+    try:
+        assert a.proc.wait(timeout=10) == 1
+    finally:
+        a.stop()
+    out = a.output()
+    assert message in out and "could not perform the initial load successfully" in out, out
+    loki.close()
+
+
+def test_sighup_with_a_broken_config_keeps_running(lab):
+    loki = FakeLoki()
+    a = Alloy(lab, config(lab, loki))
+    try:
+        a.wait_ready()
+        (lab / "config.alloy").write_text(config(lab, loki).replace("forward_to", "forward_too"))
+        a.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "failed to reload config" in a.output()), a.output()
+        assert a.proc.poll() is None
+        a.wait_ready()
+    finally:
+        assert a.stop() == 0
+    loki.close()
+
+
+def test_postinst_adds_alloy_to_the_log_reading_groups():
+    """As Alloy's packaging/deb/control/postinst at v1.10.2: adm and systemd-journal."""
+    text = open(os.path.join(REPO, "lab/packages/alloy/DEBIAN/postinst")).read()
+    assert "usermod -a -G adm alloy" in text
+    assert "usermod -a -G systemd-journal alloy" in text
