@@ -7,11 +7,12 @@
 # `make test` need nothing before them; .ci/run's step 1 runs it too. Where `make` itself is
 # missing (Debian ships it only with build-essential), run this script directly once.
 #
-# Usage: scripts/prerequisites.sh [--check]
+# Usage: scripts/prerequisites.sh [--check | --list]
 #   as root     installs what is missing, saying what; `apt-get update` runs first, and only
 #               when something is missing (a machine that has everything fetches nothing)
 #   not root    exits 1 naming the one command that installs what is missing
 #   --check     only reports; exits 1 when something is missing, whoever runs it
+#   --list      prints the packages, one a line (for an image recipe, or a test)
 # PREREQUISITES_PACKAGES="a b ..." replaces the three lists (to test this script).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,11 +22,12 @@ LISTS=(scripts/base-packages.txt scripts/build-packages.txt lab/host-packages.tx
 # instead of failing at once; the playbooks use the same 600 s.
 APT_LOCK=(-o DPkg::Lock::Timeout=600)
 
-check_only=0
+mode=install
 case "${1:-}" in
   "") ;;
-  --check) check_only=1 ;;
-  *) echo "usage: scripts/prerequisites.sh [--check]" >&2; exit 2 ;;
+  --check) mode=check ;;
+  --list) mode=list ;;
+  *) echo "usage: scripts/prerequisites.sh [--check | --list]" >&2; exit 2 ;;
 esac
 
 packages=()
@@ -39,6 +41,11 @@ else
       [[ -z $name || $name == \#* || " ${packages[*]} " == *" $name "* ]] || packages+=("$name")
     done < "$list"
   done
+fi
+
+if [[ $mode == list ]]; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
 fi
 
 if ! command -v dpkg-query >/dev/null; then
@@ -66,7 +73,7 @@ if (( ${#missing[@]} == 0 )); then
 fi
 
 install_cmd="apt-get install -y --no-install-recommends ${missing[*]}"
-if (( check_only )); then
+if [[ $mode == check ]]; then
   echo "==> prerequisites: ${#missing[@]} Debian package(s) missing: ${missing[*]}" >&2
   exit 1
 fi
