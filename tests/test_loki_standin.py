@@ -229,7 +229,9 @@ def test_push_json_and_protobuf_query_restart_query(loki):
         res = loki.query('{host="srv-01"} |= "marker-json-1"')
         assert [(r["stream"]["host"], r["values"]) for r in res] == [("srv-01", [[str(now), "hello marker-json-1"]])]
         # The service_name Loki 3 derives from `job` (discover_service_name's default list).
-        assert res[0]["stream"] == {"host": "srv-01", "job": "journal", "service_name": "journal"}
+        # detected_level: structured metadata Loki 3 adds, shown among the stream's labels.
+        assert res[0]["stream"] == {"host": "srv-01", "job": "journal", "service_name": "journal",
+                                    "detected_level": "unknown"}
         res = loki.query('{host=~"ws-.*"} |= "marker-proto"')
         assert res[0]["values"] == [[str(now + 2), "hello marker-proto-1 \u00e9"]]
         assert len(loki.query('{job="journal"} |= "xxxx"')[0]["values"][0][1]) == 70000
@@ -271,8 +273,8 @@ def test_query_times_limit_and_direction(loki):
     ('{host="a"} | json', "parse error at line 1, col 12: syntax error: unexpected |"),
     ('count_over_time({host="a"}[5m])', "parse error at line 1, col 1: syntax error: unexpected IDENTIFIER"),
     ('{host=~".*"}', "queries require at least one regexp or equality matcher"),
-    ('{host="a"', "syntax error: unexpected $end, expecting , or }"),
-    ('{host=~"("}', "error parsing regexp"),
+    ('{host="a"', "parse error at line 1, col 10: syntax error: unexpected $end, expecting } or ,"),
+    ('{host=~"("}', "parse error : error parsing regexp: "),
 ])
 def test_a_bad_query_is_a_400_with_a_parse_error(loki, query, message):
     status, body = loki.get("/loki/api/v1/query_range", query=query)
@@ -281,10 +283,32 @@ def test_a_bad_query_is_a_400_with_a_parse_error(loki, query, message):
 
 
 def test_bad_pushes_are_400(loki):
-    assert loki.request("POST", "/loki/api/v1/push", b"\x05\x00garbage", {"Content-Type": "application/x-protobuf"})[0] == 400
-    assert push_json(loki, [({}, [(time.time_ns(), "no labels")])])[0] == 400
+    status, body = loki.request("POST", "/loki/api/v1/push", b"garbage", {"Content-Type": "application/x-protobuf"})
+    assert (status, body) == (400, "snappy: corrupt input\n")
+    assert push_json(loki, [({"bad-name": "x"}, [(time.time_ns(), "bad label name")])])[0] == 400
     status, body = push_json(loki, [({"host": "a"}, [(time.time_ns() - 30 * 86400 * 10**9, "a month old")])])
     assert status == 400 and "has timestamp too old" in body
+
+
+def test_service_name_detected_level_and_structured_metadata_as_loki_3(loki):
+    now = time.time_ns()
+    lines = [(now, "level=error msg=boom"), (now + 1, '{"level":"WARN","msg":"x"}'), (now + 2, "INFO: started"),
+             (now + 3, "plain line")]
+    assert push_json(loki, [({"host": "lv"}, lines)])[0] == 204
+    body = json.dumps({"streams": [{"stream": {"host": "lv", "level": "debug", "app": "web"},
+                                    "values": [[str(now + 4), "with metadata", {"trace_id": "abc"}]]}]}).encode()
+    assert loki.request("POST", "/loki/api/v1/push", body, {"Content-Type": "application/json"})[0] == 204
+    # A stream without labels gets service_name="unknown_service", as Loki 3 does (then it has one).
+    assert push_json(loki, [({}, [(now + 5, "no labels")])])[0] == 204
+    got = {v[1]: r["stream"] for r in loki.query('{host="lv"}', limit=10) for v in r["values"]}
+    assert {line: st["detected_level"] for line, st in got.items() if "level" not in st} == {
+        "level=error msg=boom": "error", '{"level":"WARN","msg":"x"}': "warn", "INFO: started": "info",
+        "plain line": "unknown"}
+    assert got["with metadata"] == {"host": "lv", "level": "debug", "app": "web", "service_name": "web",
+                                    "trace_id": "abc", "detected_level": "debug"}
+    assert loki.query('{service_name="unknown_service"}')[0]["values"] == [[str(now + 5), "no labels"]]
+    # Metadata is not a label: the label APIs do not list it.
+    assert json.loads(loki.get("/loki/api/v1/labels")[1])["data"] == ["app", "host", "level", "service_name"]
 
 
 def test_bad_config_exits_1_with_the_line(standin_root, tmp_path):
