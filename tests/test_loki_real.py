@@ -168,3 +168,56 @@ def test_lab_packages_the_real_binary_of_the_pin(real_bin, tmp_path):
     assert "--gid nogroup" in (control / "postinst").read_text()
     run = subprocess.run([str(root / "usr/bin/loki"), "-version"], capture_output=True, text=True)
     assert run.stdout.startswith(f"loki, version {PINNED} (branch: release")
+
+
+def test_standin_answers_as_real_loki_does(real_bin, tmp_path_factory):
+    """The same pushes and queries against real Loki and the LAB STAND-IN of the pinned version:
+    the same streams, lines, labels and errors (what the lab's verify relies on)."""
+    import json
+    import time
+
+    from test_loki_standin import Loki, push_json, push_request, snappy_literals, standin_build
+
+    if PINNED not in REAL_VERSIONS:
+        pytest.skip(f"no real Loki {PINNED} in {REAL_DIR}")
+    _, root = standin_build(tmp_path_factory)
+    real = Loki(None, tmp_path_factory.mktemp("real"), binary=real_bin(PINNED), ready_timeout=120)
+    lab = Loki(root, tmp_path_factory.mktemp("standin"))
+    now = time.time_ns()
+    json_streams = [
+        ({"host": "srv-01", "job": "journal"}, [(now, "hello marker-1"), (now + 1, "level=error boom"), (now + 2, "INFO: up")]),
+        ({"host": "ws-01-linux"}, [(now + 3, '{"level":"warn","msg":"marker-2"}')]),
+        ({}, [(now + 4, "no labels at all")]),
+    ]
+    proto = snappy_literals(push_request([('{host="agent-04", app="web"}', [(now + 5, "proto marker-3"), (now + 6, "x" * 3000)])]))
+    old = [({"host": "old"}, [(now - 30 * 86400 * 10**9, "a month old")])]
+    queries = [
+        ({"query": '{host="srv-01"}'}),
+        ({"query": '{host=~"srv-.*|ws-.*"} |= "marker"', "direction": "forward"}),
+        ({"query": '{job="journal"} != "boom"'}),
+        ({"query": '{host!="srv-01", host=~".+"}', "limit": "2"}),
+        ({"query": '{service_name="unknown_service"}'}),
+        ({"query": '{app="web"} |~ "marker-[0-9]"'}),
+    ]
+    bad = ['{host=~".*"}', '{host="a"', "foo", '{host="a"} |= ']
+    answers = {}
+    try:
+        for inst in (real, lab):
+            inst.start()
+        for name, inst in (("real", real), ("standin", lab)):
+            got = answers[name] = {}
+            got["push json"] = push_json(inst, json_streams)[0]
+            got["push proto"] = inst.request("POST", "/loki/api/v1/push", proto, {"Content-Type": "application/x-protobuf"})[0]
+            status, body = push_json(inst, old)
+            got["push old"] = (status, body.split(", oldest")[0])
+            for q in queries:
+                res = json.loads(inst.get("/loki/api/v1/query_range", start=str(now - 10**9), **q)[1])
+                got[json.dumps(q)] = sorted((sorted(r["stream"].items()), r["values"]) for r in res["data"]["result"])
+            for path in ("/loki/api/v1/labels", "/loki/api/v1/label/host/values", "/loki/api/v1/label/service_name/values"):
+                got[path] = json.loads(inst.get(path)[1])
+            for q in bad:
+                got[q] = inst.get("/loki/api/v1/query_range", query=q)
+    finally:
+        real.stop()
+        lab.stop()
+    assert answers["standin"] == answers["real"]

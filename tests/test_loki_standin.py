@@ -45,8 +45,7 @@ def deb_files(deb):
     return {line.split()[-1].lstrip(".") for line in out.splitlines()}
 
 
-@pytest.fixture(scope="module")
-def standin_root(tmp_path_factory):
+def standin_build(tmp_path_factory):
     """The stand-in package of the pinned version, built as the lab builds it and unpacked."""
     out = tmp_path_factory.mktemp("repo")
     run = lab_sh(f'build_loki_package "{out}" "{PINNED}"', env={"HOMEOPS_REAL_LOKI_DIR": str(out / "none")})
@@ -55,6 +54,11 @@ def standin_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
     return deb, root
+
+
+@pytest.fixture(scope="module")
+def standin_root(tmp_path_factory):
+    return standin_build(tmp_path_factory)
 
 
 # ---- the package ------------------------------------------------------------------------------
@@ -105,21 +109,24 @@ def free_port():
 class Loki:
     """One stand-in process with our rendered template, paths and port moved to a temp dir."""
 
-    def __init__(self, root, tmp):
-        self.bin = str(root / "usr/bin/loki")
+    def __init__(self, root, tmp, binary=None, version=PINNED, ready_timeout=20):
+        self.bin = binary or str(root / "usr/bin/loki")
         self.tmp = tmp
         self.port = free_port()
+        self.ready_timeout = ready_timeout
         self.data = tmp / "var-lib-loki"
-        text = render("loki-config.yaml.j2", loki_version=PINNED, loki_data_dir=str(self.data),
-                      loki_http_listen_port=self.port)
+        text = render("loki-config.yaml.j2", loki_version=version, loki_data_dir=str(self.data),
+                      loki_http_listen_port=self.port, loki_grpc_listen_port=free_port())
         self.config = tmp / "config.yml"
-        self.config.write_text(text.replace("http_listen_port", "http_listen_address: 127.0.0.1\n  http_listen_port", 1))
+        # Loopback only (Loki listens on all addresses by default).
+        self.config.write_text(text.replace(
+            "http_listen_port", "http_listen_address: 127.0.0.1\n  grpc_listen_address: 127.0.0.1\n  http_listen_port", 1))
         self.proc = None
 
     def start(self):
         self.log = open(self.tmp / "loki.log", "a")
         self.proc = subprocess.Popen([self.bin, f"-config.file={self.config}"], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.tmp / "loki.log").read_text()
             try:
@@ -127,7 +134,7 @@ class Loki:
                     return
             except OSError:
                 time.sleep(0.1)
-        raise AssertionError("the stand-in was not ready in 20 s")
+        raise AssertionError(f"{self.bin} was not ready in {self.ready_timeout} s")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -400,3 +407,16 @@ def test_a_data_dir_its_user_cannot_write_fails_start(standin_root):
     finally:
         os.chmod(top, 0o755)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_expand_env_only_with_the_flag(standin_root, tmp_path):
+    _, root = standin_root
+    cfg = tmp_path / "env.yml"
+    cfg.write_text(render("loki-config.yaml.j2", loki_version=PINNED).replace(
+        "http_listen_port: 3100", "http_listen_port: ${LOKI_TEST_PORT:-3100}", 1))
+    base = [str(root / "usr/bin/loki"), "-verify-config", f"-config.file={cfg}"]
+    run = subprocess.run(base, capture_output=True, text=True)
+    assert run.returncode == 1 and "cannot unmarshal !!str `${LOKI_...` into int" in run.stderr
+    run = subprocess.run(base + ["-config.expand-env=true"], capture_output=True, text=True,
+                         env={**os.environ, "LOKI_TEST_PORT": "3101"})
+    assert run.returncode == 0, run.stderr

@@ -42,7 +42,9 @@ def _short(node):
     """How yaml.v2 names a node in 'cannot unmarshal' errors: !!str `value`, !!map, !!seq."""
     tag = node.tag[len(TAG):] if node.tag.startswith(TAG) else node.tag
     if isinstance(node, yaml.ScalarNode):
-        return f"!!{tag} `{node.value}`"
+        # yaml.v2 shortens values past 10 characters to their first 7 and "...".
+        value = node.value if len(node.value) <= 10 else node.value[:7] + "..."
+        return f"!!{tag} `{value}`"
     return f"!!{tag}"
 
 
