@@ -420,3 +420,32 @@ def test_expand_env_only_with_the_flag(standin_root, tmp_path):
     run = subprocess.run(base + ["-config.expand-env=true"], capture_output=True, text=True,
                          env={**os.environ, "LOKI_TEST_PORT": "3101"})
     assert run.returncode == 0, run.stderr
+
+
+def test_concurrent_pushes_and_queries_lose_nothing(loki):
+    import threading
+
+    now = time.time_ns()
+    errors = []
+
+    def worker(n):
+        try:
+            for i in range(15):
+                # Two workers per stream: pushes to one stream race unless the store locks.
+                labels = {"host": f"h{n % 3}"}
+                assert push_json(loki, [(labels, [(now + n * 1000 + i, f"w{n} line {i}")])])[0] == 204
+                loki.query(f'{{host="h{n % 3}"}} |= "w{n} "')
+        except Exception as e:  # reported below, with the worker
+            errors.append(f"worker {n}: {e!r}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    res = loki.query('{host=~"h[0-2]"}', limit=1000)
+    assert sum(len(r["values"]) for r in res) == 6 * 15
+    loki.stop()
+    loki.start()
+    assert sum(len(r["values"]) for r in loki.query('{host=~"h[0-2]"}', limit=1000)) == 6 * 15
