@@ -42,6 +42,7 @@ real_loki_binary() {
     if [[ -z $want_xz || -z $want_bin ]]; then
         echo "real Loki $ver: $sums lists no checksum for loki-$ver-linux-amd64(.xz)" >&2; return 2
     fi
+    command -v xz >/dev/null 2>&1 || { echo "real Loki $ver: command xz not found: install package xz-utils" >&2; return 2; }
     cache="${LAB_CACHE_DIR:-/var/cache/homeops-lab}/real-loki/$want_bin"
     if [[ -x $cache/loki ]] && [[ $(sha256sum "$cache/loki" | cut -d' ' -f1) == "$want_bin" ]]; then
         echo "$cache/loki"; return 0
