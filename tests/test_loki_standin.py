@@ -449,3 +449,15 @@ def test_concurrent_pushes_and_queries_lose_nothing(loki):
     loki.stop()
     loki.start()
     assert sum(len(r["values"]) for r in loki.query('{host=~"h[0-2]"}', limit=1000)) == 6 * 15
+
+
+def test_the_packaged_default_config_is_valid_and_sends_no_usage_reports():
+    """The conffile both packages ship: real Loki started with it must not phone home."""
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "upstream"))
+    import configcheck
+
+    text = open(os.path.join(REPO, "lab/packages/loki/etc/loki/config.yml")).read()
+    assert yaml.safe_load(text)["analytics"]["reporting_enabled"] is False
+    assert configcheck.loki_errors(text, configcheck.load_tree(configcheck.tree_path(PINNED))) == []
