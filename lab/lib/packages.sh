@@ -75,6 +75,19 @@ prepare_loki_standin() {
     install -m 0644 "$tree" "$work/usr/share/loki-standin/config-tree.json"
 }
 
+# The Alloy stand-in refuses a config as Alloy would, by the component reference of its version
+# (issue 10): ship upstream/alloy/<version>.json with it. No reference is a build error.
+prepare_alloy_standin() {
+    local work=$1 ver=$2 ref="$LAB_ROOT/upstream/alloy/$2.json"
+    if [[ ! -f $ref ]]; then
+        echo "no Alloy component reference for the pinned alloy_version $ver: $ref is missing;" \
+             "extract it with scripts/extract-alloy-reference.py <alloy git dir> v$ver > $ref" >&2
+        return 1
+    fi
+    install -d "$work/usr/share/alloy-lab/reference"
+    install -m 0644 "$ref" "$work/usr/share/alloy-lab/reference/$ver.json"
+}
+
 # The real binary with the stand-in's packaging (unit, conffile, postinst user handling, paths:
 # those of Grafana's package). Static, so no Depends; amd64 only.
 prepare_loki_real() {
@@ -140,7 +153,7 @@ build_repo() {
     rm -rf "$repo"; mkdir -p "$repo"
     build_loki_package "$repo" "$lv" >&2 || return 1
     build_standin "$LAB_DIR/packages/grafana" "$repo" "$gv" || return 1
-    build_standin "$LAB_DIR/packages/alloy" "$repo" "$av" || return 1
+    build_standin "$LAB_DIR/packages/alloy" "$repo" "$av" "" prepare_alloy_standin || return 1
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/hoplab-hdr.XXXXXX")
     build_headers_tree "$tmp/tree" "$krel" || { rm -rf "$tmp"; return 1; }
     build_standin "$tmp/tree" "$repo" "1.0+lab1" "$krel" || { rm -rf "$tmp"; return 1; }
