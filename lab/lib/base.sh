@@ -76,20 +76,32 @@ EOC
 }
 
 # ensure_base: print the path of the prepared base, building it when the cache has none.
+# The build runs under a lock on the cache (fd 6): two cold `up`s build it once, the second
+# waits and then finds it. Other recipes' bases are left alone (another clone's running lab may
+# stand on one): `lab/lab prune` removes them under its own rules.
 ensure_base() {
     local dir tmp mirror t0
     dir=$(base_dir)
     if [[ -f $dir/.homeops-lab-base ]]; then
         echo "$dir"; return 0
     fi
+    mkdir -p "$LAB_CACHE_DIR"
+    exec 6>"$LAB_CACHE_DIR/.build.lock"
+    if ! flock -n 6; then
+        log "another lab up builds the base image; waiting for it (up to 15 min)"
+        flock -w 900 6 || die "the base image build of another lab up did not finish in 15 min ($LAB_CACHE_DIR/.build.lock)"
+    fi
+    if [[ -f $dir/.homeops-lab-base ]]; then
+        exec 6>&-
+        echo "$dir"; return 0
+    fi
     require_cmds debootstrap
     mirror=$(host_debian_mirror) || die "no Debian $LAB_SUITE mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
     log "building the base image (debootstrap $LAB_SUITE from $mirror; about a minute, once per recipe)"
-    mkdir -p "$LAB_CACHE_DIR"
     tmp="$dir.tmp.$$"
     rm -rf "$tmp"
     t0=$(now_ms)
-    if ! debootstrap --variant=minbase --include="$LAB_BASE_INCLUDE" "$LAB_SUITE" "$tmp" "$mirror" >"$LAB_CACHE_DIR/debootstrap.log" 2>&1; then
+    if ! debootstrap --variant=minbase --include="$LAB_BASE_INCLUDE" "$LAB_SUITE" "$tmp" "$mirror" >"$LAB_CACHE_DIR/debootstrap.log" 2>&1 6>&-; then
         tail -n 15 "$LAB_CACHE_DIR/debootstrap.log" | sed 's/^/    /' >&2
         rm -rf "$tmp"
         die "debootstrap failed (full log: $LAB_CACHE_DIR/debootstrap.log)"
@@ -97,12 +109,56 @@ ensure_base() {
     prepare_base "$tmp" || { rm -rf "$tmp"; die "preparing the base image failed"; }
     echo "recipe=$(base_recipe_hash) built=$(date -u +%FT%TZ) mirror=$mirror" >"$tmp/.homeops-lab-base"
     mv "$tmp" "$dir" || die "cannot move the base into $dir"
-    # Older bases (other recipe hashes) were made by the lab: drop them.
-    local old
-    for old in "$LAB_CACHE_DIR"/base-*; do
-        [[ $old == "$dir" || ! -f $old/.homeops-lab-base ]] && continue
-        rm -rf "$old"
-    done
+    exec 6>&-
     log "base image ready in $(fmt_ms $(( $(now_ms) - t0 ))): $dir"
     echo "$dir"
+}
+
+# ---- the cache policy (lab/lab prune) ------------------------------------------------------
+
+# running_lab_count: labs whose hosts run (any lab id), plus nspawns of the old one-lab code
+# over a cached base (it is blind to ours; we are not blind to it).
+running_lab_count() {
+    local p c n=0 ids=()
+    for p in /proc/[0-9]*; do
+        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        if [[ $c =~ systemd-nspawn.*--overlay=$LAB_RUN_ROOT/([a-z0-9]{1,6})/base: ]]; then ids+=("${BASH_REMATCH[1]}")
+        elif [[ $c == *systemd-nspawn*--overlay=*"$LAB_CACHE_DIR"/base-* ]]; then ids+=(legacy)
+        fi
+    done
+    (( ${#ids[@]} )) && n=$(printf '%s\n' "${ids[@]}" | sort -u | wc -l)
+    echo "$n"
+}
+
+# cmd_prune: remove cached bases of other recipes, only when no lab runs and only above the
+# thresholds (LAB_PRUNE_DISK_PCT of the cache's filesystem, default 80; LAB_PRUNE_CACHE_MB,
+# default 1024); never the current recipe's. Says what it did or why it did nothing.
+cmd_prune() {
+    need_root
+    local current use cache running verdict old n=0 freed=0 mb
+    current=$(base_dir)
+    mkdir -p "$LAB_CACHE_DIR"
+    # The cache lock: no base is being built meanwhile.
+    exec 6>"$LAB_CACHE_DIR/.build.lock"
+    flock -w 60 6 || die "a base image build holds $LAB_CACHE_DIR/.build.lock; try again later"
+    use=$(df --output=pcent "$LAB_CACHE_DIR" | tail -n1 | tr -dc '0-9')
+    cache=$(du -sm "$LAB_CACHE_DIR" 2>/dev/null | awk '{ print $1 }')
+    running=$(running_lab_count)
+    local others=()
+    for old in "$LAB_CACHE_DIR"/base-*; do
+        [[ -d $old && $old != "$current" ]] && others+=("$old")
+    done
+    if (( ${#others[@]} == 0 )); then
+        log "prune: nothing to do: the cache holds only the current recipe's base ($current, ${cache} MiB)"; return 0
+    fi
+    if ! verdict=$(prune_decision "$use" "${LAB_PRUNE_DISK_PCT:-80}" "$cache" "${LAB_PRUNE_CACHE_MB:-1024}" "$running"); then
+        log "prune: nothing removed, ${#others[@]} base(s) of other recipes kept: ${verdict#keep: }"
+        return 0
+    fi
+    log "$verdict"
+    for old in "${others[@]}"; do
+        mb=$(du -sm "$old" 2>/dev/null | awk '{ print $1 }')
+        rm -rf "$old" && { n=$((n + 1)); freed=$((freed + mb)); log "prune: removed $old (${mb} MiB)"; }
+    done
+    log "prune: removed $n base(s) of other recipes, ${freed} MiB freed; kept the current one ($current)"
 }
