@@ -121,7 +121,7 @@ ensure_base() {
 running_lab_count() {
     local p c n=0 ids=()
     for p in /proc/[0-9]*; do
-        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
         if [[ $c =~ systemd-nspawn.*--overlay=$LAB_RUN_ROOT/([a-z0-9]{1,6})/base: ]]; then ids+=("${BASH_REMATCH[1]}")
         elif [[ $c == *systemd-nspawn*--overlay=*"$LAB_CACHE_DIR"/base-* ]]; then ids+=(legacy)
         fi

@@ -143,9 +143,14 @@ proc_start_time() {
     awk '{ print $20 }' <<<"$st"
 }
 
-# owner_alive PID START: the process PID runs and started at START.
+# owner_alive PID START: the process PID runs and started at START. A zombie (killed, not yet
+# waited for by its parent: a SIGKILLed owner whose parent is busy) is gone too.
 owner_alive() {
     [[ $1 =~ ^[0-9]+$ && -n ${2:-} ]] || return 1
+    local st
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    st=${st##*) }
+    [[ ${st%% *} != Z ]] || return 1
     [[ $(proc_start_time "$1") == "$2" ]]
 }
 

@@ -152,12 +152,12 @@ lab_verify_clean() {
     done
     while read -r p; do [[ -n $p ]] && left+=("nspawn process $p"); done < <(
         for p in /proc/[0-9]*; do
-            c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+            c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
             [[ $c =~ systemd-nspawn.*--overlay=$LAB_RUN_ROOT/${LAB_ID_PAT}/base: ]] && echo "${p#/proc/}"
         done)
     while read -r p; do [[ -n $p ]] && left+=("repo server process $p"); done < <(
         for p in /proc/[0-9]*; do
-            c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+            c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
             [[ $c =~ http\.server.*--directory\ $LAB_RUN_ROOT/${LAB_ID_PAT}/repo ]] && echo "${p#/proc/}"
         done)
     for p in $(lab_netns_list); do left+=("netns $p"); done

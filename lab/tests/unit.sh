@@ -83,6 +83,18 @@ fails "owner with another start time (a recycled PID) is gone" owner_alive $$ "$
 fails "owner without a start time is gone" owner_alive $$ ""
 sleep 30 & sp=$!; sst=$(proc_start_time $sp); kill -KILL $sp; wait $sp 2>/dev/null || true
 fails "a killed owner is gone" owner_alive "$sp" "$sst"
+# A zombie: the child exited, its parent has not waited for it (as a SIGKILLed owner whose
+# parent is busy elsewhere).
+python3 -c 'import os, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+print(pid, flush=True)
+time.sleep(5)' >"$TMP/zpid" & zp=$!
+for _ in $(seq 50); do [[ -s $TMP/zpid ]] && break; sleep 0.1; done
+zc=$(cat "$TMP/zpid"); sleep 0.2
+fails "a zombie owner is gone" owner_alive "$zc" "$(awk '{ print $22 }' "/proc/$zc/stat" 2>/dev/null)"
+kill -KILL $zp; wait $zp 2>/dev/null || true
 # A comm with spaces and parens must not shift the fields.
 cp /bin/sleep "$TMP/a b) c"; "$TMP/a b) c" 30 & sp=$!
 eq "start time of a process named 'a b) c'" "$(awk '{ print $22 }' <(sed 's/(.*)/(x)/' /proc/$sp/stat))" "$(proc_start_time $sp)"
