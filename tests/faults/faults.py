@@ -911,7 +911,7 @@ def killed_owner(s: Scenario):
 
 def others_running() -> list[str]:
     """Ansible/lab runs of this clone (others' labs live side by side and are not ours to mind)."""
-    p = subprocess.run(["pgrep", "-af", "ansible-playbook|lab/lab|bench.py"], stdout=subprocess.PIPE)
+    p = subprocess.run(["pgrep", "-af", r"ansible-playbook|lab/lab (up|down|fault)|bench\.py"], stdout=subprocess.PIPE)
     mine = {str(os.getpid()), str(os.getppid())}
     out = []
     for line in p.stdout.decode().splitlines():
