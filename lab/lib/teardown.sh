@@ -174,7 +174,7 @@ lab_verify_clean() {
     for d in "$LAB_VAR_ROOT"/lab-*/; do
         [[ -d $d && $(basename "$d") =~ ^lab-${LAB_ID_PAT}$ ]] && left+=("host dirs ${d%/}")
     done
-    local what="lab ${LAB_ID:-(all labs)}"
+    local what=${LAB_ID:+lab $LAB_ID}; what=${what:-all labs}
     if (( ${#left[@]} )); then
         printf '%s: error: teardown of %s left:\n' "$LAB_PROG" "$what" >&2
         printf '    %s\n' "${left[@]}" >&2

@@ -13,6 +13,8 @@ source "$LAB_DIR/lib/config.sh"
 source "$LAB_DIR/lib/inventory.sh"
 # shellcheck source=/dev/null
 source "$LAB_DIR/lib/state.sh"
+# shellcheck source=/dev/null
+source "$LAB_DIR/lib/base.sh"
 
 PASS=0 FAIL=0
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lab-unit.XXXXXX")
@@ -118,6 +120,12 @@ subs=$(t=(); for i in 1 2 3 4 5 6; do s_=$(pick_subnet "${t[@]}") || break; t+=(
 eq "6 labs one after another get 6 distinct subnets" "6" "$subs"
 
 # --- the cache policy --------------------------------------------------------------------
+h0=$(base_recipe_hash)
+[[ $h0 =~ ^[0-9a-f]{16}$ ]] && ok "recipe hash is 16 hex digits" || nok "recipe hash is 16 hex digits" "$h0"
+eq "recipe hash is stable" "$h0" "$(base_recipe_hash)"
+[[ $(LAB_BASE_INCLUDE="$LAB_BASE_INCLUDE,vim" base_recipe_hash) != "$h0" ]] && ok "recipe hash follows the package list" || nok "recipe hash follows the package list"
+[[ $(prepare_base() { :; }; base_recipe_hash) != "$h0" ]] && ok "recipe hash follows prepare_base" || nok "recipe hash follows prepare_base"
+[[ $(ensure_base() { :; }; base_recipe_hash) == "$h0" ]] && ok "recipe hash ignores ensure_base (not the recipe)" || nok "recipe hash ignores ensure_base (not the recipe)"
 fails "prune: never while a lab runs" prune_decision 95 80 5000 1024 1
 succeeds "prune: disk above the threshold" prune_decision 85 80 300 1024 0
 succeeds "prune: cache above its cap" prune_decision 20 80 2000 1024 0
