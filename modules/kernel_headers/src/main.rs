@@ -39,6 +39,7 @@ const NEAREST: usize = 5;
 fn main() {
     runtime::run(NAME, SPEC, |params, ctx| {
         let request = Request::from_params(params, running_release)?;
+        runtime::require_root(ctx)?;
         apply(&request, ctx, &System)
     })
 }
