@@ -119,9 +119,11 @@ _SAFE_DIR_TEST = r"""[ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] && [ "$(stat -c
 
 # Hot path: pick this host's binary by `uname -m`, run it if it is cached and intact; otherwise
 # say MISS and the architecture. Three child processes (uname, stat, sha256sum), then exec.
-# {select} is a `case` that sets s to the sha256 for the architecture in a (see `render`).
+# {probe} sets a to the architecture: `$(uname -m)`, or the host's own fact when the controller
+# has it (one fork less: measured 39 -> 20 ms a run here on 2 busy cores). {select} is a `case`
+# that sets s to the sha256 for the architecture in a (see `render`).
 _RUN = r"""
-a=$(uname -m)
+a={probe}
 {select}""" + _CACHE_DIR + r"""
 f="$d/$s"
 if {safe} && [ -f "$f" ] && [ "$(sha256sum < "$f")" = "$s  -" ]; then exec "$f" -; fi
@@ -159,10 +161,14 @@ def _check_sha(sha: str) -> str:
 
 
 def render(template: str, sha: str = "", size: int = 0, passwd: str = "/etc/passwd",
-           shas: dict[str, str] | None = None) -> str:
-    """Fills a remote script; only hex digests, integers and our own architecture names go in,
-    never an argument value. `sha`/`size`: the binary the install script expects; `shas`: the
-    run script's sha256 per architecture. `passwd` is for tests of the home lookup's fallback."""
+           shas: dict[str, str] | None = None, arch: str | None = None) -> str:
+    """Fills a remote script; only hex digests, integers and architecture names go in, never an
+    argument value. `sha`/`size`: the binary the install script expects; `shas`: the run
+    script's sha256 per architecture; `arch`: the host's architecture when known from its facts
+    (else the script asks `uname -m`). `passwd` is for tests of the home lookup's fallback."""
+    if arch is not None and (not arch or not all(c.isascii() and (c.isalnum() or c == "_") for c in arch)):
+        raise ValueError("not an architecture name: %r" % arch)
+    probe = arch if arch is not None else "$(uname -m)"
     if sha:
         _check_sha(sha)
     cases = []
@@ -174,7 +180,7 @@ def render(template: str, sha: str = "", size: int = 0, passwd: str = "/etc/pass
     cases.append('*) echo "%s $a"; exit %d;;' % (ARCH_MARK, ARCH_RC))
     select = "case $a in\n%s\nesac\n" % "\n".join(cases)
     return template.format(sha=sha, size=int(size), safe=_SAFE_DIR_TEST, passwd=shlex.quote(passwd),
-                           select=select).strip() + "\n"
+                           select=select, probe=probe).strip() + "\n"
 
 
 def mark(res: dict, name: str, rc: int) -> str | None:
@@ -229,7 +235,7 @@ class ActionModule(ActionBase):
         prefix = env + " " if env else ""
         host = task_vars.get("inventory_hostname", "?")
 
-        res = self._remote(prefix, render(_RUN, shas=shas), args)
+        res = self._remote(prefix, render(_RUN, shas=shas, arch=self._fact_arch(task_vars)), args)
         arch = mark(res, MISS_MARK, MISS_RC)
         if arch is not None and arch in binaries:
             self._host_arch = arch
@@ -297,14 +303,23 @@ class ActionModule(ActionBase):
             return "the connection would not pipeline (pipelining off, a tty requested, or keep_remote_files)"
         return None
 
+    def _fact_arch(self, task_vars):
+        """The architecture in this host's gathered facts, when they are this host's (a
+        delegated task runs elsewhere) and look like one; else None (the script asks uname)."""
+        if self._task.delegate_to:
+            return None
+        arch = str((task_vars.get("ansible_facts") or {}).get("architecture") or "")
+        if arch and all(c.isascii() and (c.isalnum() or c == "_") for c in arch):
+            return arch
+        return None
+
     def _arch_for_standard(self, task_vars):
         """The host's architecture for the standard path: the gathered facts when they are this
         host's (not delegated), else `uname -m` (one more round trip on a path that makes seven)."""
         if self._host_arch:
             return self._host_arch
-        facts = task_vars.get("ansible_facts") or {}
-        if not self._task.delegate_to and facts.get("architecture"):
-            return str(facts["architecture"])
+        if self._fact_arch(task_vars):
+            return self._fact_arch(task_vars)
         res = self._low_level_execute_command("uname -m", sudoable=False)
         if res.get("rc") != 0 or not (res.get("stdout") or "").strip():
             raise AnsibleError("cannot tell the architecture of %s: `uname -m` failed (rc %s): %s"

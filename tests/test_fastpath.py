@@ -200,7 +200,24 @@ def test_a_built_architecture_missing_here_is_as_unknown_to_the_script(tmp_path)
     assert res.returncode == fp.ARCH_RC and b"aarch64" in res.stdout
 
 
+def test_a_known_architecture_from_facts_saves_the_uname(tmp_path):
+    install(tmp_path, OTHER)
+    text = fp.render(fp._RUN, shas=BOTH, arch="aarch64")
+    assert "uname" not in text and "a=aarch64" in text
+    text = text.replace(fp._HOME_LOOKUP.format(passwd="/etc/passwd"), "\ne=$(id -u)\nh=%s\n" % tmp_path)
+    res = subprocess.run(["/bin/sh", "-c", text], input=b"", capture_output=True, timeout=30)
+    assert res.returncode == 0 and res.stdout == b"aarch64-build\n", res
+    action = plugin(True)
+    assert action._fact_arch({"ansible_facts": {"architecture": "aarch64"}}) == "aarch64"
+    assert action._fact_arch({"ansible_facts": {"architecture": "x86_64; rm -rf /"}}) is None
+    assert action._fact_arch({}) is None
+    action._task = type("T", (), {"async_val": 0, "delegate_to": "elsewhere"})()
+    assert action._fact_arch({"ansible_facts": {"architecture": "aarch64"}}) is None
+
+
 def test_only_our_architecture_names_reach_the_script():
+    with pytest.raises(ValueError):
+        fp.render(fp._RUN, shas={"x86_64": SHA}, arch="x86_64; rm -rf /")
     with pytest.raises(ValueError):
         fp.render(fp._RUN, shas={"x86_64; rm -rf /": SHA})
     with pytest.raises(ValueError):
