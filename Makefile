@@ -100,7 +100,7 @@ build: ## Build the modules for every arch in ARCHS (static, release, <= 1 MiB e
 	@for arch in $(ARCHS); do \
 	  case $$arch in \
 	    x86_64) triple=x86_64-unknown-linux-musl; dest=library;; \
-	    aarch64) triple=aarch64-unknown-linux-musl; dest=library/.arch/aarch64;; \
+	    aarch64) triple=aarch64/aarch64-unknown-linux-musl; dest=library/.arch/aarch64;; \
 	  esac; \
 	  mkdir -p "$$dest"; \
 	  for name in $(MODULES); do \

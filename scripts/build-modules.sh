@@ -25,7 +25,8 @@
 # Crates still come only from vendor/crates and std's own vendored sources: no network.
 #
 # Usage: scripts/build-modules.sh ARCH MODULE...
-#   ARCH: x86_64 or aarch64 (`uname -m` names). Binaries land in target/<rust target>/release;
+#   ARCH: x86_64 or aarch64 (`uname -m` names). Binaries land in
+#   target/x86_64-unknown-linux-musl/release and target/aarch64/aarch64-unknown-linux-musl/release;
 #   `make build` installs them into library/ (docs/design.md, "Architectures").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -43,6 +44,7 @@ missing=()
 case $ARCH in
   x86_64)
     TARGET=x86_64-unknown-linux-musl
+    TARGET_DIR=target
     CC=musl-gcc
     UNWIND_DIR=/usr/lib/llvm-16/lib           # from libunwind-16-dev
     command -v musl-gcc >/dev/null || missing+=("musl-tools (musl-gcc)")
@@ -50,6 +52,10 @@ case $ARCH in
     ;;
   aarch64)
     TARGET=aarch64-unknown-linux-musl
+    # Its own target directory: the build scripts both builds compile for this machine land in
+    # <target-dir>/release/build with the same names but other flags, so one shared directory
+    # made each build throw away the other's and rebuild everything (std too) every time.
+    TARGET_DIR=target/aarch64
     CC=$PWD/scripts/musl/aarch64-linux-musl-gcc
     UNWIND_DIR=$PWD/$WORK/$ARCH/unwind
     command -v aarch64-linux-gnu-gcc >/dev/null || missing+=("gcc-aarch64-linux-gnu (aarch64-linux-gnu-gcc)")
@@ -133,7 +139,7 @@ echo "==> build $ARCH: /usr/bin/cargo build --release --target $TARGET -Zbuild-s
 # CARGO_ENCODED_RUSTFLAGS: one flag per 0x1f-separated field, so a path with spaces stays whole.
 encoded=$(IFS=$'\x1f'; echo "${flags[*]}")
 RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_ENCODED_RUSTFLAGS="$encoded" \
-  /usr/bin/cargo build --release --target "$TARGET" --offline --locked \
+  /usr/bin/cargo build --release --target "$TARGET" --target-dir "$TARGET_DIR" --offline --locked \
     --config "source.vendored-sources.directory=\"$VENDOR\"" \
     -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
     "${packages[@]}"
