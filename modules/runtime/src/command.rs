@@ -12,6 +12,9 @@ use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
 /// The PATH every command runs with.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// By default keep the last 64 KiB of each stream: errors are at the end.
@@ -256,9 +259,9 @@ fn wait(
         thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         pause = (pause * 2).min(Duration::from_millis(50));
     }
-    let group = child.id() as libc::pid_t;
-    // SAFETY: kill(2) on the process group we created for this child; no memory is involved.
-    unsafe { libc::kill(-group, libc::SIGTERM) };
+    // The process group we created for this child (its id is the child's pid).
+    let group = Pid::from_raw(child.id() as i32);
+    let _ = killpg(group, Signal::SIGTERM);
     let grace = Instant::now() + Duration::from_secs(3);
     while Instant::now() < grace {
         if let Some(status) = child.try_wait()? {
@@ -266,8 +269,7 @@ fn wait(
         }
         thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let _ = killpg(group, Signal::SIGKILL);
     Ok((child.wait()?, true))
 }
 

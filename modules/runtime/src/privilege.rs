@@ -26,8 +26,7 @@ fn require_root_as(ctx: &Context, uid: u32) -> Result<(), Failure> {
 
 /// The effective uid, from the kernel's own account of this process.
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid(2) takes no arguments, touches no memory and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 #[cfg(test)]

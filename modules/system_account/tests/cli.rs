@@ -31,8 +31,7 @@ struct Sandbox {
 impl Sandbox {
     /// `None` (after saying why) when this machine cannot make a private mount namespace.
     fn new(passwd: &str, group: &str) -> Option<Sandbox> {
-        // SAFETY: geteuid(2) has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if runtime::effective_uid() != 0 {
             eprintln!("skipped: needs root for a private mount namespace");
             return None;
         }
