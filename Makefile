@@ -22,13 +22,16 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export LC_ALL := C.UTF-8
 
 MODULES := system_account apt_packages apt_lockdown kernel_headers safe_grep
-# Release binaries: static musl, std rebuilt for size (scripts/build-modules.sh says why).
-RUST_TARGET := x86_64-unknown-linux-musl
+# Release binaries: static musl, std rebuilt for size (scripts/build-modules.sh says why), one
+# set per CPU architecture (`uname -m` names). library/<name> is the x86_64 build, the one
+# ansible-core's module loader finds; the others go to library/.arch/<arch>/<name>, which the
+# loader never scans (it skips hidden directories) and the action plugin picks per host
+# (docs/design.md, "Architectures").
+ARCHS := x86_64 aarch64
 # Crates come from vendor/crates (.cargo/config.toml): builds never touch the network.
 CARGO_FLAGS ?= --offline --locked
 # The size budget of one module binary (bytes copied to a cold host); see README "Binary size".
 MODULE_SIZE_BUDGET := 1048576
-CARGO_BUILD_DIR := target/$(RUST_TARGET)/release
 
 LAB_INVENTORY := .lab/inventory.yml
 INVENTORY ?=
@@ -99,19 +102,26 @@ $(COLLECTIONS_STAMP): requirements.yml $(VENDORED_COLLECTIONS) $(VENV_STAMP)
 
 # Binaries are replaced by rename, never rewritten in place: two builds at once (or a run
 # reading a module while a build installs it) never see a half-written file.
-build: prerequisites ## Build the modules (static, release, <= 1 MiB each) and install them into library/
-	scripts/build-modules.sh $(MODULES)
-	@for name in $(MODULES); do \
-	  bin="$(CARGO_BUILD_DIR)/$$name"; \
-	  if [ ! -x "$$bin" ]; then echo "error: $$bin was not built (is modules/$$name a workspace member?)" >&2; exit 1; fi; \
-	  if ! cmp -s "$$bin" "library/$$name"; then \
-	    tmp="library/.$$name.$$$$"; install -m 0755 "$$bin" "$$tmp" && mv -f "$$tmp" "library/$$name"; \
-	  fi; \
-	  size=$$(stat -c %s "library/$$name"); \
-	  echo "    library/$$name ($$size bytes)"; \
-	  if [ "$$size" -gt $(MODULE_SIZE_BUDGET) ]; then \
-	    echo "error: library/$$name is $$size bytes, over the $(MODULE_SIZE_BUDGET)-byte budget: trim features or dependencies (README, Binary size)" >&2; exit 1; \
-	  fi; \
+build: prerequisites ## Build the modules for every arch in ARCHS (static, release, <= 1 MiB each) into library/
+	@for arch in $(ARCHS); do scripts/build-modules.sh $$arch $(MODULES); done
+	@for arch in $(ARCHS); do \
+	  case $$arch in \
+	    x86_64) triple=x86_64-unknown-linux-musl; dest=library;; \
+	    aarch64) triple=aarch64/aarch64-unknown-linux-musl; dest=library/.arch/aarch64;; \
+	  esac; \
+	  mkdir -p "$$dest"; \
+	  for name in $(MODULES); do \
+	    bin="target/$$triple/release/$$name"; \
+	    if [ ! -x "$$bin" ]; then echo "error: $$bin was not built (is modules/$$name a workspace member?)" >&2; exit 1; fi; \
+	    if ! cmp -s "$$bin" "$$dest/$$name"; then \
+	      tmp="$$dest/.$$name.$$$$"; install -m 0755 "$$bin" "$$tmp" && mv -f "$$tmp" "$$dest/$$name"; \
+	    fi; \
+	    size=$$(stat -c %s "$$dest/$$name"); \
+	    echo "    $$dest/$$name ($$arch, $$size bytes)"; \
+	    if [ "$$size" -gt $(MODULE_SIZE_BUDGET) ]; then \
+	      echo "error: $$dest/$$name ($$arch) is $$size bytes, over the $(MODULE_SIZE_BUDGET)-byte budget: trim features or dependencies (README, Binary size)" >&2; exit 1; \
+	    fi; \
+	  done; \
 	done
 
 ## ---- quality ----------------------------------------------------------------------------
@@ -188,3 +198,4 @@ itest: setup ## Golden Path: lab up, deploy, verify, idempotent re-deploy, lab d
 clean: ## Remove build output, installed binaries, venv, collections and Ansible state
 	rm -rf target $(VENV) collections .ansible .pytest_cache
 	rm -f $(addprefix library/,$(MODULES))
+	rm -rf library/.arch
