@@ -1,4 +1,4 @@
-"""templates/loki-config.yaml.j2 renders to a config every supported Loki accepts."""
+"""roles/loki/templates/loki-config.yaml.j2 renders to a config every supported Loki accepts."""
 import pytest
 import yaml
 
@@ -126,5 +126,5 @@ def test_data_subdirs_cover_the_config_paths():
 def test_pinned_version_is_supported():
     from conftest import load_yaml
 
-    versions = load_yaml("playbooks/group_vars/all/versions.yml")
+    versions = load_yaml("roles/common/defaults/main/versions.yml")
     assert vtuple(versions["loki_version"]) >= (3, 0, 0)
