@@ -49,11 +49,11 @@ def library_files(root: str, names: list[str]) -> list[str]:
             top = os.sep not in rel
             if (top and f in wanted) or (not top and f in names):
                 found.append(rel)
-    missing = [n for n in names for x in (n, n + ".yml") if x not in found]
+    missing = [x for n in names for x in (n, n + ".yml") if x not in found]
     if missing:
         raise SystemExit("error: library/ lacks %s: run `make build` (binaries) or add the sidecar docs"
                          % ", ".join("library/" + m for m in missing))
-    return found
+    return sorted(found)
 
 
 def copy_tree(src: str, dst: str) -> None:
