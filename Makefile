@@ -71,8 +71,8 @@ include lab/lab.mk
 include bench/bench.mk
 include tests/faults/faults.mk
 
-.PHONY: help setup venv collections collection build lint test test-templates test-playbooks \
-        syntax-check deploy verify itest inventory clean
+.PHONY: help prerequisites setup venv collections collection build lint lint-workflows test test-templates \
+        test-playbooks syntax-check deploy verify itest inventory clean
 
 help: ## List the targets
 	@echo "HomeOps observability. Main job: make itest (Deploy + Verify). Tests: make test."
@@ -86,11 +86,18 @@ help: ## List the targets
 
 ## ---- setup ------------------------------------------------------------------------------
 
-setup: venv build collections $(COLLECTION_STAMP) ## Python venv, module binaries in library/, offline collections (ours too)
+setup: prerequisites venv build collections $(COLLECTION_STAMP) ## Debian packages, Python venv, module binaries, offline collections (ours too)
 	@echo "==> setup: done (venv $(VENV), modules in library/, collections in collections/)"
 
+# The Debian packages of scripts/base-packages.txt, scripts/build-packages.txt and
+# lab/host-packages.txt: installed when missing if we are root, else the one command to run.
+# A no-op check (one dpkg-query, ~50 ms) when everything is there.
+prerequisites: ## Install the missing Debian packages (root), or name the command that does
+	@scripts/prerequisites.sh
+
 venv: $(VENV_STAMP)
-$(VENV_STAMP): requirements.txt
+# Order-only: python3-venv must be there first, but a new package never rebuilds the venv.
+$(VENV_STAMP): requirements.txt | prerequisites
 	@echo "==> setup: Python venv $(VENV) with the pinned tools from requirements.txt"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "error: '$(PYTHON) -m venv' failed: on Debian install python3-venv" >&2; exit 1; }
@@ -117,7 +124,7 @@ $(COLLECTION_STAMP): $(COLLECTION_TARBALL) $(COLLECTIONS_STAMP)
 
 # Binaries are replaced by rename, never rewritten in place: two builds at once (or a run
 # reading a module while a build installs it) never see a half-written file.
-build: ## Build the modules (static, release, <= 1 MiB each) and install them into library/
+build: prerequisites ## Build the modules (static, release, <= 1 MiB each) and install them into library/
 	scripts/build-modules.sh $(MODULES)
 	@for name in $(MODULES); do \
 	  bin="$(CARGO_BUILD_DIR)/$$name"; \
@@ -134,8 +141,11 @@ build: ## Build the modules (static, release, <= 1 MiB each) and install them in
 
 ## ---- quality ----------------------------------------------------------------------------
 
-lint: setup ## cargo fmt/clippy, yamllint, ansible-lint (production), playbook syntax
-	@echo "==> lint: cargo fmt --check"
+lint: setup ## cargo fmt/clippy, yamllint, ansible-lint, zizmor (workflows), playbook syntax
+	@cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 || { \
+	  echo "error: make lint needs rustfmt and clippy, which $$(command -v cargo) lacks: install" >&2; \
+	  echo "       rustup with them (README, Contributing), then run make lint again" >&2; exit 1; }
+	@echo "==> lint: cargo fmt --check ($$(command -v cargo))"
 	cargo fmt --all --check
 	@echo "==> lint: cargo clippy -D warnings"
 	cargo clippy --workspace --all-targets $(CARGO_FLAGS) -- -D warnings
@@ -145,14 +155,25 @@ lint: setup ## cargo fmt/clippy, yamllint, ansible-lint (production), playbook s
 	@# ansible-lint checks syntax with no inventory at all; ansible.cfg makes that an error for
 	@# real runs (never green on nothing), so it is relaxed for the linter alone.
 	ANSIBLE_INVENTORY_UNPARSED_FAILED=False ansible-lint
+	@$(MAKE) lint-workflows
 	@$(MAKE) syntax-check
+
+# Gate 2 runs as root on our own machine, so the workflows are linted like code: zizmor's
+# security audits (unpinned actions and images, persisted credentials, permissions, template
+# injection, dangerous triggers, concurrency, ...) at its strictest persona, auditor; the one
+# deliberate finding (the self-hosted runner) is ignored inline where it is. --offline: its
+# online audits ask GitHub's API, which these machines cannot reach.
+lint-workflows: $(VENV_STAMP) ## zizmor security audit of .github/workflows
+	@echo "==> lint: zizmor .github/workflows (offline, persona auditor)"
+	zizmor --offline --persona=auditor --quiet .github/workflows
 
 syntax-check: setup
 	@echo "==> ansible-playbook --syntax-check"
 	ansible-playbook -i $(CHECK_INVENTORY) --syntax-check $(DEPLOY_PLAYBOOK) $(VERIFY_PLAYBOOK)
 
 test: setup ## The quick suite, no lab: cargo test, templates, playbook checks, lab-unit
-	@echo "==> test: cargo test"
+	@# Whichever cargo is on PATH: rustup's if installed, else Debian's 1.96 (cargo-web).
+	@echo "==> test: cargo test ($$(command -v cargo): $$(cargo --version))"
 	cargo test --workspace $(CARGO_FLAGS)
 	@$(MAKE) syntax-check
 	@echo "==> test: pytest (template rendering, playbook checks)"

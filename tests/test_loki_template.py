@@ -1,10 +1,24 @@
 """roles/loki/templates/loki-config.yaml.j2 renders to a config every supported Loki accepts."""
+import glob
+import os
+import sys
+
 import pytest
 import yaml
 
-from conftest import render
+from conftest import REPO, load_yaml, render
 
-SUPPORTED_VERSIONS = ["3.0.0", "3.4.3", "3.5.0", "3.5.7", "3.6.0"]
+sys.path.insert(0, os.path.join(REPO, "upstream"))
+import configcheck  # noqa: E402  (upstream/configcheck.py, also shipped in the lab's stand-in)
+
+# The supported versions are the ones we have Loki's key tree for (upstream/loki/<v>.json):
+# one list, and a version cannot be "supported" without its upstream check.
+SUPPORTED_VERSIONS = sorted(
+    (os.path.basename(p)[: -len(".json")] for p in glob.glob(os.path.join(REPO, "upstream/loki/*.json"))),
+    key=lambda v: tuple(int(x) for x in v.split(".")),
+)
+PINNED = load_yaml("roles/common/defaults/main/versions.yml")["loki_version"]
+PREVIOUS_PIN = "3.4.3"
 
 # Keys Loki 3.0 removed: a config that has them does not start ("field X not found").
 REMOVED_ANYWHERE = {
@@ -42,6 +56,27 @@ def vtuple(version):
 def rendered(request):
     text = render("loki-config.yaml.j2", loki_version=request.param)
     return request.param, text, yaml.safe_load(text)
+
+
+def test_the_pins_have_key_trees():
+    assert PINNED in SUPPORTED_VERSIONS, f"upstream/loki/{PINNED}.json is missing (upstream/README.md says how to add it)"
+    assert PREVIOUS_PIN in SUPPORTED_VERSIONS
+
+
+def test_rendered_config_has_only_keys_of_its_loki_version(rendered):
+    """Loki parses strictly: the render of each version against that version's upstream key tree."""
+    version, text, _ = rendered
+    tree = configcheck.load_tree(configcheck.tree_path(version))
+    assert tree["version"] == version
+    assert configcheck.loki_errors(text, tree) == []
+
+
+def test_the_3_5_render_is_refused_by_the_3_4_tree():
+    """The version gate matters: without it, Loki 3.4 would not start."""
+    text = render("loki-config.yaml.j2", loki_version="3.5.7")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "enable_multi_variant_queries:" in t)
+    errors = configcheck.loki_errors(text, configcheck.load_tree(configcheck.tree_path(PREVIOUS_PIN)))
+    assert errors == [f"line {line}: field enable_multi_variant_queries not found in type limits_config"]
 
 
 def test_renders_to_a_yaml_mapping(rendered):
@@ -124,7 +159,5 @@ def test_data_subdirs_cover_the_config_paths():
 
 
 def test_pinned_version_is_supported():
-    from conftest import load_yaml
-
     versions = load_yaml("roles/common/defaults/main/versions.yml")
     assert vtuple(versions["loki_version"]) >= (3, 0, 0)

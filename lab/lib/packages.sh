@@ -1,19 +1,133 @@
 # shellcheck shell=bash
-# Build the LAB STAND-IN packages from lab/packages/ into a flat apt repo.
+# Build the lab's packages into a flat apt repo: the LAB STAND-IN packages from lab/packages/,
+# and the real Loki binary as the `loki` package where ../shared/real-loki has it.
 
-# build_standin SRC_DIR OUT_DIR VERSION [KREL]: copy the tree, fill placeholders, dpkg-deb it.
+# build_standin SRC_DIR OUT_DIR VERSION [KREL [PREPARE_FN]]: copy the tree, fill placeholders,
+# let PREPARE_FN WORKDIR VERSION adjust it, dpkg-deb it (architecture from DEBIAN/control;
+# compression LAB_DEB_Z, default gzip).
 build_standin() {
-    local src=$1 out=$2 ver=$3 krel=${4:-} work name
+    local src=$1 out=$2 ver=$3 krel=${4:-} prepare=${5:-} work name arch
     work=$(mktemp -d "${TMPDIR:-/tmp}/hoplab-pkg.XXXXXX")
     cp -a "$src/." "$work/"
-    # Placeholders live in DEBIAN/* and in the stand-in programs.
-    grep -rlZ -e '@VERSION@' -e '@KREL@' "$work" | xargs -0r sed -i -e "s/@VERSION@/$ver/g" -e "s/@KREL@/$krel/g"
+    # Placeholders live in DEBIAN/* and in the stand-in programs (text files only).
+    grep -rlIZ -e '@VERSION@' -e '@KREL@' "$work" | xargs -0r sed -i -e "s/@VERSION@/$ver/g" -e "s/@KREL@/$krel/g"
+    if [[ -n $prepare ]] && ! "$prepare" "$work" "$ver"; then
+        rm -rf "$work"; return 1
+    fi
     name=$(awk '/^Package:/ { print $2 }' "$work/DEBIAN/control")
-    if ! dpkg-deb --root-owner-group -Zgzip --build "$work" "$out/${name}_${ver}_all.deb" >/dev/null 2>"$work.err"; then
+    arch=$(awk '/^Architecture:/ { print $2 }' "$work/DEBIAN/control")
+    if ! dpkg-deb --root-owner-group "-Z${LAB_DEB_Z:-gzip}" --build "$work" "$out/${name}_${ver}_${arch}.deb" >/dev/null 2>"$work.err"; then
         sed 's/^/    /' "$work.err" >&2; rm -rf "$work" "$work.err"
         echo "dpkg-deb failed for $name" >&2; return 1
     fi
     rm -rf "$work" "$work.err"
+}
+
+# ---- loki: the real binary where we have it, else the stand-in ----------------------------
+
+# Where real Loki binaries may be (see its README): beside this clone, or HOMEOPS_REAL_LOKI_DIR.
+real_loki_dir() { echo "${HOMEOPS_REAL_LOKI_DIR:-$LAB_ROOT/../shared/real-loki}"; }
+
+# real_loki_binary VERSION: print the path of the verified, decompressed real Loki VERSION
+# (cached under $LAB_CACHE_DIR/real-loki/<sha256>/loki, never in the repo). Returns 1 with
+# nothing printed when the folder has no binary of VERSION, 2 (with a message) when it has one
+# that fails its checksum.
+real_loki_binary() {
+    local ver=$1 dir xz sums want_xz want_bin cache tmp
+    dir=$(real_loki_dir)
+    xz="$dir/loki-$ver-linux-amd64.xz"; sums="$dir/SHA256SUMS"
+    [[ -f $xz ]] || return 1
+    want_xz=$(awk -v f="loki-$ver-linux-amd64.xz" '$2 == f { print $1 }' "$sums" 2>/dev/null)
+    want_bin=$(awk -v f="loki-$ver-linux-amd64" '$2 == f { print $1 }' "$sums" 2>/dev/null)
+    if [[ -z $want_xz || -z $want_bin ]]; then
+        echo "real Loki $ver: $sums lists no checksum for loki-$ver-linux-amd64(.xz)" >&2; return 2
+    fi
+    command -v xz >/dev/null 2>&1 || { echo "real Loki $ver: command xz not found: install package xz-utils" >&2; return 2; }
+    cache="${LAB_CACHE_DIR:-/var/cache/homeops-lab}/real-loki/$want_bin"
+    if [[ -x $cache/loki ]] && [[ $(sha256sum "$cache/loki" | cut -d' ' -f1) == "$want_bin" ]]; then
+        echo "$cache/loki"; return 0
+    fi
+    if [[ $(sha256sum "$xz" | cut -d' ' -f1) != "$want_xz" ]]; then
+        echo "real Loki $ver: $xz does not match its SHA256SUMS entry: a damaged copy, fetch it again" >&2; return 2
+    fi
+    mkdir -p "$cache" || { echo "real Loki $ver: cannot create $cache (set LAB_CACHE_DIR)" >&2; return 2; }
+    # Decompress beside, check, then rename: a concurrent build never sees half a binary.
+    tmp=$(mktemp "$cache/.loki.XXXXXX")
+    if ! xz -dc "$xz" >"$tmp" || [[ $(sha256sum "$tmp" | cut -d' ' -f1) != "$want_bin" ]]; then
+        rm -f "$tmp"; echo "real Loki $ver: decompressed $xz does not match its SHA256SUMS entry" >&2; return 2
+    fi
+    chmod 0755 "$tmp" && mv -f "$tmp" "$cache/loki"
+    echo "$cache/loki"
+}
+
+# The stand-in checks its config against the key tree of its version (issue 10): ship the
+# checker and that tree with it. No tree for the pinned version is a build error, not a stand-in
+# that silently accepts anything.
+prepare_loki_standin() {
+    local work=$1 ver=$2 tree="$LAB_ROOT/upstream/loki/$2.json"
+    if [[ ! -f $tree ]]; then
+        echo "no Loki config key tree for the pinned loki_version $ver: $tree is missing;" \
+             "extract it with scripts/extract-loki-config.py --git-dir <loki mirror> --tag v$ver --out $tree" >&2
+        return 1
+    fi
+    install -d "$work/usr/share/loki-standin"
+    install -m 0644 "$LAB_ROOT/upstream/configcheck.py" "$work/usr/share/loki-standin/configcheck.py"
+    install -m 0644 "$tree" "$work/usr/share/loki-standin/config-tree.json"
+}
+
+# The Alloy stand-in refuses a config as Alloy would, by the component reference of its version
+# (issue 10): ship upstream/alloy/<version>.json with it. No reference is a build error.
+prepare_alloy_standin() {
+    local work=$1 ver=$2 ref="$LAB_ROOT/upstream/alloy/$2.json"
+    if [[ ! -f $ref ]]; then
+        echo "no Alloy component reference for the pinned alloy_version $ver: $ref is missing;" \
+             "extract it with scripts/extract-alloy-reference.py <alloy git dir> v$ver > $ref" >&2
+        return 1
+    fi
+    install -d "$work/usr/share/alloy-lab/reference"
+    install -m 0644 "$ref" "$work/usr/share/alloy-lab/reference/$ver.json"
+}
+
+# The real binary with the stand-in's packaging (unit, conffile, postinst user handling, paths:
+# those of Grafana's package). Static, so no Depends; amd64 only.
+prepare_loki_real() {
+    local work=$1 ver=$2
+    install -m 0755 "$LAB_LOKI_REAL_BIN" "$work/usr/bin/loki"
+    sed -i -e 's/^Architecture: .*/Architecture: amd64/' -e '/^Depends:/d' \
+        -e '/^Description:/,$d' "$work/DEBIAN/control"
+    cat >>"$work/DEBIAN/control" <<EOC
+Description: Grafana Loki $ver (the real upstream binary, packaged by the homeops lab)
+ The loki program of upstream tag v$ver (see ../shared/real-loki/README.md), with the
+ unit, conffile, user handling and paths of Grafana's loki package. Lab use only.
+EOC
+    sed -i -e 's/^# LAB STAND-IN unit (homeops lab): mirrors the real loki.service./# homeops lab: the unit of Grafana'"'"'s loki package, for the real binary./' \
+        -e 's/^Description=Loki service (LAB STAND-IN)/Description=Loki service/' "$work/lib/systemd/system/loki.service"
+    sed -i -e "s/^# LAB STAND-IN default config for the homeops lab's fake loki package./# homeops lab: the default config of Grafana's loki package (real Loki $ver)./" \
+        "$work/etc/loki/config.yml"
+}
+
+# build_loki_package OUT_DIR VERSION: the real Loki VERSION where its verified binary is at hand,
+# else the stand-in. Prints exactly one line saying which; sets LAB_LOKI_KIND=real|standin.
+build_loki_package() {
+    local out=$1 ver=$2 bin rc=0 shown
+    shown=$(real_loki_dir); [[ -z ${HOMEOPS_REAL_LOKI_DIR:-} ]] && shown=../shared/real-loki
+    bin=$(real_loki_binary "$ver") || rc=$?
+    if (( rc == 0 )); then
+        echo "lab: loki package: real Loki $ver from $shown"
+        LAB_LOKI_KIND=real
+        # Uncompressed: gzip of the 110 MiB binary took 1-3 minutes on a busy 2-core machine, and
+        # the deb only travels to the lab's own hosts.
+        LAB_DEB_Z=none LAB_LOKI_REAL_BIN=$bin build_standin "$LAB_DIR/packages/loki" "$out" "$ver" "" prepare_loki_real
+        return
+    fi
+    (( rc == 1 )) || return 1
+    LAB_LOKI_KIND=standin
+    if [[ -d $(real_loki_dir) ]]; then
+        echo "lab: loki package: LAB STAND-IN (no Loki $ver binary in $shown)"
+    else
+        echo "lab: loki package: LAB STAND-IN (no $shown)"
+    fi
+    build_standin "$LAB_DIR/packages/loki" "$out" "$ver" "" prepare_loki_standin
 }
 
 # build_headers_tree DIR KREL: the linux-headers stand-in tree for kernel release KREL.
@@ -37,9 +151,9 @@ build_repo() {
     av=$(read_version alloy_version "$vf") || return 1
     krel=$(uname -r)
     rm -rf "$repo"; mkdir -p "$repo"
-    build_standin "$LAB_DIR/packages/loki" "$repo" "$lv" || return 1
+    build_loki_package "$repo" "$lv" >&2 || return 1
     build_standin "$LAB_DIR/packages/grafana" "$repo" "$gv" || return 1
-    build_standin "$LAB_DIR/packages/alloy" "$repo" "$av" || return 1
+    build_standin "$LAB_DIR/packages/alloy" "$repo" "$av" "" prepare_alloy_standin || return 1
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/hoplab-hdr.XXXXXX")
     build_headers_tree "$tmp/tree" "$krel" || { rm -rf "$tmp"; return 1; }
     build_standin "$tmp/tree" "$repo" "1.0+lab1" "$krel" || { rm -rf "$tmp"; return 1; }
@@ -57,5 +171,8 @@ build_repo() {
             printf ' %s %s %s\n' "$(sha256sum "$repo/$f" | cut -d' ' -f1)" "$(stat -c %s "$repo/$f")" "$f"
         done
     } >"$repo/Release"
-    echo "lab_versions: loki=$lv grafana=$gv alloy=$av headers=linux-headers-$krel" >"$repo/VERSIONS"
+    {
+        echo "lab_versions: loki=$lv grafana=$gv alloy=$av headers=linux-headers-$krel"
+        echo "lab_loki_package: $LAB_LOKI_KIND"
+    } >"$repo/VERSIONS"
 }
