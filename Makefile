@@ -21,7 +21,11 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Ansible's own warnings about our terminal locale would be noise in logs.
 export LC_ALL := C.UTF-8
 
-MODULES := system_account apt_packages apt_lockdown kernel_headers safe_grep
+# The one list of modules: every binary crate of the Cargo workspace (scripts/modules.py).
+MODULES := $(shell $(PYTHON) scripts/modules.py)
+ifeq ($(strip $(MODULES)),)
+$(error scripts/modules.py found no module in Cargo.toml: is python3 there, is the workspace intact?)
+endif
 # Release binaries: static musl, std rebuilt for size (scripts/build-modules.sh says why), one
 # set per CPU architecture (`uname -m` names). library/<name> is the x86_64 build, the one
 # ansible-core's module loader finds; the others go to library/.arch/<arch>/<name>, which the
@@ -53,6 +57,16 @@ VENV_STAMP := $(VENV)/.installed
 COLLECTIONS_STAMP := collections/.installed
 VENDORED_COLLECTIONS := $(wildcard vendor/*.tar.gz)
 
+# Our collection homeops.observability (galaxy.yml): `make collection` builds the tarball from
+# roles/, meta/, plugins/ and library/; `make setup` installs it into ./collections.
+COLLECTION_VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
+COLLECTION_TARBALL := build/homeops-observability-$(COLLECTION_VERSION).tar.gz
+COLLECTION_STAMP := collections/.homeops-observability.installed
+# Everything the build script copies: a change to any of these rebuilds the tarball.
+COLLECTION_SOURCES := galaxy.yml CHANGELOG.md meta/runtime.yml docs/collection.md action_plugins/homeops_fastpath.py \
+  scripts/build-collection.py scripts/modules.py Cargo.toml \
+  $(shell find roles plugins library -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -name '.*.[0-9]*' 2>/dev/null)
+
 # The lab's targets (lab-up, lab-status, lab-down, lab-fault, lab-inventory, lab-test, lab-unit)
 # live with the lab: see lab/README.md.
 include lab/lab.mk
@@ -60,7 +74,7 @@ include lab/lab.mk
 include bench/bench.mk
 include tests/faults/faults.mk
 
-.PHONY: help prerequisites setup venv collections build lint lint-workflows test test-templates \
+.PHONY: help prerequisites setup venv collections collection build lint lint-workflows test test-templates \
         test-playbooks syntax-check deploy verify itest inventory clean
 
 help: ## List the targets
@@ -75,7 +89,7 @@ help: ## List the targets
 
 ## ---- setup ------------------------------------------------------------------------------
 
-setup: prerequisites venv build collections ## Debian packages, Python venv, module binaries, offline collections
+setup: prerequisites venv build collections $(COLLECTION_STAMP) ## Debian packages, Python venv, module binaries, offline collections (ours too)
 	@echo "==> setup: done (venv $(VENV), modules in library/, collections in collections/)"
 
 # The Debian packages of scripts/base-packages.txt, scripts/build-packages.txt and
@@ -98,6 +112,17 @@ collections: $(COLLECTIONS_STAMP)
 $(COLLECTIONS_STAMP): requirements.yml $(VENDORED_COLLECTIONS) $(VENV_STAMP)
 	@echo "==> setup: installing collections offline from ./vendor: $(notdir $(VENDORED_COLLECTIONS))"
 	ansible-galaxy collection install --offline --force -r requirements.yml -p ./collections
+	@touch $@
+
+collection: $(COLLECTION_TARBALL) ## Build the collection tarball homeops.observability into build/
+$(COLLECTION_TARBALL): $(COLLECTION_SOURCES) $(VENV_STAMP) | build
+	@echo "==> collection: staging build/collection and running ansible-galaxy collection build"
+	$(VENV)/bin/python scripts/build-collection.py --output-dir build
+
+# Next to the vendored collections, offline; the playbooks call our modules and roles from here.
+$(COLLECTION_STAMP): $(COLLECTION_TARBALL) $(COLLECTIONS_STAMP)
+	@echo "==> setup: installing $(COLLECTION_TARBALL) offline into ./collections"
+	ansible-galaxy collection install --offline --force --no-deps $(COLLECTION_TARBALL) -p ./collections
 	@touch $@
 
 # Binaries are replaced by rename, never rewritten in place: two builds at once (or a run
@@ -196,6 +221,6 @@ itest: setup ## Golden Path: lab up, deploy, verify, idempotent re-deploy, lab d
 	  scripts/itest.sh
 
 clean: ## Remove build output, installed binaries, venv, collections and Ansible state
-	rm -rf target $(VENV) collections .ansible .pytest_cache
+	rm -rf target build $(VENV) collections .ansible .pytest_cache
 	rm -f $(addprefix library/,$(MODULES))
 	rm -rf library/.arch
