@@ -47,7 +47,8 @@ def test_each_role_has_readme_meta_and_defaults(role):
 @pytest.mark.parametrize("role", ROLES)
 def test_role_defaults_carry_their_component_prefix(role):
     allowed = {
-        "common": ("observability_",) + tuple(c + "_" for c in COMPONENTS),
+        # verify_*: the verify playbook's settings (check E's timeout), loaded with common.
+        "common": ("observability_", "verify_") + tuple(c + "_" for c in COMPONENTS),
         "loki": ("loki_",),
         # loki_datasource_user pairs with the inventory secret loki_datasource_password.
         "grafana": ("grafana_", "loki_datasource_"),

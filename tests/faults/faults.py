@@ -622,7 +622,7 @@ def killed(s: Scenario):
     for raw in proc.stdout:
         line = raw.decode("utf-8", "replace")
         lines.append(line)
-        if killed_at is None and line.startswith("TASK [Install the Loki package]"):
+        if killed_at is None and line.startswith("TASK [") and "Install the Loki package]" in line:
             for _ in range(100):
                 try:
                     # Live apt-get/dpkg processes only (a zombie has already finished).
