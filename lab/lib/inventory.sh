@@ -9,6 +9,11 @@ render_inventory() {
     echo "# Holds lab secrets (mode 0600): never print it."
     echo "all:"
     echo "  vars:"
+    # A lab of obs-01 alone (LAB_HOSTS=1) has no Linux agent on purpose: say so, or the
+    # preflight refuses an empty alloy_linux (never green on nothing).
+    local agents=0
+    for h in "${hosts[@]}"; do [[ " $(host_groups "$h") " == *" alloy_linux "* ]] && agents=1; done
+    (( agents )) || echo "    observability_expect_linux_agents: false"
     echo "    observability_package_source: lab"
     echo "    lab_apt_repo_url: \"$repo\""
     echo "    grafana_admin_password: \"$gpw\""

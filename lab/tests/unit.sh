@@ -209,6 +209,10 @@ if command -v python3 >/dev/null && python3 -c 'import yaml' 2>/dev/null; then
     eq "inventory is valid YAML" "obs-01,ws-01-linux,srv-01,agent-04" \
         "$(python3 -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); print(",".join(d["all"]["hosts"]))' "$TMP/inv.yml")"
 fi
+[[ $inv != *"observability_expect_linux_agents"* ]] && ok "inventory with agents expects them" || nok "inventory with agents expects them"
+render_inventory 10.77.0.0/24 /k/id_ed25519 g l http://10.77.0.1:8642/ obs-01 >"$TMP/inv1.yml"
+grep -q '^    observability_expect_linux_agents: false$' "$TMP/inv1.yml" \
+    && ok "a lab of obs-01 alone says it has no Linux agents" || nok "a lab of obs-01 alone says it has no Linux agents"
 s1=$(new_secret hoplab-x-); s2=$(new_secret hoplab-x-)
 [[ $s1 =~ ^hoplab-x-[A-Za-z0-9]{32}$ && $s1 != "$s2" ]] && ok "secrets are distinctive and random" || nok "secrets are distinctive and random"
 

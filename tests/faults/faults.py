@@ -175,6 +175,9 @@ class Play:
         self.recap = {}
         tail = self.text.rsplit("PLAY RECAP", 1)[-1] if "PLAY RECAP" in self.text else ""
         for m in RECAP_RE.finditer(tail):
+            # localhost runs the preflight and summary plays; it is not a managed host.
+            if m.group(1) == "localhost":
+                continue
             keys = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
             self.recap[m.group(1)] = dict(zip(keys, map(int, m.groups()[1:])))
 
