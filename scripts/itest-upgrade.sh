@@ -109,7 +109,6 @@ step "lab up: make lab-up"
 LAB_STARTED=1
 make --no-print-directory lab-up
 [[ -f $INV ]] || { echo "itest-upgrade: lab up did not write $INV" >&2; exit 1; }
-grep -h -E '^lab_(versions|loki)' .lab/repo/VERSIONS 2>/dev/null | sed 's/^/    /' || true
 
 # ---- 2. the previous set ------------------------------------------------------------------------
 step "deploy the previous set: ${PREV_ARGS[*]}"

@@ -196,6 +196,6 @@ build_repo() {
     {
         echo "lab_versions: loki=$lv grafana=$gv alloy=$av headers=linux-headers-$krel"
         echo "lab_loki_package: $LAB_LOKI_KIND"
-        [[ -n ${LAB_PREVIOUS_VERSIONS:-} ]] && echo "lab_versions_previous: $LAB_PREVIOUS_VERSIONS"
+        if [[ -n ${LAB_PREVIOUS_VERSIONS:-} ]]; then echo "lab_versions_previous: $LAB_PREVIOUS_VERSIONS"; fi
     } >"$repo/VERSIONS"
 }
