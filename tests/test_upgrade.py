@@ -267,3 +267,10 @@ def test_a_missing_marker_fails_and_is_named(tmp_path, fake_server):
 
 def test_an_empty_record_fails(tmp_path, fake_server):
     assert markers_check(tmp_path, fake_server.server_port, []).returncode != 0
+
+
+def test_a_versions_file_without_a_previous_set_builds_nothing_more(tmp_path):
+    vf = tmp_path / "versions.yml"
+    vf.write_text('---\nloki_version: "3.5.7"\ngrafana_version: "12.1.1"\nalloy_version: "1.10.2"\n')
+    run = lab_sh(f'LAB_LOKI_KIND=standin; build_previous_set "{tmp_path}" "{vf}"; echo "prev=[$LAB_PREVIOUS_VERSIONS]"')
+    assert "prev=[]" in run.stdout and not list(tmp_path.glob("*.deb"))
