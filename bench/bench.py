@@ -19,10 +19,13 @@ Series (all against the lab inventory, ANSIBLE_CONFIG = this clone's ansible.cfg
 Writes bench/results/<stamp>/ (generated playbooks, logs, results.json; git-ignored), a section
 of docs/benchmarks.md for this host count and docs/benchmarks-<N>hosts.png.
 
-The lab is one per machine and other sessions may use it: every measured run checks that the
-lab is still the one this bench started (lab.env STARTED); if somebody else restarted it, the
-bench stops and says so instead of reporting mixed numbers, and it never brings down a lab it
-did not start.
+The bench uses this clone's own lab (its lab id: LAB_ID, else derived from the clone's path;
+labs of other clones live side by side and are never touched) and owns it (LAB_OWNER_PID), so
+a killed bench's lab is reaped by the next `lab up` on the machine. Every measured run checks
+that the lab is still the one this bench started (lab.env STARTED); if somebody else restarted
+it, the bench stops and says so instead of reporting mixed numbers, and it never brings down a
+lab it did not start. It still waits for other Ansible runs on the machine to end first: they
+share the CPUs and would skew the numbers.
 """
 from __future__ import annotations
 
@@ -46,7 +49,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LAB = ROOT / "lab" / "lab"
-LAB_STATE = Path("/run/homeops-lab/lab.env")
+
+
+def _lab_state_path() -> Path:
+    """lab.env of this clone's lab (`lab/lab id` prints its id and state dir)."""
+    try:
+        out = subprocess.run([str(LAB), "id"], cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=30).stdout.split()
+        return Path(out[1]) / "lab.env"
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return Path("/run/homeops-labs/none/lab.env")
+
+
+LAB_STATE = _lab_state_path()
 INVENTORY = ROOT / ".lab" / "inventory.yml"
 VENV_BIN = ROOT / ".venv" / "bin"
 ANSIBLE_PLAYBOOK = VENV_BIN / "ansible-playbook"
@@ -191,7 +205,8 @@ class Lab:
         self.cycles = 0
 
     def _run(self, action: str) -> str:
-        env = dict(os.environ, LAB_HOSTS=str(self.hosts))
+        # This bench owns the lab it brings up (a killed bench's lab is reaped by the next up).
+        env = dict(os.environ, LAB_HOSTS=str(self.hosts), LAB_OWNER_PID=str(os.getpid()))
         t0 = time.perf_counter()
         p = subprocess.run([str(LAB), action], cwd=ROOT, env=env, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -211,7 +226,7 @@ class Lab:
         self._run("up")
         st = self.current()
         if not st:
-            raise BenchError("lab/lab up succeeded but /run/homeops-lab/lab.env names no lab of this clone")
+            raise BenchError(f"lab/lab up succeeded but {LAB_STATE} names no lab of this clone")
         self.mine.add(st.get("STARTED", ""))
         self.current_started = st.get("STARTED", "")
         self.cycles += 1
@@ -656,8 +671,9 @@ def machine_info() -> dict:
 
 
 def other_ansible_runs(include_ssh: bool = False) -> list[str]:
-    """Ansible or lab runs on this machine that are not ours (the lab is one per machine). With
-    include_ssh, also ssh clients/control masters to the lab (somebody used it < 60 s ago)."""
+    """Ansible or lab runs on this machine that are not ours (they share the CPUs; our lab is
+    our own). With include_ssh, also ssh clients/control masters to the lab (somebody used it
+    < 60 s ago)."""
     mine = {os.getpid()}
     found = []
     for d in Path("/proc").iterdir():
@@ -694,7 +710,7 @@ def wait_for_quiet(max_wait: int, include_ssh: bool = False) -> None:
             return
         if time.time() - t0 > max_wait:
             raise BenchError("other Ansible/lab runs are still going after "
-                             f"{max_wait} s; not starting (the lab is one per machine):\n  " + "\n  ".join(others))
+                             f"{max_wait} s; not starting (they would skew the numbers):\n  " + "\n  ".join(others))
         log(f"waiting for other Ansible/lab runs to finish ({len(others)}): {others[0]}")
         time.sleep(15)
 

@@ -4,7 +4,7 @@ LAB ?= lab/lab
 LAB_HOSTS ?= 3
 export LAB_HOSTS
 
-.PHONY: lab-up lab-status lab-down lab-fault lab-inventory lab-test lab-unit
+.PHONY: lab-up lab-status lab-down lab-fault lab-inventory lab-test lab-unit lab-prune lab-status-all lab-down-all
 
 lab-up:
 	$(LAB) up
@@ -14,6 +14,19 @@ lab-status:
 
 lab-down:
 	$(LAB) down
+
+# Every lab on this machine (find: which clone, which owner, reapable or not).
+lab-status-all:
+	$(LAB) status --all
+
+# The explicit janitor: tears down every lab on this machine, whoever started it.
+lab-down-all:
+	$(LAB) down --all
+
+# The cache policy: removes cached base images of other recipes, only when no lab runs and the
+# disk is fuller than LAB_PRUNE_DISK_PCT (80) or the cache larger than LAB_PRUNE_CACHE_MB (1024).
+lab-prune:
+	$(LAB) prune
 
 # make lab-fault HOST=ws-01-linux FAULT=timeout|refuse|dpkg-lock[:SECONDS]|heal
 lab-fault:

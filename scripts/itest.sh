@@ -7,7 +7,9 @@
 #   4. idempotence     the deploy again at -vvv: FAILS if any host reports changed>0
 #                      (Molecule's rule, read from the PLAY RECAP)
 #   5. secrets scan    the secrets of the inventory must appear in no log of this run
-#   6. lab down        always (trap), also on failure, unless LAB_KEEP=1
+#   6. lab down        always (trap), also on failure, unless LAB_KEEP=1; only a lab this run
+#                      started (a refused `lab up` leaves another run's lab alone), and
+#                      `lab down` acts on this clone's lab (its LAB_ID) only
 # Environment: INVENTORY=path (real hosts: the lab is never touched), LAB_KEEP=1,
 # ANSIBLE_ARGS (extra ansible-playbook arguments). Logs: logs/itest-<timestamp>/.
 set -euo pipefail
@@ -117,9 +119,12 @@ if [[ -n $INVENTORY ]]; then
     INV=$INVENTORY
 else
     step "lab up: make lab-up"
+    # This run owns the lab: if it is killed, the next `lab up` on this machine reaps the lab.
+    # LAB_STARTED only once `up` succeeded: a refused or failed `up` (it cleans up after itself)
+    # must not be followed by a `lab down` here.
+    LAB_OWNER_PID=$$ make --no-print-directory lab-up
     LAB_STARTED=1
-    make --no-print-directory lab-up
-    INV=.lab/inventory.yml
+    INV=$(lab/lab inventory)
     [[ -f $INV ]] || { echo "itest: lab up did not write $INV" >&2; exit 1; }
     make --no-print-directory lab-status || true
 fi

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The base image: debootstrap once, prepare, cache under /var/cache/homeops-lab/base-<hash>.
-# The hash covers this file, so any change to the recipe below builds a new base.
+# The hash covers the recipe (prepare_base, suite, packages): a change to it builds a new base.
 
 LAB_CACHE_DIR=${LAB_CACHE_DIR:-/var/cache/homeops-lab}
 LAB_SUITE=bookworm
@@ -32,8 +32,10 @@ host_debian_mirror() {
     return 1
 }
 
+# The recipe only (how the tree is made and prepared), not this whole file: editing the cache
+# handling or a comment must not cost every clone a new ~220 MB base.
 base_recipe_hash() {
-    { cat "$LAB_DIR/lib/base.sh"; echo "$LAB_SUITE $LAB_BASE_INCLUDE"; } | sha256sum | cut -c1-16
+    { declare -f prepare_base; echo "debootstrap --variant=minbase $LAB_SUITE $LAB_BASE_INCLUDE"; } | sha256sum | cut -c1-16
 }
 
 base_dir() { echo "$LAB_CACHE_DIR/base-$(base_recipe_hash)"; }
@@ -76,20 +78,32 @@ EOC
 }
 
 # ensure_base: print the path of the prepared base, building it when the cache has none.
+# The build runs under a lock on the cache (fd 6): two cold `up`s build it once, the second
+# waits and then finds it. Other recipes' bases are left alone (another clone's running lab may
+# stand on one): `lab/lab prune` removes them under its own rules.
 ensure_base() {
     local dir tmp mirror t0
     dir=$(base_dir)
     if [[ -f $dir/.homeops-lab-base ]]; then
         echo "$dir"; return 0
     fi
+    mkdir -p "$LAB_CACHE_DIR"
+    exec 6>"$LAB_CACHE_DIR/.build.lock"
+    if ! flock -n 6; then
+        log "another lab up builds the base image; waiting for it (up to 15 min)"
+        flock -w 900 6 || die "the base image build of another lab up did not finish in 15 min ($LAB_CACHE_DIR/.build.lock)"
+    fi
+    if [[ -f $dir/.homeops-lab-base ]]; then
+        exec 6>&-
+        echo "$dir"; return 0
+    fi
     require_cmds debootstrap
     mirror=$(host_debian_mirror) || die "no Debian $LAB_SUITE mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
     log "building the base image (debootstrap $LAB_SUITE from $mirror; about a minute, once per recipe)"
-    mkdir -p "$LAB_CACHE_DIR"
     tmp="$dir.tmp.$$"
     rm -rf "$tmp"
     t0=$(now_ms)
-    if ! debootstrap --variant=minbase --include="$LAB_BASE_INCLUDE" "$LAB_SUITE" "$tmp" "$mirror" >"$LAB_CACHE_DIR/debootstrap.log" 2>&1; then
+    if ! debootstrap --variant=minbase --include="$LAB_BASE_INCLUDE" "$LAB_SUITE" "$tmp" "$mirror" >"$LAB_CACHE_DIR/debootstrap.log" 2>&1 6>&-; then
         tail -n 15 "$LAB_CACHE_DIR/debootstrap.log" | sed 's/^/    /' >&2
         rm -rf "$tmp"
         die "debootstrap failed (full log: $LAB_CACHE_DIR/debootstrap.log)"
@@ -97,12 +111,7 @@ ensure_base() {
     prepare_base "$tmp" || { rm -rf "$tmp"; die "preparing the base image failed"; }
     echo "recipe=$(base_recipe_hash) built=$(date -u +%FT%TZ) mirror=$mirror" >"$tmp/.homeops-lab-base"
     mv "$tmp" "$dir" || die "cannot move the base into $dir"
-    # Older bases (other recipe hashes) were made by the lab: drop them.
-    local old
-    for old in "$LAB_CACHE_DIR"/base-*; do
-        [[ $old == "$dir" || ! -f $old/.homeops-lab-base ]] && continue
-        rm -rf "$old"
-    done
+    exec 6>&-
     log "base image ready in $(fmt_ms $(( $(now_ms) - t0 ))): $dir"
     echo "$dir"
 }

@@ -3,8 +3,9 @@
 # checks, fault parsing, versions. Unit-tested by lab/tests/unit.sh.
 
 LAB_MAX_HOSTS=${LAB_MAX_HOSTS:-64}
-LAB_BRIDGE=${LAB_BRIDGE:-hoplab0}
-LAB_NETNS_PREFIX=hoplab-
+# Labs side by side (one per clone, or per LAB_ID): see lab/README.md "Several labs".
+LAB_MAX_LABS=${LAB_MAX_LABS:-4}
+LAB_REPO_PORT_BASE=8642
 LAB_HOST_OFFSET=10            # host i (1-based) gets .(10+i); the bridge is .1
 LAB_SSH_COMMON_ARGS='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -o ServerAliveInterval=1 -o ServerAliveCountMax=3'
 
@@ -48,9 +49,32 @@ host_index() {
     esac
 }
 
-# netns / host-side veth names (IFNAMSIZ is 16: keep link names short).
-host_netns() { echo "${LAB_NETNS_PREFIX}$1"; }
-host_veth()  { printf 'hoplab-v%02d\n' "$(host_index "$1")"; }
+# ---- lab identity --------------------------------------------------------------------------
+# Every name a lab makes carries its id, so labs of several clones live side by side and each
+# command finds exactly its own. An id is 1-6 of [a-z0-9]; by default the first 6 hex digits of
+# sha256(the clone's physical path): short (link names), stable across runs of one clone.
+valid_lab_id() { [[ ${1:-} =~ ^[a-z0-9]{1,6}$ ]]; }
+lab_id_for_path() { printf '%s' "$1" | sha256sum | cut -c1-6; }
+
+# Names of lab ID. IFNAMSIZ is 16 with the NUL: a link name has at most 15 characters.
+# "hoplab" + id + "br" / "v" + 2 digits: at most 14 / 15. The old one-lab names (hoplab0,
+# hoplab-vNN, netns hoplab-<host>) have no id, so no pattern here ever matches them.
+lab_bridge_name()  { echo "hoplab${1}br"; }
+lab_veth_name()    { printf 'hoplab%sv%02d\n' "$1" "$((10#$2))"; }
+lab_netns_name()   { echo "hoplab${1}-$2"; }
+lab_cgroup_name()  { echo "homeops-lab-$1"; }
+lab_machine_name() { echo "hoplab${1}-$2"; }
+
+# netns / host-side veth / nspawn machine names of a host of the selected lab (LAB_ID).
+host_netns()   { lab_netns_name "$LAB_ID" "$1"; }
+host_veth()    { lab_veth_name "$LAB_ID" "$(host_index "$1")"; }
+host_machine() { lab_machine_name "$LAB_ID" "$1"; }
+
+# lab_id_of_name NAME: the lab id in a netns or link name the lab made, or fail.
+lab_id_of_name() {
+    [[ $1 =~ ^hoplab([a-z0-9]{1,6})(-.+|br|v[0-9]{2})$ ]] || return 1
+    echo "${BASH_REMATCH[1]}"
+}
 
 # subnet helpers: a /24 given as A.B.C.0/24
 subnet_prefix() { local s=${1%/*}; echo "${s%.*}"; }          # 10.77.3
@@ -93,6 +117,51 @@ pick_subnet() {
             (( ok )) && { echo "$cand"; return 0; }
         done
     done
+    return 1
+}
+
+# pick_port BASE TAKEN...: the first TCP port from BASE up that is not in TAKEN.
+pick_port() {
+    local p t; local base=$(( $1 )); shift
+    for (( p = base; p < 65536; p++ )); do
+        for t in "$@"; do [[ $t == "$p" ]] && continue 2; done
+        echo "$p"; return 0
+    done
+    return 1
+}
+
+# ---- owners ---------------------------------------------------------------------------------
+# A lab records the process that owns it (LAB_OWNER_PID) with that process's start time
+# (field 22 of /proc/PID/stat, clock ticks since boot): a recycled PID has another start time.
+
+# proc_start_time PID: field 22 of /proc/PID/stat (the comm field may hold spaces and parens).
+proc_start_time() {
+    local st
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    st=${st##*) }
+    # After the comm: field 3 is the 1st here, so field 22 is the 20th.
+    awk '{ print $20 }' <<<"$st"
+}
+
+# owner_alive PID START: the process PID runs and started at START. A zombie (killed, not yet
+# waited for by its parent: a SIGKILLed owner whose parent is busy) is gone too.
+owner_alive() {
+    [[ $1 =~ ^[0-9]+$ && -n ${2:-} ]] || return 1
+    local st
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    st=${st##*) }
+    [[ ${st%% *} != Z ]] || return 1
+    [[ $(proc_start_time "$1") == "$2" ]]
+}
+
+# prune_decision USE_PCT MAX_PCT CACHE_MB MAX_MB LABS_RUNNING: prints "prune: WHY" or
+# "keep: WHY" (exit 0 / 1). Never while a lab runs; else only above a threshold.
+prune_decision() {
+    local use=$1 maxpct=$2 cache=$3 maxmb=$4 running=$5
+    if (( running > 0 )); then echo "keep: $running lab(s) running (their bases must stay)"; return 1; fi
+    if (( use >= maxpct )); then echo "prune: the cache's filesystem is ${use}% full (threshold LAB_PRUNE_DISK_PCT=${maxpct}%)"; return 0; fi
+    if (( cache > maxmb )); then echo "prune: the cache holds ${cache} MiB (cap LAB_PRUNE_CACHE_MB=${maxmb})"; return 0; fi
+    echo "keep: disk ${use}% < ${maxpct}% and cache ${cache} MiB <= ${maxmb} MiB (LAB_PRUNE_DISK_PCT, LAB_PRUNE_CACHE_MB)"
     return 1
 }
 

@@ -74,6 +74,11 @@ prepare_upper() {
 host_cgroups() { local r; for r in $S_CGROUPS; do echo "$r/$LAB_CG_NAME/$1"; done; }
 
 # launch_host HOST BASE: start systemd-nspawn detached, in its own cgroups; records its PID.
+# BASE is the lab's link to the cached base ($LAB_STATE_DIR/base): the command line then names
+# this lab (how teardown and the janitor find its processes), and the old one-lab code, which
+# looks for nspawns over /var/cache/homeops-lab/base-*, never takes them for its own.
+# The machine name carries the lab id (nspawn keeps /run/systemd/nspawn/propagate/<machine>);
+# the hostname inside is the plain host name.
 launch_host() {
     local h=$1 base=$2 sd cgs cg pid
     sd=$(host_state_dir "$h"); mkdir -p "$sd"
@@ -82,10 +87,10 @@ launch_host() {
     (
         for cg in "${cgs[@]}"; do echo "$BASHPID" >"$cg/cgroup.procs"; done
         exec setsid systemd-nspawn --quiet -D "$base" --overlay="$base:$LAB_HOSTS_DIR/$h/upper:/" \
-            --register=no --keep-unit --boot --machine="$h" --console=passive \
+            --register=no --keep-unit --boot --machine="$(host_machine "$h")" --hostname="$h" --console=passive \
             --network-namespace-path="/run/netns/$(host_netns "$h")" \
             --link-journal=no --resolv-conf=off --timezone=off
-    ) </dev/null >"$sd/nspawn.log" 2>&1 9>&- &
+    ) </dev/null >"$sd/nspawn.log" 2>&1 9>&- 8>&- 7>&- 6>&- &
     pid=$!
     echo "$pid" >"$sd/nspawn.pid"
     wait_exec "$pid" systemd-nspawn || { tail -n 5 "$sd/nspawn.log" >&2; echo "systemd-nspawn for $h exited at start" >&2; return 1; }
@@ -110,7 +115,7 @@ wait_hosts() {
                 sleep 0.2
             done
             echo "no ssh after ${deadline}s" >"$tmp/$h"; exit 1
-        ) 9>&- &
+        ) 9>&- 8>&- &
         pids+=($!)
     done
     i=0

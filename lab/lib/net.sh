@@ -2,10 +2,13 @@
 # The lab network: one bridge with the controller at .1, one netns + veth per host.
 # No default route in the hosts and forwarding off on the bridge: nothing leaves it.
 
-# choose_subnet: LAB_SUBNET if set (checked), else the first free /24 (see pick_subnet).
+# choose_subnet TAKEN...: LAB_SUBNET if set (checked), else the first free /24 (see
+# pick_subnet) that no route on this machine and no other lab (TAKEN: their recorded subnets,
+# maybe not routed yet) overlaps. Called under the machine lock.
 choose_subnet() {
     local routes
     mapfile -t routes < <(ip -4 route show table all 2>/dev/null | awk '$1 != "broadcast" && $1 != "local" && $1 != "unreachable" { print $1 }' | grep -v '^default$' || true)
+    routes+=("$@")
     if [[ -n ${LAB_SUBNET:-} ]]; then
         valid_subnet "$LAB_SUBNET" || die "LAB_SUBNET must look like 10.B.C.0/24 (inside 10.0.0.0/8), got '$LAB_SUBNET'"
         local r
@@ -20,7 +23,7 @@ choose_subnet() {
 net_bridge_up() {
     local subnet=$1 brip
     brip=$(bridge_ip "$subnet")
-    ip link show "$LAB_BRIDGE" >/dev/null 2>&1 && die "bridge $LAB_BRIDGE already exists (a lab from elsewhere?): run lab/lab down"
+    ip link show "$LAB_BRIDGE" >/dev/null 2>&1 && die "bridge $LAB_BRIDGE of lab $LAB_ID already exists: run lab/lab down"
     run "create bridge $LAB_BRIDGE" ip link add "$LAB_BRIDGE" type bridge stp_state 0 forward_delay 0
     run "address the bridge" ip addr add "$brip/24" dev "$LAB_BRIDGE"
     echo 0 >"/proc/sys/net/ipv4/conf/$LAB_BRIDGE/forwarding" 2>/dev/null || true

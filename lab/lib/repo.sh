@@ -1,8 +1,6 @@
 # shellcheck shell=bash
 # The lab apt repo: a flat repo served by python3's http.server bound ONLY to the bridge IP.
 
-LAB_REPO_PORT=${LAB_REPO_PORT:-8642}
-
 repo_dir() { echo "$LAB_STATE_DIR/repo"; }
 
 repo_python() { if [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3; else command -v python3; fi; }
@@ -13,7 +11,7 @@ repo_start() {
     [[ $port =~ ^[0-9]+$ ]] && (( port > 0 && port < 65536 )) || die "LAB_REPO_PORT must be a TCP port, got '$port'"
     if ss -ltnH "src $brip and sport = :$port" 2>/dev/null | grep -q .; then die "port $brip:$port is taken; set LAB_REPO_PORT"; fi
     ( exec setsid "$py" -m http.server --bind "$brip" --directory "$dir" "$port" ) \
-        </dev/null >"$LAB_STATE_DIR/repo.log" 2>&1 9>&- &
+        </dev/null >"$LAB_STATE_DIR/repo.log" 2>&1 9>&- 8>&- 7>&- 6>&- &
     pid=$!
     echo "$pid" >"$LAB_STATE_DIR/repo.pid"
     wait_exec "$pid" "$(basename "$py")" || { tail -n 5 "$LAB_STATE_DIR/repo.log" >&2; die "the repo server exited at start"; }

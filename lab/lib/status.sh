@@ -3,10 +3,32 @@
 
 mib() { [[ -n $1 ]] && echo "$(( $1 / 1048576 ))MiB" || echo "-"; }
 
+# status_all: one line per lab on this machine: id, owner clone, owner process, verdict.
+status_all() {
+    local id n=0
+    printf '%-7s %-6s %-16s %-6s %-22s %s\n' ID HOSTS SUBNET PORT STARTED "OWNER / VERDICT"
+    for id in $(lab_ids); do
+        n=$((n + 1))
+        (
+            lab_select "$id"
+            state_load || true
+            local up=0 h v
+            for h in $S_HOSTS; do nspawn_pid "$h" >/dev/null && up=$((up + 1)); done
+            v=$(lab_verdict) || v="REAPABLE: $v"
+            lab_busy "$id" && v="busy (a lab command runs on it); $v"
+            printf '%-7s %-6s %-16s %-6s %-22s %s\n' "$id" "$up/$(wc -w <<<"$S_HOSTS")" "${S_SUBNET:--}" "${S_REPO_PORT:--}" "${S_STARTED:--}" "${S_OWNER:-?}"
+            printf '%-7s %s\n' "" "$v"
+        )
+    done
+    echo "$n lab(s); this machine holds LAB_MAX_LABS=$LAB_MAX_LABS; cache $(du -sh "$LAB_CACHE_DIR" 2>/dev/null | cut -f1) in $LAB_CACHE_DIR"
+}
+
 cmd_status() {
     need_root
+    if [[ ${1:-} == --all ]]; then status_all; return; fi
+    select_this_lab
     if ! state_load; then
-        echo "lab: not running (no state in $LAB_STATE_DIR)"
+        echo "lab $LAB_ID: not running (no state in $LAB_STATE_DIR)"
         local l; l=$(lab_links_list; lab_netns_list)
         [[ -n $l ]] && { echo "leftovers: $(echo $l)  (run lab/lab down)"; return 1; }
         return 0
@@ -25,7 +47,7 @@ cmd_status() {
         ) 9>&- &
     done
     wait
-    echo "lab of $S_OWNER, started $S_STARTED"
+    echo "lab $LAB_ID of $S_OWNER, started $S_STARTED; owner: $(lab_verdict || true)"
     printf '%-14s %-8s %-13s %-8s %-10s %8s %8s  %s\n' HOST STATE ADDRESS SSH SYSTEMD MEM RSS FAULTS
     for h in $S_HOSTS; do cat "$tmp/$h"; done
     rm -rf "$tmp"

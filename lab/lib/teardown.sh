@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Teardown in the recipe's order, idempotent, then a verification of what is left.
-# It only ever acts on what the lab made: PIDs from its pid files (checked against their
-# command lines), netns hoplab-*, links hoplab*, cgroup dirs homeops-lab, its own dirs.
+# It only ever acts on what the selected lab (lab_select ID) made: PIDs from its pid files
+# (checked against their command lines), netns hoplab<id>-*, links hoplab<id>br and
+# hoplab<id>vNN, cgroup dirs homeops-lab-<id>, its own dirs. Other labs are not touched.
 
 # close_control_masters: `ssh -O exit` every ControlPersist master in the owner clone's
 # .ansible/cp (Ansible's control_path_dir) and .lab/cp whose TCP peer is in the lab subnet.
@@ -12,11 +13,11 @@ close_control_masters() {
         [[ -d $dir ]] || continue
         for s in "$dir"/*; do
             [[ -S $s ]] || continue
-            out=$(timeout 3 ssh -o ControlPath="$s" -O check lab-master 2>&1 9>&-) || continue
+            out=$(timeout 3 ssh -o ControlPath="$s" -O check lab-master 2>&1 9>&- 8>&-) || continue
             [[ $out =~ pid=([0-9]+) ]] || continue
             mpid=${BASH_REMATCH[1]}
             ss -tnpH "dst $subnet" 2>/dev/null | grep -q "pid=$mpid," || continue
-            timeout 3 ssh -o ControlPath="$s" -O exit lab-master >/dev/null 2>&1 9>&- || true
+            timeout 3 ssh -o ControlPath="$s" -O exit lab-master >/dev/null 2>&1 9>&- 8>&- || true
             n=$((n + 1))
         done
     done
@@ -43,8 +44,8 @@ stop_nspawns() {
         p=$(<"$d/nspawn.pid")
         # A launch interrupted between fork and exec still becomes nspawn: wait for it.
         wait_exec "$p" systemd-nspawn || continue
-        pid_alive "$p" "--machine=$h" || continue
-        pids+=("$p"); names+=("$h")
+        pid_alive "$p" "--machine=$(host_machine "$h")" || continue
+        pids+=("$p"); names+=("$(host_machine "$h")")
         kill -TERM "$p" 2>/dev/null || true
     done
     (( ${#pids[@]} )) || return 0
@@ -65,14 +66,18 @@ stop_nspawns() {
     sleep 0.2
 }
 
-lab_netns_list() { ip netns list 2>/dev/null | awk '{ print $1 }' | grep "^${LAB_NETNS_PREFIX}" || true; }
-lab_links_list() { ip -o link show 2>/dev/null | awk -F': ' '{ print $2 }' | sed 's/@.*//' | grep -E "^(${LAB_BRIDGE}|hoplab-v[0-9]+)$" || true; }
+# The selected lab's (or, after lab_select_all, every lab's) netns, links and cgroup trees.
+lab_netns_list() { ip netns list 2>/dev/null | awk '{ print $1 }' | grep -E "^hoplab${LAB_ID_PAT}-" || true; }
+lab_links_list() { ip -o link show 2>/dev/null | awk -F': ' '{ print $2 }' | sed 's/@.*//' | grep -E "^hoplab${LAB_ID_PAT}(br|v[0-9]{2})$" || true; }
 
 # lab_cgroup_dirs: the lab's cgroup trees in every root it used and every root it could use.
 lab_cgroup_dirs() {
-    local r
+    local r d
     { echo "${S_CGROUPS:-}" | tr ' ' '\n'; cgroup_roots; } | sort -u | while read -r r; do
-        [[ -n $r && -d $r/$LAB_CG_NAME ]] && echo "$r/$LAB_CG_NAME"
+        [[ -n $r ]] || continue
+        for d in "$r"/homeops-lab-*/; do
+            [[ -d $d && $(basename "$d") =~ ^homeops-lab-${LAB_ID_PAT}$ ]] && echo "${d%/}"
+        done
     done
     return 0
 }
@@ -99,7 +104,8 @@ stop_repo_server() {
     rm -f "$LAB_STATE_DIR/repo.pid"
 }
 
-# lab_teardown: everything, in order. Safe to call any number of times, with or without state.
+# lab_teardown: everything of the selected lab, in order. Safe to call any number of times,
+# with or without state.
 lab_teardown() {
     state_load || true
     local owner=${S_OWNER:-$LAB_ROOT} ns l
@@ -115,29 +121,49 @@ lab_teardown() {
     fi
     rm -rf "$LAB_HOSTS_DIR"
     rmdir "$(dirname "$LAB_HOSTS_DIR")" 2>/dev/null || true
-    rm -f "$owner/.lab/inventory.yml"
-    # Keep only the lock file: the state of a lab that no longer exists goes.
-    find "$LAB_STATE_DIR" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} + 2>/dev/null || true
+    # The inventory this lab wrote (recorded; a lab without state: the default place).
+    if [[ -n $S_INVENTORY ]]; then rm -f "$S_INVENTORY"
+    elif [[ $owner == "$LAB_ROOT" ]]; then rm -f "$(lab_inventory)"; fi
+    # The state of a lab that no longer exists goes (its lock file stays: others may hold it).
+    rm -rf "$LAB_STATE_DIR"
 }
 
-# lab_verify_clean: print what of the lab remains; return non-zero if anything does.
+# lab_reap ID WHY: tear down lab ID (not the selected one) and say so. Its own lock must be
+# free (no command runs on it). In a subshell: the selection and S_* stay as they were.
+lab_reap() {
+    local id=$1 why=$2
+    (
+        lab_select "$id"
+        exec 7>"$LAB_RUN_ROOT/$id.lock"
+        flock -n 7 || { log "janitor: lab $id became busy; left alone"; exit 0; }
+        state_load || true
+        log "janitor: reaping lab $id${S_OWNER:+ of $S_OWNER}${S_STARTED:+ (started $S_STARTED)}: $why"
+        lab_teardown
+        lab_verify_clean >/dev/null
+    )
+}
+
+# lab_verify_clean: print what of the selected lab (after lab_select_all: of any lab)
+# remains; return non-zero if anything does.
 lab_verify_clean() {
-    local left=() p d
-    for d in "$LAB_STATE_DIR"/hosts/*/; do [[ -d $d ]] && left+=("state dir $d"); done
+    local left=() p d c
+    for d in "$LAB_RUN_ROOT"/*/hosts/*/; do
+        [[ -d $d && $d =~ ^$LAB_RUN_ROOT/${LAB_ID_PAT}/hosts/ ]] && left+=("state dir $d")
+    done
     while read -r p; do [[ -n $p ]] && left+=("nspawn process $p"); done < <(
         for p in /proc/[0-9]*; do
-            c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
-            [[ $c == *systemd-nspawn*--overlay=*"$LAB_CACHE_DIR"/base-* ]] && echo "${p#/proc/}"
+            c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+            [[ $c =~ systemd-nspawn.*--overlay=$LAB_RUN_ROOT/${LAB_ID_PAT}/base: ]] && echo "${p#/proc/}"
         done)
     while read -r p; do [[ -n $p ]] && left+=("repo server process $p"); done < <(
         for p in /proc/[0-9]*; do
-            c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
-            [[ $c == *http.server*"--directory $LAB_STATE_DIR/repo"* ]] && echo "${p#/proc/}"
+            c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+            [[ $c =~ http\.server.*--directory\ $LAB_RUN_ROOT/${LAB_ID_PAT}/repo ]] && echo "${p#/proc/}"
         done)
     for p in $(lab_netns_list); do left+=("netns $p"); done
     for p in $(lab_links_list); do left+=("link $p"); done
     while read -r p; do [[ -n $p ]] && left+=("mount $p"); done < <(
-        awk '{ print $5 }' /proc/self/mountinfo | grep -E "^/run/netns/${LAB_NETNS_PREFIX}|^${LAB_HOSTS_DIR}" || true)
+        awk '{ print $5 }' /proc/self/mountinfo | grep -E "^/run/netns/hoplab${LAB_ID_PAT}-|^$LAB_VAR_ROOT/lab-${LAB_ID_PAT}(/|$)" || true)
     if [[ ${S_NETNS_MOUNT_MADE:-} == 1 ]] && mountpoint -q /run/netns 2>/dev/null && [[ -z $(ip netns list 2>/dev/null) ]]; then
         left+=("mount /run/netns")
     fi
@@ -145,11 +171,14 @@ lab_verify_clean() {
     for p in $(lab_masters_left "${S_SUBNET:-}"); do
         warn "ssh control master $p (not in a control dir the lab knows) is still connected to the lab subnet; close it with ssh -O exit"
     done
-    [[ -d $LAB_HOSTS_DIR ]] && left+=("host dirs $LAB_HOSTS_DIR")
+    for d in "$LAB_VAR_ROOT"/lab-*/; do
+        [[ -d $d && $(basename "$d") =~ ^lab-${LAB_ID_PAT}$ ]] && left+=("host dirs ${d%/}")
+    done
+    local what=${LAB_ID:+lab $LAB_ID}; what=${what:-all labs}
     if (( ${#left[@]} )); then
-        printf '%s: error: teardown left:\n' "$LAB_PROG" >&2
+        printf '%s: error: teardown of %s left:\n' "$LAB_PROG" "$what" >&2
         printf '    %s\n' "${left[@]}" >&2
         return 1
     fi
-    echo "lab down: verified clean (no lab processes, namespaces, links, mounts, cgroups or servers remain)"
+    echo "lab down: verified clean, $what (no lab processes, namespaces, links, mounts, cgroups or servers remain)"
 }

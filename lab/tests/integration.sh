@@ -50,7 +50,8 @@ if "$LAB" up >"$LOG/up.out" 2>&1; then ok "lab up ($(fmt_ms $(( $(now_ms) - t0 )
 INV=$("$LAB" inventory)
 KEY="$LAB_ROOT/.lab/id_ed25519"
 mapfile -t HOSTS < <(host_names "$LAB_HOSTS")
-SUBNET=$(grep -o 'bridge hoplab0 [0-9.]*' "$LOG/up.out" | awk '{ print $3 }')
+read -r LABID _ < <("$LAB" id)
+SUBNET=$(grep -o "bridge hoplab${LABID}br [0-9.]*" "$LOG/up.out" | awk '{ print $3 }')
 SUBNET="${SUBNET%.*}.0/24"
 
 ip_of() { host_ip "$SUBNET" "$1"; }
@@ -150,8 +151,9 @@ if (( MASTERS )); then
     check_fails "no ssh control masters left" bash -c "ps -eo args | grep -q '^ssh: $LAB_ROOT/.ansible/cp/.*\\[mux\\]'"
 fi
 check "down is idempotent" "$LAB" down
-check_fails "no lab netns left" bash -c 'ip netns list | grep -q "^hoplab-"'
-check_fails "no lab links left" bash -c 'ip -o link | grep -q hoplab'
-check_fails "no lab cgroups left" bash -c 'find /sys/fs/cgroup -maxdepth 6 -name homeops-lab -type d 2>/dev/null | grep -q .'
-check_fails "no lab processes left" bash -c 'for p in /proc/[0-9]*; do tr "\0" " " <$p/cmdline 2>/dev/null; echo; done | grep -E "[s]ystemd-nspawn.*homeops-lab|[h]ttp.server.*homeops-lab"'
+# This lab's names only: labs of other clones may run meanwhile.
+check_fails "no lab netns left" bash -c "ip netns list | grep -q '^hoplab${LABID}-'"
+check_fails "no lab links left" bash -c "ip -o link | grep -qE 'hoplab${LABID}(br|v[0-9])'"
+check_fails "no lab cgroups left" bash -c "find /sys/fs/cgroup -maxdepth 6 -name homeops-lab-${LABID} -type d 2>/dev/null | grep -q ."
+check_fails "no lab processes left" bash -c "for p in /proc/[0-9]*; do tr '\\0' ' ' 2>/dev/null <\$p/cmdline; echo; done | grep -E '[s]ystemd-nspawn.*/run/homeops-labs/${LABID}/|[h]ttp.server.*/run/homeops-labs/${LABID}/'"
 check_fails "no inventory left" test -e "$INV"

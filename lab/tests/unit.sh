@@ -11,6 +11,10 @@ source "$LAB_DIR/lib/common.sh"
 source "$LAB_DIR/lib/config.sh"
 # shellcheck source=/dev/null
 source "$LAB_DIR/lib/inventory.sh"
+# shellcheck source=/dev/null
+source "$LAB_DIR/lib/state.sh"
+# shellcheck source=/dev/null
+source "$LAB_DIR/lib/base.sh"
 
 PASS=0 FAIL=0
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lab-unit.XXXXXX")
@@ -33,8 +37,100 @@ eq "host names are unique for 64" "64" "$(host_names 64 | sort -u | wc -l | tr -
 eq "index of agent-12" "12" "$(host_index agent-12)"
 eq "groups of obs-01" "loki grafana" "$(host_groups obs-01)"
 eq "groups of agent-07" "alloy_linux" "$(host_groups agent-07)"
-eq "veth name fits IFNAMSIZ" "hoplab-v16" "$(host_veth agent-16)"
-eq "netns name" "hoplab-ws-01-linux" "$(host_netns ws-01-linux)"
+lab_select 1a2b3c
+eq "veth name carries the lab id" "hoplab1a2b3cv16" "$(host_veth agent-16)"
+eq "netns name carries the lab id" "hoplab1a2b3c-ws-01-linux" "$(host_netns ws-01-linux)"
+eq "machine name carries the lab id" "hoplab1a2b3c-obs-01" "$(host_machine obs-01)"
+
+# --- lab identity ------------------------------------------------------------------------
+id1=$(lab_id_for_path /work/clone-a); id2=$(lab_id_for_path /work/clone-b)
+[[ $id1 =~ ^[0-9a-f]{6}$ ]] && ok "derived id is 6 hex digits" || nok "derived id is 6 hex digits" "$id1"
+eq "derived id is stable" "$id1" "$(lab_id_for_path /work/clone-a)"
+[[ $id1 != "$id2" ]] && ok "two clones get two ids" || nok "two clones get two ids" "$id1 $id2"
+eq "derived id is sha256 of the path" "$(printf %s /work/clone-a | sha256sum | cut -c1-6)" "$id1"
+succeeds "LAB_ID ci1 accepted" valid_lab_id ci1
+fails "LAB_ID longer than 6 rejected" valid_lab_id abcdefg
+fails "LAB_ID with a dash rejected" valid_lab_id a-b
+fails "LAB_ID upper case rejected" valid_lab_id ABC
+fails "LAB_ID empty rejected" valid_lab_id ""
+# Every link name of the longest id and the highest host index fits IFNAMSIZ (15 + NUL).
+longest=0
+for n in "$(lab_bridge_name zzzzzz)" "$(lab_veth_name zzzzzz "$LAB_MAX_HOSTS")"; do (( ${#n} > longest )) && longest=${#n}; done
+(( longest <= 15 )) && ok "link names fit IFNAMSIZ (longest $longest)" || nok "link names fit IFNAMSIZ" "longest $longest > 15"
+eq "veth of host 64 of a 6-char id" "hoplabzzzzzzv64" "$(lab_veth_name zzzzzz 64)"
+eq "veth index is decimal, not octal" "hoplabav08" "$(lab_veth_name a 08)"
+# Names never match the old one-lab names (hoplab0, hoplab-vNN, hoplab-<host>).
+fails "old bridge hoplab0 is no lab's" lab_id_of_name hoplab0
+fails "old veth hoplab-v01 is no lab's" lab_id_of_name hoplab-v01
+fails "old netns hoplab-obs-01 is no lab's" lab_id_of_name hoplab-obs-01
+eq "id of a bridge" "1a2b3c" "$(lab_id_of_name hoplab1a2b3cbr)"
+eq "id of a veth" "ab" "$(lab_id_of_name hoplababv01)"
+eq "id of a netns" "abc" "$(lab_id_of_name hoplababc-ws-01-linux)"
+# Two labs' names never collide (ids a and a1 share a prefix).
+lab_select a;  na="$(lab_bridge_name a) $(host_veth obs-01) $(host_netns obs-01) $LAB_CG_NAME $LAB_STATE_DIR $LAB_HOSTS_DIR"
+lab_select a1; nb="$(lab_bridge_name a1) $(host_veth obs-01) $(host_netns obs-01) $LAB_CG_NAME $LAB_STATE_DIR $LAB_HOSTS_DIR"
+eq "labs a and a1 share no name" "" "$(comm -12 <(tr ' ' '\n' <<<"$na" | sort) <(tr ' ' '\n' <<<"$nb" | sort))"
+lab_select a
+eq "lab a's links are not lab a1's" "" "$(printf '%s\n' hoplaba1br hoplaba1v01 | grep -E "^hoplab${LAB_ID_PAT}(br|v[0-9]{2})$")"
+eq "state and host dirs per lab" "/run/homeops-labs/a /var/lib/homeops-lab/lab-a homeops-lab-a" "$LAB_STATE_DIR $LAB_HOSTS_DIR $LAB_CG_NAME"
+LAB_ID=zz; eq "inventory of another LAB_ID is its own file" "$LAB_ROOT/.lab/inventory-zz.yml" "$(lab_inventory)"
+LAB_ID=$(lab_default_id); eq "inventory of the clone's own lab" "$LAB_ROOT/.lab/inventory.yml" "$(lab_inventory)"
+lab_select 1a2b3c
+
+# --- owners (PID + start time) -----------------------------------------------------------
+st=$(proc_start_time $$)
+[[ $st =~ ^[0-9]+$ ]] && ok "start time of a PID" || nok "start time of a PID" "[$st]"
+succeeds "owner alive with its start time" owner_alive $$ "$st"
+fails "owner with another start time (a recycled PID) is gone" owner_alive $$ "$((st + 1))"
+fails "owner without a start time is gone" owner_alive $$ ""
+sleep 30 & sp=$!; sst=$(proc_start_time $sp); kill -KILL $sp; wait $sp 2>/dev/null || true
+fails "a killed owner is gone" owner_alive "$sp" "$sst"
+# A zombie: the child exited, its parent has not waited for it (as a SIGKILLed owner whose
+# parent is busy elsewhere).
+python3 -c 'import os, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+print(pid, flush=True)
+time.sleep(5)' >"$TMP/zpid" & zp=$!
+for _ in $(seq 50); do [[ -s $TMP/zpid ]] && break; sleep 0.1; done
+zc=$(cat "$TMP/zpid"); sleep 0.2
+fails "a zombie owner is gone" owner_alive "$zc" "$(awk '{ print $22 }' "/proc/$zc/stat" 2>/dev/null)"
+kill -KILL $zp; wait $zp 2>/dev/null || true
+# A comm with spaces and parens must not shift the fields.
+cp /bin/sleep "$TMP/a b) c"; "$TMP/a b) c" 30 & sp=$!
+eq "start time of a process named 'a b) c'" "$(awk '{ print $22 }' <(sed 's/(.*)/(x)/' /proc/$sp/stat))" "$(proc_start_time $sp)"
+kill -KILL $sp; wait $sp 2>/dev/null || true
+S_ID=x S_OWNER=/nonexistent/clone S_OWNER_PID='' S_OWNER_START='' S_OWNER_CMD=''
+fails "verdict: a hand-started lab of a removed clone is reapable" lab_verdict
+S_OWNER=$LAB_ROOT
+succeeds "verdict: a hand-started lab of an existing clone is kept" lab_verdict
+S_OWNER_PID=$$ S_OWNER_START=$st
+succeeds "verdict: a lab with a live owner is kept" lab_verdict
+S_OWNER_START=$((st + 1))
+fails "verdict: a lab whose owner PID was recycled is reapable" lab_verdict
+S_ID='' S_OWNER='' S_OWNER_PID='' S_OWNER_START=''
+fails "verdict: leftovers without state are reapable" lab_verdict
+
+# --- allocation: subnets and ports -------------------------------------------------------
+eq "pick_subnet skips another lab's recorded subnet" "10.77.2.0/24" "$(pick_subnet 10.77.0.0/24 10.77.1.0/24)"
+eq "pick_port: the base when free" "8642" "$(pick_port 8642)"
+eq "pick_port skips other labs' ports" "8644" "$(pick_port 8642 8642 8643 8650)"
+subs=$(t=(); for i in 1 2 3 4 5 6; do s_=$(pick_subnet "${t[@]}") || break; t+=("$s_"); done; printf '%s\n' "${t[@]}" | sort -u | wc -l)
+eq "6 labs one after another get 6 distinct subnets" "6" "$subs"
+
+# --- the cache policy --------------------------------------------------------------------
+h0=$(base_recipe_hash)
+[[ $h0 =~ ^[0-9a-f]{16}$ ]] && ok "recipe hash is 16 hex digits" || nok "recipe hash is 16 hex digits" "$h0"
+eq "recipe hash is stable" "$h0" "$(base_recipe_hash)"
+[[ $(LAB_BASE_INCLUDE="$LAB_BASE_INCLUDE,vim" base_recipe_hash) != "$h0" ]] && ok "recipe hash follows the package list" || nok "recipe hash follows the package list"
+[[ $(prepare_base() { :; }; base_recipe_hash) != "$h0" ]] && ok "recipe hash follows prepare_base" || nok "recipe hash follows prepare_base"
+[[ $(ensure_base() { :; }; base_recipe_hash) == "$h0" ]] && ok "recipe hash ignores ensure_base (not the recipe)" || nok "recipe hash ignores ensure_base (not the recipe)"
+fails "prune: never while a lab runs" prune_decision 95 80 5000 1024 1
+succeeds "prune: disk above the threshold" prune_decision 85 80 300 1024 0
+succeeds "prune: cache above its cap" prune_decision 20 80 2000 1024 0
+fails "prune: below both thresholds" prune_decision 20 80 300 1024 0
+eq "prune says why it keeps" "keep: 2 lab(s) running (their bases must stay)" "$(prune_decision 99 80 9999 1 2)"
 succeeds "valid host name agent-04" valid_host_name agent-04
 fails "invalid host name web-01" valid_host_name web-01
 
@@ -125,6 +221,9 @@ eq "fault unknown host exits 2" "2" "$(cli fault web-01 timeout)"
 eq "fault unknown kind exits 2" "2" "$(cli fault obs-01 reboot)"
 eq "up with LAB_HOSTS=0 exits 2" "2" "$(LAB_HOSTS=0 cli up)"
 eq "up with an argument exits 2" "2" "$(cli up now)"
+eq "up with a bad LAB_ID exits 2" "2" "$(LAB_ID=Bad-Id cli up)"
+eq "down with a bad argument exits 2" "2" "$(cli down --every)"
+eq "prune with an argument exits 2" "2" "$(cli prune now)"
 
 # --- lab.mk does not take the main Makefile's targets ------------------------------------
 bad=$(grep -E '^(setup|build|test|lint|itest|deploy|verify):' "$LAB_DIR/lab.mk" || true)

@@ -105,9 +105,12 @@ class Lab:
 
     @staticmethod
     def up(n: int) -> None:
+        # This clone's lab only (lab/lab acts on its own lab id); this run owns it, so a killed
+        # run's lab is reaped by the next `lab up` on the machine.
         t = time.monotonic()
         run(["lab/lab", "down"], log="lab-down-before", timeout=300)
-        p = run(["lab/lab", "up"], env={"LAB_HOSTS": str(n)}, log=f"lab-up-{n}", timeout=600)
+        p = run(["lab/lab", "up"], env={"LAB_HOSTS": str(n), "LAB_OWNER_PID": str(os.getpid())},
+                log=f"lab-up-{n}", timeout=600)
         if p.returncode != 0:
             raise Failed(f"lab up ({n} hosts) failed: {p.text[-1500:]}")
         Lab.hosts_up = n
@@ -773,6 +776,137 @@ def secrets(s: Scenario):
                            "/tmp, /var/tmp, /var/log or journal", "; ".join(host_hits))
 
 
+def lab_ids_running() -> dict:
+    """{lab id: 'up/total'} from `lab/lab status --all`."""
+    p = run(["lab/lab", "status", "--all"], timeout=120)
+    return {m.group(1): m.group(2) for m in re.finditer(r"^([a-z0-9]{1,6})\s+(\d+/\d+)\s", p.text, re.M)}
+
+
+def mem_available_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+@scenario("12", "two clones' make itest started together both pass", 1)
+def two_clones(s: Scenario):
+    """Two clones of the current HEAD (git clone --shared into temp dirs; .venv and collections/
+    are links to this clone's, library/ a copy of its binaries, so `make -o setup itest` skips
+    the 2-minute setup) run `make itest` at the same time. Both must pass, each on its own lab
+    (own id, subnet, repo port), and this run's own lab stays up through both."""
+    import tempfile
+    head = subprocess.run(["git", "rev-parse", "HEAD"], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+    top = Path(tempfile.mkdtemp(prefix="homeops-2clones-", dir="/var/tmp"))
+    clones = [top / "a", top / "b"]
+    before = lab_ids_running()
+    mine = [i for i, st in before.items() if st.startswith("1/")]
+    procs = []
+    try:
+        t = time.monotonic()
+        for c in clones:
+            run(["git", "clone", "-q", "--shared", str(ROOT), str(c)], check=True, timeout=120)
+            run(["git", "-C", str(c), "checkout", "-q", head], check=True, timeout=60)
+            for link in (".venv", "collections"):
+                (c / link).symlink_to(ROOT / link)
+            (c / "library").mkdir(exist_ok=True)
+            for b in (ROOT / "library").iterdir():
+                if b.is_file() and os.access(b, os.X_OK) and b.suffix != ".yml":
+                    subprocess.run(["cp", "-p", str(b), str(c / "library" / b.name)], check=True)
+        s.measure("clones", f"2 clones of {head[:8]} in {time.monotonic() - t:.1f} s")
+        env = {k: v for k, v in ENV.items() if k not in ("LAB_ID", "LAB_OWNER_PID", "LAB_KEEP", "INVENTORY")}
+        low = mem_available_mib()
+        t = time.monotonic()
+        for c in clones:
+            f = open(LOG_DIR / f"two-clones-{c.name}.out", "w")
+            procs.append((subprocess.Popen(["make", "--no-print-directory", "-o", "setup", "itest"], cwd=c, env=env,
+                                           stdout=f, stderr=subprocess.STDOUT, start_new_session=True), f))
+        peak_labs = 0
+        while any(p.poll() is None for p, _ in procs):
+            low = min(low, mem_available_mib())
+            try:
+                peak_labs = max(peak_labs, sum(1 for st in lab_ids_running().values() if not st.startswith("0/")))
+            except Exception:
+                pass
+            time.sleep(3)
+        secs = time.monotonic() - t
+        outs = []
+        for (p, f), c in zip(procs, clones):
+            f.close()
+            outs.append((LOG_DIR / f"two-clones-{c.name}.out").read_text(errors="replace"))
+        ids = [re.search(r"up: lab ([a-z0-9]+),", o) for o in outs]
+        nets = [re.search(r"bridge \S+ ([0-9.]+)/24, apt repo (\S+)", o) for o in outs]
+        say(f"  two make itest: rc {[p.returncode for p, _ in procs]} in {secs:.0f} s "
+            f"(logs/{LOG_DIR.name}/two-clones-a.out, -b.out)")
+        for (p, _), o, c in zip(procs, outs, clones):
+            last = [x for x in o.splitlines() if "itest PASSED" in x or "itest FAILED" in x]
+            s.check(p.returncode == 0 and bool(last) and "PASSED" in last[-1], f"clone {c.name}: make itest passed",
+                    last[-1].strip() if last else o[-300:])
+        s.check(all(ids) and ids[0].group(1) != ids[1].group(1), "each clone had its own lab id",
+                " / ".join(m.group(1) if m else "?" for m in ids))
+        s.check(all(nets) and nets[0].groups() != nets[1].groups() and nets[0].group(1) != nets[1].group(1),
+                "each lab had its own subnet and apt repo", " / ".join(" ".join(m.groups()) if m else "?" for m in nets))
+        s.check(peak_labs >= 2, "the two labs were up at the same time", f"at most {peak_labs} lab(s) up at once")
+        after = lab_ids_running()
+        s.check(all(after.get(i, "").startswith("1/1") for i in mine), "this run's own lab stayed up through both",
+                f"before {before}, after {after}")
+        s.check(not any(m and m.group(1) in after for m in ids), "both clones' labs are gone after their runs", str(after))
+        s.measure("two make itest at once", f"{secs:.0f} s wall; MemAvailable low point {low} MiB")
+    finally:
+        for p, f in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=120)
+        for c in clones:
+            if (c / "lab" / "lab").exists():
+                # Only a lab of that clone (its own id), if its run left one.
+                subprocess.run(["lab/lab", "down"], cwd=c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["rm", "-rf", str(top)])
+
+
+@scenario("13", "a lab whose owner was SIGKILLed is reaped by the next lab up; a live one is not", 1)
+def killed_owner(s: Scenario):
+    """Two extra labs (LAB_ID fk1, fk2; one host each), each owned by its own process. fk1's owner
+    is SIGKILLed (and not waited for: a zombie, as when a CI job's shell dies). Another `lab up`
+    (LAB_ID fk3) must say that it reaped fk1 and why, leave fk2 (owner alive) and this run's own
+    lab untouched, and leave nothing of fk1."""
+    owners = {i: subprocess.Popen(["sleep", "900"]) for i in ("fk1", "fk2")}
+    ids = []
+    try:
+        for i, o in owners.items():
+            p = run(["lab/lab", "up"], env={"LAB_ID": i, "LAB_HOSTS": "1", "LAB_OWNER_PID": str(o.pid)},
+                    log=f"lab-up-{i}", timeout=600)
+            s.check(p.returncode == 0, f"lab {i} up, owned by PID {o.pid}", p.text[-300:])
+            ids.append(i)
+        before = lab_ids_running()
+        own = [i for i in before if i not in ("fk1", "fk2")]
+        os.kill(owners["fk1"].pid, signal.SIGKILL)
+        t = time.monotonic()
+        p = run(["lab/lab", "up"], env={"LAB_ID": "fk3", "LAB_HOSTS": "1"}, log="lab-up-fk3", timeout=600)
+        secs = time.monotonic() - t
+        ids.append("fk3")
+        s.check(p.returncode == 0, "another lab up (fk3) succeeds", p.text[-300:])
+        reaped = [x for x in p.text.splitlines() if "janitor: reaping lab" in x]
+        s.check(any("lab fk1 " in x and f"owner PID {owners['fk1'].pid}" in x and "is gone" in x for x in reaped),
+                "it says it reaped fk1 because its owner is gone", "; ".join(reaped) or "nothing reaped")
+        s.check(not any("lab fk2 " in x for x in reaped), "it did not reap fk2 (owner alive)")
+        after = lab_ids_running()
+        s.check("fk1" not in after, "nothing of fk1 is left", str(after))
+        s.check(after.get("fk2") == "1/1", "fk2 still runs its host", str(after))
+        s.check(all(after.get(i) == before[i] for i in own), "this run's own lab is untouched", f"{before} -> {after}")
+        netns = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE, text=True).stdout
+        s.check("hoplabfk1-" not in netns and not Path("/run/homeops-labs/fk1").exists(),
+                "no netns or state of fk1 remains")
+        s.measure("janitor", f"lab up with one reap: {secs:.1f} s; " + (reaped[0].split(": ", 1)[1] if reaped else ""))
+    finally:
+        for o in owners.values():
+            if o.poll() is None:
+                o.kill()
+            o.wait()
+        for i in ids:
+            run(["lab/lab", "down"], env={"LAB_ID": i}, log=f"lab-down-{i}", timeout=300)
+
+
 # ---- issue 14: an upgrade interrupted half way (added by the upgrade work; kept apart) -------
 
 def upgrade_pins(which: str) -> dict:
@@ -786,7 +920,7 @@ def installed_versions(host: str) -> dict:
     return {parts[0]: (parts[1] if len(parts) > 1 else "") for parts in (l.split() for l in out.splitlines()) if parts}
 
 
-@scenario("11", "an upgrade killed after the Loki play is finished by the next deploy", 3)
+@scenario("14", "an upgrade killed after the Loki play is finished by the next deploy", 3)
 def upgrade_interrupted(s: Scenario):
     """The previous release set is deployed and marker lines written on every agent reach Loki;
     the deploy of the current set is SIGKILLed (its whole process group) as the Grafana play
@@ -848,9 +982,21 @@ def upgrade_interrupted(s: Scenario):
 # ---- the run -------------------------------------------------------------------------------------
 
 def others_running() -> list[str]:
-    p = subprocess.run(["pgrep", "-af", "ansible-playbook|lab/lab|bench.py"], stdout=subprocess.PIPE)
+    """Ansible/lab runs of this clone (others' labs live side by side and are not ours to mind)."""
+    p = subprocess.run(["pgrep", "-af", r"ansible-playbook|lab/lab (up|down|fault)|bench\.py"], stdout=subprocess.PIPE)
     mine = {str(os.getpid()), str(os.getppid())}
-    return [l for l in p.stdout.decode().splitlines() if l.split()[0] not in mine and "pgrep" not in l]
+    out = []
+    for line in p.stdout.decode().splitlines():
+        pid = line.split()[0]
+        if pid in mine or "pgrep" in line:
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if cwd == str(ROOT) or cwd.startswith(str(ROOT) + "/"):
+            out.append(line)
+    return out
 
 
 def write_doc(results: list) -> None:
