@@ -33,7 +33,7 @@ mkdir -p "$LOG_DIR"
 T0=$SECONDS
 LAB_STARTED=0
 CURRENT_STEP="start"
-INV=.lab/inventory.yml
+INV=""
 
 step() {
     CURRENT_STEP=$1
@@ -106,8 +106,11 @@ LOKI_CUR=$(read_pin loki_version)
 
 # ---- 1. lab up ----------------------------------------------------------------------------------
 step "lab up: make lab-up"
+# As scripts/itest.sh: this run owns the lab (a killed run's lab is reaped by the next lab up), and
+# only a lab that came up is taken down here (a refused `up` must not tear down another run's).
+LAB_OWNER_PID=$$ make --no-print-directory lab-up
 LAB_STARTED=1
-make --no-print-directory lab-up
+INV=$(lab/lab inventory)
 [[ -f $INV ]] || { echo "itest-upgrade: lab up did not write $INV" >&2; exit 1; }
 
 # ---- 2. the previous set ------------------------------------------------------------------------
