@@ -122,7 +122,8 @@ run_playbook verify-previous "$VERIFY" "${PREV_ARGS[@]}"
 # ---- 3. markers ---------------------------------------------------------------------------------
 step "write marker lines on every agent and wait until Loki has each"
 run_playbook markers-write "$MARKERS" -e upgrade_markers_mode=write -e "upgrade_markers_file=$PWD/$LOG_DIR/markers.json"
-python3 -c 'import json, sys; m = json.load(open(sys.argv[1]))["markers"]; print(f"    {len(m)} markers in Loki before the upgrade, on {len({x[\"host\"] for x in m})} agent(s)")' "$LOG_DIR/markers.json"
+python3 -c 'import json, sys; m = json.load(open(sys.argv[1]))["markers"]; hosts = {x["host"] for x in m}
+print("    %d markers in Loki before the upgrade, on %d agent(s)" % (len(m), len(hosts)))' "$LOG_DIR/markers.json"
 snapshot before
 
 # ---- 4. upgrade ---------------------------------------------------------------------------------
