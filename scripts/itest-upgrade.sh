@@ -165,7 +165,11 @@ if run_playbook deploy-downgrade "$DEPLOY" "${PREV_ARGS[@]}"; then
 fi
 grep -q 'Refusing to downgrade' "$LOG_DIR/deploy-downgrade.out" \
     || { echo "itest-upgrade: the downgrade failed, but not with the guard's refusal: see $LOG_DIR/deploy-downgrade.out" >&2; exit 1; }
-grep -h -o -E 'Refusing to downgrade on [^:]+: [^.]*' "$LOG_DIR/deploy-downgrade.out" | sort -u | sed 's/^/    /'
+# One line per host: the message is wrapped in the YAML output.
+python3 -c 'import re, sys
+text = " ".join(open(sys.argv[1]).read().replace("\x27", " ").split())
+for host, why in sorted(set(re.findall(r"Refusing to downgrade on (\S+): (.*?)\. Nothing was changed", text))):
+    print("    refused on %s: %s" % (host, why))' "$LOG_DIR/deploy-downgrade.out"
 # The guard's play is the second of the deploy: no later play (the apt lockdown first) ran.
 if grep -q '^PLAY \[Lock down background apt activity' "$LOG_DIR/deploy-downgrade.out"; then
     echo "itest-upgrade: the deploy went on past the refusal" >&2; exit 1
