@@ -955,8 +955,11 @@ def upgrade_interrupted(s: Scenario):
     s.check(killed_at is not None, "the upgrade deploy was SIGKILLed as the Grafana play started")
     half = installed_versions("obs-01")
     s.measure("killed", f"after {killed_at:.1f} s; obs-01 then had " + ", ".join(f"{k} {v}" for k, v in half.items()))
-    s.check(half.get("loki") == cur["loki"] and half.get("grafana") == prev["grafana"],
-            "half way: obs-01 has the new Loki and still the old Grafana", str(half))
+    agent = installed_versions("srv-01")
+    s.check(half.get("loki") == cur["loki"] and half.get("grafana") == prev["grafana"]
+            and agent.get("alloy") == prev["alloy"],
+            "half way: obs-01 has the new Loki and still the old Grafana, srv-01 the old Alloy",
+            f"obs-01 {half}, srv-01 alloy {agent.get('alloy')}")
     again = deploy("deploy-finish")
     s.check(again.rc == 0 and again.clean(), "the next deploy finishes the upgrade on every host", f"rc={again.rc}")
     got = {h: installed_versions(h) for h in ("obs-01", "srv-01", "ws-01-linux")}
