@@ -21,14 +21,21 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Ansible's own warnings about our terminal locale would be noise in logs.
 export LC_ALL := C.UTF-8
 
-MODULES := system_account apt_packages apt_lockdown kernel_headers safe_grep
-# Release binaries: static musl, std rebuilt for size (scripts/build-modules.sh says why).
-RUST_TARGET := x86_64-unknown-linux-musl
+# The one list of modules: every binary crate of the Cargo workspace (scripts/modules.py).
+MODULES := $(shell $(PYTHON) scripts/modules.py)
+ifeq ($(strip $(MODULES)),)
+$(error scripts/modules.py found no module in Cargo.toml: is python3 there, is the workspace intact?)
+endif
+# Release binaries: static musl, std rebuilt for size (scripts/build-modules.sh says why), one
+# set per CPU architecture (`uname -m` names). library/<name> is the x86_64 build, the one
+# ansible-core's module loader finds; the others go to library/.arch/<arch>/<name>, which the
+# loader never scans (it skips hidden directories) and the action plugin picks per host
+# (docs/design.md, "Architectures").
+ARCHS := x86_64 aarch64
 # Crates come from vendor/crates (.cargo/config.toml): builds never touch the network.
 CARGO_FLAGS ?= --offline --locked
 # The size budget of one module binary (bytes copied to a cold host); see README "Binary size".
 MODULE_SIZE_BUDGET := 1048576
-CARGO_BUILD_DIR := target/$(RUST_TARGET)/release
 
 LAB_INVENTORY := .lab/inventory.yml
 INVENTORY ?=
@@ -50,6 +57,16 @@ VENV_STAMP := $(VENV)/.installed
 COLLECTIONS_STAMP := collections/.installed
 VENDORED_COLLECTIONS := $(wildcard vendor/*.tar.gz)
 
+# Our collection homeops.observability (galaxy.yml): `make collection` builds the tarball from
+# roles/, meta/, plugins/ and library/; `make setup` installs it into ./collections.
+COLLECTION_VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
+COLLECTION_TARBALL := build/homeops-observability-$(COLLECTION_VERSION).tar.gz
+COLLECTION_STAMP := collections/.homeops-observability.installed
+# Everything the build script copies: a change to any of these rebuilds the tarball.
+COLLECTION_SOURCES := galaxy.yml CHANGELOG.md meta/runtime.yml docs/collection.md action_plugins/homeops_fastpath.py \
+  scripts/build-collection.py scripts/modules.py Cargo.toml \
+  $(shell find roles plugins library -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -name '.*.[0-9]*' 2>/dev/null)
+
 # The lab's targets (lab-up, lab-status, lab-down, lab-fault, lab-inventory, lab-test, lab-unit)
 # live with the lab: see lab/README.md.
 include lab/lab.mk
@@ -59,7 +76,7 @@ include tests/faults/faults.mk
 # make itest-upgrade (issue 14) lives beside its script.
 include scripts/itest-upgrade.mk
 
-.PHONY: help prerequisites setup venv collections build lint lint-workflows test test-templates \
+.PHONY: help prerequisites setup venv collections collection build lint lint-workflows test test-templates \
         test-playbooks syntax-check deploy verify itest inventory clean
 
 help: ## List the targets
@@ -74,7 +91,7 @@ help: ## List the targets
 
 ## ---- setup ------------------------------------------------------------------------------
 
-setup: prerequisites venv build collections ## Debian packages, Python venv, module binaries, offline collections
+setup: prerequisites venv build collections $(COLLECTION_STAMP) ## Debian packages, Python venv, module binaries, offline collections (ours too)
 	@echo "==> setup: done (venv $(VENV), modules in library/, collections in collections/)"
 
 # The Debian packages of scripts/base-packages.txt, scripts/build-packages.txt and
@@ -99,21 +116,39 @@ $(COLLECTIONS_STAMP): requirements.yml $(VENDORED_COLLECTIONS) $(VENV_STAMP)
 	ansible-galaxy collection install --offline --force -r requirements.yml -p ./collections
 	@touch $@
 
+collection: $(COLLECTION_TARBALL) ## Build the collection tarball homeops.observability into build/
+$(COLLECTION_TARBALL): $(COLLECTION_SOURCES) $(VENV_STAMP) | build
+	@echo "==> collection: staging build/collection and running ansible-galaxy collection build"
+	$(VENV)/bin/python scripts/build-collection.py --output-dir build
+
+# Next to the vendored collections, offline; the playbooks call our modules and roles from here.
+$(COLLECTION_STAMP): $(COLLECTION_TARBALL) $(COLLECTIONS_STAMP)
+	@echo "==> setup: installing $(COLLECTION_TARBALL) offline into ./collections"
+	ansible-galaxy collection install --offline --force --no-deps $(COLLECTION_TARBALL) -p ./collections
+	@touch $@
+
 # Binaries are replaced by rename, never rewritten in place: two builds at once (or a run
 # reading a module while a build installs it) never see a half-written file.
-build: prerequisites ## Build the modules (static, release, <= 1 MiB each) and install them into library/
-	scripts/build-modules.sh $(MODULES)
-	@for name in $(MODULES); do \
-	  bin="$(CARGO_BUILD_DIR)/$$name"; \
-	  if [ ! -x "$$bin" ]; then echo "error: $$bin was not built (is modules/$$name a workspace member?)" >&2; exit 1; fi; \
-	  if ! cmp -s "$$bin" "library/$$name"; then \
-	    tmp="library/.$$name.$$$$"; install -m 0755 "$$bin" "$$tmp" && mv -f "$$tmp" "library/$$name"; \
-	  fi; \
-	  size=$$(stat -c %s "library/$$name"); \
-	  echo "    library/$$name ($$size bytes)"; \
-	  if [ "$$size" -gt $(MODULE_SIZE_BUDGET) ]; then \
-	    echo "error: library/$$name is $$size bytes, over the $(MODULE_SIZE_BUDGET)-byte budget: trim features or dependencies (README, Binary size)" >&2; exit 1; \
-	  fi; \
+build: prerequisites ## Build the modules for every arch in ARCHS (static, release, <= 1 MiB each) into library/
+	@for arch in $(ARCHS); do scripts/build-modules.sh $$arch $(MODULES); done
+	@for arch in $(ARCHS); do \
+	  case $$arch in \
+	    x86_64) triple=x86_64-unknown-linux-musl; dest=library;; \
+	    aarch64) triple=aarch64/aarch64-unknown-linux-musl; dest=library/.arch/aarch64;; \
+	  esac; \
+	  mkdir -p "$$dest"; \
+	  for name in $(MODULES); do \
+	    bin="target/$$triple/release/$$name"; \
+	    if [ ! -x "$$bin" ]; then echo "error: $$bin was not built (is modules/$$name a workspace member?)" >&2; exit 1; fi; \
+	    if ! cmp -s "$$bin" "$$dest/$$name"; then \
+	      tmp="$$dest/.$$name.$$$$"; install -m 0755 "$$bin" "$$tmp" && mv -f "$$tmp" "$$dest/$$name"; \
+	    fi; \
+	    size=$$(stat -c %s "$$dest/$$name"); \
+	    echo "    $$dest/$$name ($$arch, $$size bytes)"; \
+	    if [ "$$size" -gt $(MODULE_SIZE_BUDGET) ]; then \
+	      echo "error: $$dest/$$name ($$arch) is $$size bytes, over the $(MODULE_SIZE_BUDGET)-byte budget: trim features or dependencies (README, Binary size)" >&2; exit 1; \
+	    fi; \
+	  done; \
 	done
 
 ## ---- quality ----------------------------------------------------------------------------
@@ -188,5 +223,6 @@ itest: setup ## Golden Path: lab up, deploy, verify, idempotent re-deploy, lab d
 	  scripts/itest.sh
 
 clean: ## Remove build output, installed binaries, venv, collections and Ansible state
-	rm -rf target $(VENV) collections .ansible .pytest_cache
+	rm -rf target build $(VENV) collections .ansible .pytest_cache
 	rm -f $(addprefix library/,$(MODULES))
+	rm -rf library/.arch

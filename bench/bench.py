@@ -1047,7 +1047,7 @@ def main() -> int:
     runner = Runner(results, lab)
     kernel = platform.release()
     import yaml
-    alloy_version = yaml.safe_load((ROOT / "playbooks/group_vars/all/versions.yml").read_text())["alloy_version"]
+    alloy_version = yaml.safe_load((ROOT / "roles/common/defaults/main/versions.yml").read_text())["alloy_version"]
     specs = per_task_specs(alloy_version, kernel)
 
     # SIGTERM/SIGHUP become exceptions, so `finally` tears the lab down as on Ctrl-C.

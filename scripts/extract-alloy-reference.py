@@ -21,7 +21,7 @@ import sys
 
 DOCS = "docs/sources/reference"
 SHARED = "docs/sources/shared"
-# The components and config blocks templates/alloy-config.alloy.j2 uses (Linux and Windows).
+# The components and config blocks roles/alloy/templates/alloy-config.alloy.j2 uses (Linux and Windows).
 COMPONENTS = {
     "logging": ("config-block", DOCS + "/config-blocks/logging.md"),
     "loki.write": ("component", DOCS + "/components/loki/loki.write.md"),

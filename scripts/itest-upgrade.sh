@@ -26,7 +26,7 @@ DEPLOY=playbooks/deploy-observability-stack.yml
 VERIFY=playbooks/tests/verify_observability.yml
 MARKERS=playbooks/tests/upgrade_markers.yml
 STATE=playbooks/tests/upgrade_state.yml
-VERSIONS=playbooks/group_vars/all/versions.yml
+VERSIONS=roles/common/defaults/main/versions.yml
 RUN_ID=$(date +%Y%m%d-%H%M%S)
 LOG_DIR=logs/itest-upgrade-$RUN_ID
 mkdir -p "$LOG_DIR"

@@ -58,8 +58,10 @@ fi
 # name dpkg has never heard of is absent from its output (and makes it exit 1, hence `|| true`).
 missing_packages() {
   local status installed
-  status=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${packages[@]}" 2>/dev/null || true)
-  installed=" $(awk '$1 == "ii" { printf "%s ", $2 }' <<< "$status") "
+  # Both NAME and NAME:ARCH count: the lists name foreign-architecture packages (musl-dev:arm64
+  # for the aarch64 module build) with their architecture.
+  status=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Package}:${Architecture}\n' "${packages[@]}" 2>/dev/null || true)
+  installed=" $(awk '$1 == "ii" { printf "%s %s ", $2, $3 }' <<< "$status") "
   local p
   for p in "${packages[@]}"; do
     [[ $installed == *" $p "* ]] || printf '%s\n' "$p"
@@ -73,13 +75,25 @@ if (( ${#missing[@]} == 0 )); then
 fi
 
 install_cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+# A package named NAME:ARCH (musl-dev:arm64) is installable only once dpkg knows ARCH.
+foreign=()
+for p in "${missing[@]}"; do
+  [[ $p == *:* ]] || continue
+  arch=${p##*:}
+  [[ $arch == "$(dpkg --print-architecture)" || " $(dpkg --print-foreign-architectures | tr '\n' ' ') " == *" $arch "* \
+     || " ${foreign[*]} " == *" $arch "* ]] || foreign+=("$arch")
+done
 if [[ $mode == check ]]; then
   echo "==> prerequisites: ${#missing[@]} Debian package(s) missing: ${missing[*]}" >&2
   exit 1
 fi
 if (( EUID != 0 )); then
   # On a machine where apt never fetched its package lists, install alone finds nothing.
-  if compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+  if (( ${#foreign[@]} )); then
+    cmd=""
+    for arch in "${foreign[@]}"; do cmd+="sudo dpkg --add-architecture $arch && "; done
+    cmd+="sudo apt-get update && sudo $install_cmd"
+  elif compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
     cmd="sudo $install_cmd"
   else
     cmd="sudo apt-get update && sudo $install_cmd"
@@ -95,6 +109,10 @@ fi
 
 echo "==> prerequisites: installing ${#missing[@]} missing Debian package(s): ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+for arch in "${foreign[@]}"; do
+  echo "    dpkg --add-architecture $arch (for ${missing[*]})"
+  dpkg --add-architecture "$arch"
+done
 apt-get "${APT_LOCK[@]}" update -qq || {
   echo "error: apt-get update failed (above): check /etc/apt/sources.list and the network" >&2; exit 1; }
 apt-get "${APT_LOCK[@]}" install -y -qq --no-install-recommends "${missing[@]}" || {

@@ -2,11 +2,14 @@
 and tests (`version`, `to_json`, ...) behave exactly as they do in a playbook run."""
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROLE_PREFIX = "homeops.observability."
 
 
 @pytest.fixture(scope="session")
@@ -14,32 +17,52 @@ def repo():
     return REPO
 
 
-def group_vars():
-    """playbooks/group_vars/all/*.yml as Ansible loads them (trusted for templating)."""
+def role_defaults_files():
+    """The defaults of every role, the shared `common` role first (the others depend on it, so
+    their own defaults win on a clash, as in a run)."""
+    common = sorted(glob.glob(os.path.join(REPO, "roles/common/defaults/main/*.yml")))
+    others = sorted(p for p in glob.glob(os.path.join(REPO, "roles/*/defaults/main.yml")))
+    return common + others
+
+
+def role_defaults():
+    """roles/*/defaults as Ansible loads them (trusted for templating)."""
     from ansible.parsing.dataloader import DataLoader
 
     loader = DataLoader()
     variables = {}
-    for path in sorted(glob.glob(os.path.join(REPO, "playbooks/group_vars/all/*.yml"))):
+    for path in role_defaults_files():
         variables.update(loader.load_from_file(path, trusted_as_template=True) or {})
     return loader, variables
 
 
+# The name the template tests grew up with: the defaults lived in playbooks/group_vars/all.
+group_vars = role_defaults
+
+
+def template_path(template_name):
+    """roles/<role>/templates/<template_name>: each template lives in exactly one role."""
+    found = glob.glob(os.path.join(REPO, "roles", "*", "templates", template_name))
+    assert len(found) == 1, f"expected one roles/*/templates/{template_name}, found {found}"
+    return found[0]
+
+
 def render(template_name, **overrides):
-    """Render templates/<template_name> with the group_vars defaults plus overrides."""
+    """Render roles/*/templates/<template_name> with the role defaults plus overrides."""
     from ansible.template import Templar, trust_as_template
 
-    loader, variables = group_vars()
+    loader, variables = role_defaults()
     variables.update(
         {
             "groups": {"loki": ["obs-01"], "grafana": ["obs-01"], "alloy_linux": ["srv-01"]},
             "hostvars": {"obs-01": {"ansible_host": "192.0.2.10"}},
             "inventory_hostname": "srv-01",
+            "group_names": ["alloy_linux"],
         }
     )
     variables.update(overrides)
     templar = Templar(loader=loader, variables=variables)
-    with open(os.path.join(REPO, "templates", template_name), encoding="utf-8") as f:
+    with open(template_path(template_name), encoding="utf-8") as f:
         source = f.read()
     return templar.template(trust_as_template(source))
 
@@ -47,3 +70,33 @@ def render(template_name, **overrides):
 def load_yaml(relpath):
     with open(os.path.join(REPO, relpath), encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+def module_names():
+    """The one list of modules (scripts/modules.py, from the Cargo workspace)."""
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    try:
+        import modules
+    finally:
+        sys.path.pop(0)
+    return modules.modules(REPO)
+
+
+def collection_tarball():
+    """The tarball `make collection` wrote (build/homeops-observability-<version>.tar.gz)."""
+    galaxy = load_yaml("galaxy.yml")
+    path = os.path.join(REPO, "build", "%s-%s-%s.tar.gz" % (galaxy["namespace"], galaxy["name"], galaxy["version"]))
+    if not os.path.isfile(path):
+        pytest.fail(f"{path} is missing: run make collection (make setup does)")
+    return path
+
+
+def venv_bin(tool):
+    return os.path.join(os.path.dirname(sys.executable), tool)
+
+
+def run(cmd, **kwargs):
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    kwargs.setdefault("timeout", 300)
+    return subprocess.run(cmd, **kwargs)

@@ -18,7 +18,25 @@ import pytest
 
 from conftest import REPO, group_vars, render
 
-ALLOY = os.path.join(REPO, "lab/packages/alloy/usr/bin/alloy")
+import atexit
+import functools
+import shutil
+import tempfile
+
+
+@functools.lru_cache(maxsize=None)
+def alloy_binary():
+    """The stand-in as its package installs it: lab/packages/alloy/usr plus the component
+    reference of the pinned version from upstream/alloy/ (lab/lib/packages.sh ships it the same
+    way; the package tree itself keeps no second copy)."""
+    version = group_vars()[1]["alloy_version"]
+    root = tempfile.mkdtemp(prefix="alloy-standin-")
+    atexit.register(shutil.rmtree, root, True)
+    shutil.copytree(os.path.join(REPO, "lab/packages/alloy/usr"), os.path.join(root, "usr"))
+    ref_dir = os.path.join(root, "usr/share/alloy-lab/reference")
+    os.makedirs(ref_dir, exist_ok=True)
+    shutil.copy(os.path.join(REPO, "upstream/alloy", version + ".json"), os.path.join(ref_dir, version + ".json"))
+    return os.path.join(root, "usr/bin/alloy")
 
 FAKE_JOURNALCTL = r'''#!/usr/bin/env python3
 """Fake journalctl: records its arguments, prints the feed's entries after --after-cursor
@@ -133,7 +151,7 @@ class Alloy:
                    FJ_ARGS=str(lab / "fj.args"), FJ_FEED=str(lab / "feed"))
         self.log = open(lab / "alloy.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, ALLOY, "run", "--server.http.listen-addr=127.0.0.1:%d" % self.port,
+            [sys.executable, alloy_binary(), "run", "--server.http.listen-addr=127.0.0.1:%d" % self.port,
              "--storage.path=%s" % (lab / "data"), str(lab / "config.alloy")],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
 

@@ -1,8 +1,11 @@
 """The fast path's remote scripts, run here with sh against a scratch home directory.
 
 The action plugin itself needs a connection; these tests check the part that decides whether
-a cached binary may run, and that installing from standard input leaves the arguments for the
-module. End to end, `make itest` runs every module task through it on the lab hosts.
+a cached binary may run, which architecture's binary it is (with a fake `uname` first on PATH),
+that installing from standard input leaves the arguments for the module, that the module keeps
+the session's umask, and when the plugin uses standard input at all (with ansible-core's own
+connection and become plugins). End to end, `make itest` runs every module task through it on
+the lab hosts.
 """
 from __future__ import annotations
 
@@ -25,8 +28,11 @@ SHA = hashlib.sha256(MODULE).hexdigest()
 ARGS = b'{"name": "loki", "_ansible_check_mode": false}'
 
 
-def script(template: str, home: Path, size: int = 0) -> str:
-    text = fp.render(template, SHA, size)
+def script(template: str, home: Path, size: int = 0, shas: dict | None = None) -> str:
+    if template is fp._RUN:
+        text = fp.render(template, shas=shas or {"x86_64": SHA, "aarch64": SHA})
+    else:
+        text = fp.render(template, SHA, size)
     lookup = fp._HOME_LOOKUP.format(passwd="/etc/passwd")
     assert lookup in text, "the script must look the home up, not trust $HOME"
     return text.replace(lookup, "\ne=$(id -u)\nh=%s\n" % home)
@@ -62,8 +68,18 @@ def test_the_home_lookup_falls_back_to_getent_for_users_not_in_passwd(tmp_path):
     assert home_of_this_user(str(empty)) == pwd.getpwuid(os.geteuid()).pw_dir
 
 
-def run(template: str, home: Path, data: bytes, size: int = 0) -> subprocess.CompletedProcess:
-    return subprocess.run(["/bin/sh", "-c", script(template, home, size)], input=data, capture_output=True, timeout=30)
+def run(template: str, home: Path, data: bytes, size: int = 0, shas: dict | None = None,
+        arch: str | None = None, umask: str = "022") -> subprocess.CompletedProcess:
+    """Runs a remote script with the session umask `umask`; `arch` fakes what `uname -m` says."""
+    env = dict(os.environ)
+    if arch is not None:
+        fake = home / "fakebin"
+        fake.mkdir(exist_ok=True)
+        (fake / "uname").write_text("#!/bin/sh\n[ \"$1\" = -m ] && echo %s\n" % arch)
+        (fake / "uname").chmod(0o755)
+        env["PATH"] = "%s:%s" % (fake, env["PATH"])
+    text = "umask %s\n" % umask + script(template, home, size, shas)
+    return subprocess.run(["/bin/sh", "-c", text], input=data, capture_output=True, timeout=30, env=env)
 
 
 def cache(home: Path) -> Path:
@@ -133,3 +149,175 @@ def test_only_digests_and_sizes_reach_the_command_line():
         fp.render(fp._RUN, "abc; rm -rf /")
     text = fp.render(fp._INSTALL_AND_RUN, SHA, 123)
     assert "head -c 123" in text and SHA in text
+
+
+# ---- architectures ----------------------------------------------------------------------------
+
+# A second stand-in "module" for the other architecture: says which one ran.
+OTHER = b"#!/bin/sh\necho aarch64-build\n"
+OTHER_SHA = hashlib.sha256(OTHER).hexdigest()
+BOTH = {"x86_64": SHA, "aarch64": OTHER_SHA}
+
+
+def install(home: Path, module: bytes) -> None:
+    sha = hashlib.sha256(module).hexdigest()
+    subprocess.run(["/bin/sh", "-c", fp.render(fp._INSTALL_AND_RUN, sha, len(module)).replace(
+        fp._HOME_LOOKUP.format(passwd="/etc/passwd"), "\ne=$(id -u)\nh=%s\n" % home)],
+        input=module, capture_output=True, timeout=30, check=True)
+
+
+def test_the_run_script_runs_the_binary_of_the_hosts_architecture(tmp_path):
+    install(tmp_path, MODULE)
+    install(tmp_path, OTHER)
+    res = run(fp._RUN, tmp_path, ARGS, shas=BOTH, arch="aarch64")
+    assert res.returncode == 0 and res.stdout == b"aarch64-build\n", res
+    res = run(fp._RUN, tmp_path, ARGS, shas=BOTH, arch="x86_64")
+    assert res.returncode == 0 and res.stdout == b"argv1=-\n" + ARGS, res
+
+
+def test_a_miss_names_the_architecture_so_only_its_binary_travels(tmp_path):
+    install(tmp_path, MODULE)
+    res = run(fp._RUN, tmp_path, ARGS, shas=BOTH, arch="aarch64")
+    answer = {"rc": res.returncode, "stdout": res.stdout.decode()}
+    assert fp.mark(answer, fp.MISS_MARK, fp.MISS_RC) == "aarch64"
+
+
+def test_an_architecture_we_do_not_build_is_named_with_the_ones_we_do(tmp_path):
+    res = run(fp._RUN, tmp_path, ARGS, shas=BOTH, arch="armv7l")
+    answer = {"rc": res.returncode, "stdout": res.stdout.decode()}
+    assert res.returncode == fp.ARCH_RC
+    assert fp.mark(answer, fp.ARCH_MARK, fp.ARCH_RC) == "armv7l"
+    assert not cache(tmp_path).exists(), "nothing is installed for a foreign architecture"
+    msg = fp.arch_error("pi-02", "armv7l", "safe_grep", ["aarch64", "x86_64"])
+    assert "pi-02 is armv7l" in msg and "x86_64, aarch64" in msg and "safe_grep" in msg
+    # A built architecture whose binary is missing here says how to get it.
+    msg = fp.arch_error("pi-01", "aarch64", "safe_grep", ["x86_64"])
+    assert "pi-01 is aarch64" in msg and "make build" in msg
+
+
+def test_a_built_architecture_missing_here_is_as_unknown_to_the_script(tmp_path):
+    res = run(fp._RUN, tmp_path, ARGS, shas={"x86_64": SHA}, arch="aarch64")
+    assert res.returncode == fp.ARCH_RC and b"aarch64" in res.stdout
+
+
+def test_a_known_architecture_from_facts_saves_the_uname(tmp_path):
+    install(tmp_path, OTHER)
+    text = fp.render(fp._RUN, shas=BOTH, arch="aarch64")
+    assert "uname" not in text and "a=aarch64" in text
+    text = text.replace(fp._HOME_LOOKUP.format(passwd="/etc/passwd"), "\ne=$(id -u)\nh=%s\n" % tmp_path)
+    res = subprocess.run(["/bin/sh", "-c", text], input=b"", capture_output=True, timeout=30)
+    assert res.returncode == 0 and res.stdout == b"aarch64-build\n", res
+    action = plugin(True)
+    assert action._fact_arch({"ansible_facts": {"architecture": "aarch64"}}) == "aarch64"
+    assert action._fact_arch({"ansible_facts": {"architecture": "x86_64; rm -rf /"}}) is None
+    assert action._fact_arch({}) is None
+    action._task = type("T", (), {"async_val": 0, "delegate_to": "elsewhere"})()
+    assert action._fact_arch({"ansible_facts": {"architecture": "aarch64"}}) is None
+
+
+def test_only_our_architecture_names_reach_the_script():
+    with pytest.raises(ValueError):
+        fp.render(fp._RUN, shas={"x86_64": SHA}, arch="x86_64; rm -rf /")
+    with pytest.raises(ValueError):
+        fp.render(fp._RUN, shas={"x86_64; rm -rf /": SHA})
+    with pytest.raises(ValueError):
+        fp.render(fp._RUN, shas={"aarch64": "nope"})
+
+
+def test_the_per_arch_binaries_sit_where_the_module_loader_never_looks(tmp_path):
+    """ansible-core searches library/*/ before library/ (so library/aarch64/x would shadow the
+    x86_64 module) but its glob skips hidden directories."""
+    from ansible.plugins.loader import PluginLoader
+    lib = tmp_path / "library"
+    (lib / fp.ARCH_DIR / "aarch64").mkdir(parents=True)
+    assert fp.arch_binary(str(lib / "safe_grep"), "aarch64") == str(lib / ".arch" / "aarch64" / "safe_grep")
+    assert fp.arch_binary(str(lib / "safe_grep"), "x86_64") == str(lib / "safe_grep")
+    loader = PluginLoader("", "ansible.modules", [str(lib)], "library")
+    paths = [p.path for p in loader._get_paths_with_context(subdirs=True)]
+    assert not any(fp.ARCH_DIR in p for p in paths), paths
+
+
+# ---- umask --------------------------------------------------------------------------------------
+
+UMASK_MODULE = b"#!/bin/sh\numask\n"
+UMASK_SHA = hashlib.sha256(UMASK_MODULE).hexdigest()
+
+
+@pytest.mark.parametrize("session", ["022", "027", "002"])
+def test_the_module_runs_with_the_sessions_umask(tmp_path, session):
+    shas = {"x86_64": UMASK_SHA, "aarch64": UMASK_SHA}
+    cold = subprocess.run(["/bin/sh", "-c", "umask %s\n" % session + fp.render(
+        fp._INSTALL_AND_RUN, UMASK_SHA, len(UMASK_MODULE)).replace(
+        fp._HOME_LOOKUP.format(passwd="/etc/passwd"), "\ne=$(id -u)\nh=%s\n" % tmp_path)],
+        input=UMASK_MODULE, capture_output=True, timeout=30)
+    assert cold.returncode == 0 and cold.stdout.strip() == b"0" + session.encode(), cold
+    # The cache itself stays private whatever the session's umask.
+    assert stat.S_IMODE(cache(tmp_path).stat().st_mode) == 0o700
+    assert stat.S_IMODE((cache(tmp_path) / UMASK_SHA).stat().st_mode) == 0o700
+    warm = run(fp._RUN, tmp_path, b"", shas=shas, umask=session)
+    assert warm.returncode == 0 and warm.stdout.strip() == b"0" + session.encode(), warm
+
+
+# ---- when standard input is used ----------------------------------------------------------------
+
+class _Templar:
+    @staticmethod
+    def template(value):
+        return value
+
+
+class _Task:
+    async_val = 0
+    delegate_to = None
+
+
+def plugin(pipelining: bool, become: str | None = None, ssh_args: str | None = None):
+    """The action plugin on ansible-core's real ssh connection and become plugins."""
+    import io
+    from ansible.playbook.play_context import PlayContext
+    from ansible.plugins.loader import become_loader, connection_loader
+
+    conn = connection_loader.get("ssh", PlayContext(), io.StringIO())
+    options = {"pipelining": pipelining}
+    if ssh_args is not None:
+        options["ssh_args"] = ssh_args
+    conn.set_options(direct=options)
+    if become:
+        conn.set_become_plugin(become_loader.get(become))
+    action = fp.ActionModule.__new__(fp.ActionModule)
+    action._connection, action._templar, action._task = conn, _Templar(), _Task()
+    return action
+
+
+def test_stdin_is_used_only_where_ansible_core_would_pipeline():
+    assert plugin(True)._fallback_reason({}) is None
+    assert plugin(True, "sudo")._fallback_reason({}) is None
+    assert "pipelining off" in plugin(False)._fallback_reason({})
+    assert "pipelining off" in plugin(False, "sudo")._fallback_reason({})
+    # su reads its password from the terminal, so ansible-core never pipelines through it.
+    assert "become method su cannot pipeline" == plugin(True, "su")._fallback_reason({})
+    # A tty asked for in the ssh arguments: ansible-core does not pipeline either.
+    assert "tty" in plugin(True, ssh_args="-tt -o ControlMaster=auto")._fallback_reason({})
+
+
+def test_a_become_method_that_needs_a_tty_takes_the_standard_path():
+    action = plugin(True, "sudo")
+    action._connection.become.require_tty = True
+    assert action._fallback_reason({}) == "become method sudo needs a tty"
+
+
+# ---- the standard path's architecture -----------------------------------------------------------
+
+def test_the_standard_path_takes_the_architecture_from_facts_or_uname():
+    action = plugin(True)
+    assert action._arch_for_standard({"ansible_facts": {"architecture": "aarch64"}}) == "aarch64"
+    calls = []
+
+    def uname(cmd, sudoable=True, in_data=None):
+        calls.append(cmd)
+        return {"rc": 0, "stdout": "armv7l\n", "stderr": ""}
+    action._low_level_execute_command = uname
+    assert action._arch_for_standard({}) == "armv7l" and calls == ["uname -m"]
+    # Delegated: the facts are the inventory host's, not the delegate's.
+    action._task = type("T", (), {"async_val": 0, "delegate_to": "elsewhere"})()
+    assert action._arch_for_standard({"ansible_facts": {"architecture": "aarch64"}}) == "armv7l"

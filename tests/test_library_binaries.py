@@ -1,32 +1,42 @@
 """The module binaries `make build` installs into library/: what ansible-core copies to hosts.
 
 cargo test runs the modules as host debug builds; these tests look at the release files
-themselves: each is a static x86_64 executable (no program interpreter, so it runs whatever
-libc a host has), fits the 1 MiB budget, and answers bad input with failed JSON, not a crash.
+themselves, for every architecture we build (library/<name> is x86_64,
+library/.arch/aarch64/<name> aarch64): each is a static executable of its architecture (no
+program interpreter, so it runs whatever libc a host has), fits the 1 MiB budget, and answers
+bad input with failed JSON, not a crash. The aarch64 ones run under qemu-aarch64-static
+(qemu-user-static, in scripts/build-packages.txt).
 """
 import json
 import os
+import shutil
 import struct
 import subprocess
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, module_names
 
-MODULES = ["system_account", "apt_packages", "apt_lockdown", "kernel_headers", "safe_grep"]
+# The one list of modules (scripts/modules.py, from the Cargo workspace).
+MODULES = module_names()
 BUDGET = 1024 * 1024
 PT_INTERP = 3
 PT_DYNAMIC = 2
+# arch -> (path under library/, ELF e_machine, how to run it here)
+ARCHES = {
+    "x86_64": ("", 62, []),
+    "aarch64": (".arch/aarch64/", 183, ["qemu-aarch64-static"]),
+}
 
 
-def program_headers(path):
+def program_headers(path, machine_wanted):
     """The p_type of every program header of a 64-bit little-endian ELF file."""
     with open(path, "rb") as f:
         header = f.read(64)
         assert header[:4] == b"\x7fELF", "%s is not an ELF file" % path
         assert header[4] == 2 and header[5] == 1, "%s is not 64-bit little-endian" % path
         (machine,) = struct.unpack_from("<H", header, 18)
-        assert machine == 62, "%s is not x86_64 (e_machine %d)" % (path, machine)
+        assert machine == machine_wanted, "%s has e_machine %d, not %d" % (path, machine, machine_wanted)
         phoff, = struct.unpack_from("<Q", header, 32)
         phentsize, phnum = struct.unpack_from("<HH", header, 54)
         types = []
@@ -36,16 +46,26 @@ def program_headers(path):
         return types
 
 
-@pytest.fixture(params=MODULES)
+class Binary(str):
+    arch = ""
+    machine = 0
+    runner: list = []
+
+
+@pytest.fixture(params=[(a, m) for a in ARCHES for m in MODULES], ids=lambda p: "%s-%s" % p)
 def binary(request):
-    path = os.path.join(REPO, "library", request.param)
+    arch, name = request.param
+    sub, machine, runner = ARCHES[arch]
+    path = os.path.join(REPO, "library", sub + name)
     if not os.path.exists(path):
-        pytest.fail("library/%s is missing: run make build" % request.param)
-    return path
+        pytest.fail("library/%s%s is missing: run make build" % (sub, name))
+    b = Binary(path)
+    b.arch, b.machine, b.runner = arch, machine, runner
+    return b
 
 
-def test_is_a_static_x86_64_executable(binary):
-    types = program_headers(binary)
+def test_is_a_static_executable_of_its_architecture(binary):
+    types = program_headers(binary, binary.machine)
     assert PT_INTERP not in types, "%s asks for a program interpreter (dynamically linked)" % binary
     assert PT_DYNAMIC not in types, "%s has a dynamic section" % binary
 
@@ -56,7 +76,10 @@ def test_fits_the_size_budget(binary):
 
 
 def run(binary, *args, stdin=b""):
-    proc = subprocess.run([binary, *args], input=stdin, capture_output=True, timeout=30,
+    if binary.runner and not shutil.which(binary.runner[0]):
+        pytest.fail("%s is needed to run the %s binaries here: apt-get install qemu-user-static"
+                    % (binary.runner[0], binary.arch))
+    proc = subprocess.run([*binary.runner, binary, *args], input=stdin, capture_output=True, timeout=60,
                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 

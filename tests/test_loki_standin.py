@@ -20,7 +20,7 @@ import yaml
 
 from conftest import REPO, render
 
-PINNED = yaml.safe_load(open(os.path.join(REPO, "playbooks/group_vars/all/versions.yml")))["loki_version"]
+PINNED = yaml.safe_load(open(os.path.join(REPO, "roles/common/defaults/main/versions.yml")))["loki_version"]
 
 
 def lab_sh(script, env=None, check=True):

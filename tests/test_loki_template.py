@@ -1,4 +1,4 @@
-"""templates/loki-config.yaml.j2 renders to a config every supported Loki accepts."""
+"""roles/loki/templates/loki-config.yaml.j2 renders to a config every supported Loki accepts."""
 import glob
 import os
 import sys
@@ -17,7 +17,7 @@ SUPPORTED_VERSIONS = sorted(
     (os.path.basename(p)[: -len(".json")] for p in glob.glob(os.path.join(REPO, "upstream/loki/*.json"))),
     key=lambda v: tuple(int(x) for x in v.split(".")),
 )
-PINNED = load_yaml("playbooks/group_vars/all/versions.yml")["loki_version"]
+PINNED = load_yaml("roles/common/defaults/main/versions.yml")["loki_version"]
 PREVIOUS_PIN = "3.4.3"
 
 # Keys Loki 3.0 removed: a config that has them does not start ("field X not found").
@@ -159,5 +159,5 @@ def test_data_subdirs_cover_the_config_paths():
 
 
 def test_pinned_version_is_supported():
-    versions = load_yaml("playbooks/group_vars/all/versions.yml")
+    versions = load_yaml("roles/common/defaults/main/versions.yml")
     assert vtuple(versions["loki_version"]) >= (3, 0, 0)

@@ -114,3 +114,20 @@ def test_summary_keeps_one_unreachable_agent_reported_not_failed(tmp_path):
     rc, out = playbook(tmp_path, groups(["o"], ["o"], ["a", "b"], hv), VERIFY, *SUMMARY)
     assert rc == 0, out
     assert "alloy_linux: 1 of 2 host(s) checked, 1 unreachable (reported, not failed)" in out
+
+
+def test_verify_plays_see_inventory_overrides_of_role_defaults(tmp_path):
+    """What each verify play does first (import a role's defaults_only): an inventory's all:
+    value beats the role default, as in the deploy."""
+    probe = tmp_path / "probe.yml"
+    probe.write_text(yaml.safe_dump([{
+        "name": "Probe", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "tasks": [
+            {"name": "Load", "ansible.builtin.import_role": {"name": "homeops.observability.loki",
+                                                              "tasks_from": "defaults_only"}},
+            {"name": "Show", "ansible.builtin.debug": {"msg": "port={{ loki_http_listen_port }} "
+                                                              "timeout={{ verify_log_flow_timeout }}"}},
+        ]}]))
+    rc, out = playbook(tmp_path, {"all": {"vars": {"loki_http_listen_port": 3999}}}, str(probe))
+    assert rc == 0, out
+    assert "port=3999 timeout=60" in out

@@ -1,41 +1,82 @@
-"""Static checks of the playbooks: the rules of the deploy that a syntax check cannot see
-(task order, lock timeouts, secrets handling, unreachable handling, verify naming)."""
+"""Static checks of the playbooks and the roles they call: the rules of the deploy that a syntax
+check cannot see (task order, lock timeouts, secrets handling, unreachable handling, FQCN,
+verify naming). Role imports are inlined, so a play is checked with the tasks it really runs."""
+import glob
 import os
 import re
 
 import pytest
 import yaml
 
-from conftest import REPO, group_vars, load_yaml
+from conftest import REPO, group_vars, load_yaml, module_names
 
 DEPLOY = "playbooks/deploy-observability-stack.yml"
 VERIFY = "playbooks/tests/verify_observability.yml"
 SECRETS = ("grafana_admin_password", "loki_datasource_password")
-APT_MODULES = ("apt_packages", "kernel_headers")
+NS = "homeops.observability."
+APT_MODULES = (NS + "apt_packages", NS + "kernel_headers")
+LOCKDOWN = NS + "apt_lockdown"
 FORBIDDEN_APT = ("ansible.builtin.apt", "apt", "ansible.builtin.package", "package",
                  "ansible.builtin.apt_repository", "ansible.builtin.deb822_repository")
 
 
-def tasks_of(node):
-    """Every task under a list of tasks, descending into block/rescue/always, with the
-    imported task files inlined (import_tasks paths are relative to playbooks/)."""
+def role_dir(name):
+    assert name.startswith(NS), f"role {name} is not called by its FQCN ({NS}<role>)"
+    return os.path.join("roles", name[len(NS):])
+
+
+def role_task_files(name, tasks_from=None, task_vars=None):
+    """The task files a role import runs: tasks_from (or main.yml) with its include_tasks and
+    import_tasks inlined. `alloy_platform` in the import's vars picks the alloy include."""
+    path = os.path.join(role_dir(name), "tasks", tasks_from or "main.yml")
+    if not path.endswith(".yml"):
+        path += ".yml"
+    return path, task_vars or {}
+
+
+def tasks_of(node, base="playbooks", task_vars=None):
+    """Every task under a list of tasks, descending into block/rescue/always, with imported and
+    included task files and imported roles inlined (their tasks come right after the import)."""
+    task_vars = task_vars or {}
     for task in node or []:
         yield task
         for key in ("block", "rescue", "always"):
             if key in task:
-                yield from tasks_of(task[key])
-        imported = task.get("ansible.builtin.import_tasks")
-        if imported:
-            yield from tasks_of(load_yaml(os.path.join("playbooks", imported)))
+                yield from tasks_of(task[key], base, task_vars)
+        role = task.get("ansible.builtin.import_role") or task.get("ansible.builtin.include_role")
+        if role:
+            path, more = role_task_files(role["name"], role.get("tasks_from"), {**task_vars, **(task.get("vars") or {})})
+            yield from tasks_of(load_yaml(path), os.path.dirname(path), more)
+        for key in ("ansible.builtin.import_tasks", "ansible.builtin.include_tasks"):
+            imported = task.get(key)
+            if imported:
+                imported = imported.replace("{{ alloy_platform }}", task_vars.get("alloy_platform", "linux"))
+                yield from tasks_of(load_yaml(os.path.join(base, imported)), base, task_vars)
+
+
+def handlers_of(role_name):
+    path = os.path.join(role_dir(role_name), "handlers", "main.yml")
+    return load_yaml(path) if os.path.exists(path) else []
 
 
 def play_tasks(play):
+    """The play's tasks and handlers, with those of the roles it imports (and of `common`, the
+    dependency of every role)."""
+    seen_roles = []
     for key in ("pre_tasks", "tasks", "post_tasks", "handlers"):
-        yield from tasks_of(play.get(key))
+        for task in tasks_of(play.get(key)):
+            role = task.get("ansible.builtin.import_role") or task.get("ansible.builtin.include_role")
+            if role and role["name"] not in seen_roles:
+                seen_roles.append(role["name"])
+            yield task
+    if seen_roles:
+        seen_roles.append(NS + "common")
+    for role in dict.fromkeys(seen_roles):
+        yield from tasks_of(handlers_of(role))
 
 
 def module_of(task):
-    skip = {"name", "register", "when", "loop", "notify", "no_log", "diff", "until", "retries",
+    skip = {"module_defaults", "name", "register", "when", "loop", "notify", "no_log", "diff", "until", "retries",
             "delay", "vars", "changed_when", "failed_when", "run_once", "block", "rescue",
             "always", "loop_control", "tags", "become", "check_mode", "ignore_errors",
             "listen", "delegate_to"}
@@ -85,11 +126,27 @@ def test_play_order(deploy):
     assert deploy[4]["name"] == "Deploy Grafana Alloy on Windows hosts"
 
 
+def lockdown_states(play_):
+    """The states of the apt lockdown a play sets, in order: the module called directly, or the
+    apt_lockdown role with its apt_lockdown_state."""
+    states = []
+    for task in tasks_of(play_["tasks"]):
+        role = task.get("ansible.builtin.import_role") or {}
+        if role.get("name") == LOCKDOWN:
+            states.append((task.get("vars") or {}).get("apt_lockdown_state", "locked"))
+        elif module_of(task) == LOCKDOWN and task[LOCKDOWN]["state"] != "{{ apt_lockdown_state }}":
+            states.append(task[LOCKDOWN]["state"])
+    return states
+
+
 def test_lockdown_first_and_released_last(deploy):
-    first = [t for t in play_tasks(deploy[0]) if module_of(t) == "apt_lockdown"]
-    assert [t["apt_lockdown"]["state"] for t in first] == ["locked", "released"]
-    last = [t for t in play_tasks(deploy[-1]) if module_of(t) == "apt_lockdown"]
-    assert [t["apt_lockdown"]["state"] for t in last] == ["released"]
+    assert lockdown_states(deploy[0]) == ["locked", "released"]
+    assert lockdown_states(deploy[-1]) == ["released"]
+    role_task = load_yaml("roles/apt_lockdown/tasks/main.yml")[0]
+    assert role_task[LOCKDOWN]["state"] == "{{ apt_lockdown_state }}"
+    assert role_task["changed_when"] is False
+    assert load_yaml("roles/apt_lockdown/defaults/main.yml")["apt_lockdown_wait_timeout"] == \
+        "{{ observability_apt_lock_timeout }}"
 
 
 @pytest.mark.parametrize("index", [1, 2, 3])
@@ -97,7 +154,7 @@ def test_every_linux_play_releases_the_lockdown_in_its_rescue(deploy, index):
     blocks = [t for t in deploy[index]["tasks"] if "block" in t]
     assert len(blocks) == 1
     rescue = blocks[0]["rescue"]
-    assert module_of(rescue[0]) == "apt_lockdown" and rescue[0]["apt_lockdown"]["state"] == "released"
+    assert module_of(rescue[0]) == LOCKDOWN and rescue[0][LOCKDOWN]["state"] == "released"
     # The failure is recorded for the final play (which fails the host), not dropped.
     assert any("observability_failed_step" in (t.get("ansible.builtin.set_fact") or {}) for t in rescue)
     final_fail = [t for t in play_tasks(deploy[-1]) if module_of(t) == "ansible.builtin.fail"]
@@ -112,8 +169,8 @@ def test_loki_account_before_data_dirs_before_package(deploy):
     package = order.index("Install the Loki package")
     assert account < dirs < package
     task = next(t for t in play_tasks(loki) if t.get("name") == order[account])
-    assert module_of(task) == "system_account"
-    assert task["system_account"]["group"] == "{{ loki_group }}"
+    assert module_of(task) == NS + "system_account"
+    assert task[NS + "system_account"]["group"] == "{{ loki_group }}"
     dirs_task = next(t for t in play_tasks(loki) if t.get("name") == order[dirs])
     args = dirs_task["ansible.builtin.file"]
     assert (args["owner"], args["group"], args["mode"]) == ("{{ loki_user }}", "{{ loki_group }}", "0750")
@@ -138,8 +195,13 @@ def test_kernel_headers_before_alloy(deploy):
 def test_alloy_linux_ignores_unreachable_and_windows_uses_ansible_windows(deploy):
     assert play(deploy, "alloy_linux")["ignore_unreachable"] is True
     windows = play(deploy, "alloy_windows")
-    modules = {module_of(t) for t in play_tasks(windows)}
+    # The role's dispatch (include_tasks by alloy_platform, a fail for an unknown one) aside,
+    # every task a Windows host runs is from ansible.windows.
+    dispatch = {"ansible.builtin.import_role", "ansible.builtin.include_tasks", "ansible.builtin.fail"}
+    modules = {module_of(t) for t in tasks_of(windows["tasks"])} - dispatch
     assert modules and all(m.startswith("ansible.windows.") for m in modules), modules
+    linux = {module_of(t) for t in tasks_of(play(deploy, "alloy_linux")["tasks"])}
+    assert not any(m and m.startswith("ansible.windows.") for m in linux), linux
 
 
 def test_unreachable_loki_or_grafana_host_fails_but_agent_is_reported(deploy):
@@ -171,23 +233,22 @@ def test_versions_are_pinned(deploy):
     assert variables["loki_package"] == "loki={{ loki_version }}"
     assert variables["grafana_package"] == "grafana={{ grafana_version }}"
     assert variables["alloy_package"] == "alloy={{ alloy_version }}"
-    versions = load_yaml("playbooks/group_vars/all/versions.yml")
+    versions = load_yaml("roles/common/defaults/main/versions.yml")
     for key in ("loki_version", "grafana_version", "alloy_version"):
         assert re.fullmatch(r"\d+\.\d+\.\d+", versions[key])
 
 
 def test_grafana_repository_skipped_for_the_lab():
-    for task in load_yaml("playbooks/tasks/grafana-apt-repository.yml"):
+    for task in load_yaml("roles/common/tasks/grafana_apt_repository.yml"):
         if module_of(task) != "ansible.builtin.meta":
             assert task["when"] == "observability_use_grafana_repo | bool"
 
 
-def test_inventory_wide_switches_have_no_playbook_group_vars_default():
-    """playbooks/group_vars/all outranks an inventory's `all: vars`: a default here for a
-    variable the inventory sets (the lab sets observability_package_source: lab) would win."""
-    _, variables = group_vars()
-    for name in ("observability_package_source", "lab_apt_repo_url") + SECRETS:
-        assert name not in variables
+def test_the_deploy_has_no_playbook_group_vars():
+    """Playbook group_vars outrank an inventory's `all: vars` and its group vars: a default
+    there would silently win over the user's setting. Defaults live in roles/*/defaults."""
+    for name in ("group_vars", "host_vars"):
+        assert not os.path.exists(os.path.join(REPO, "playbooks", name))
 
 
 @pytest.mark.parametrize("source, expected", [(None, True), ("grafana", True), ("lab", False)])
@@ -230,7 +291,7 @@ def test_tasks_writing_a_file_that_holds_secrets_never_diff(path):
             module = module_of(task)
             args = task.get(module or "")
             # safe_grep and stat only read, and return no content to diff.
-            if module in ("safe_grep", "ansible.builtin.stat") or not isinstance(args, dict):
+            if module in ("safe_grep", NS + "safe_grep", "ansible.builtin.stat") or not isinstance(args, dict):
                 continue
             target = args.get("path") or args.get("dest")
             if target in SECRET_FILES:
@@ -256,7 +317,9 @@ def test_no_secret_defaults_in_group_vars():
 def test_verify_tasks_are_named_with_their_check(verify):
     check_plays = [p for p in verify if p["hosts"] != "localhost"]
     for play_ in check_plays:
-        for task in play_tasks(play_):
+        for task in tasks_of(play_.get("tasks")):
+            if "ansible.builtin.import_role" in task:
+                continue  # loads role defaults, runs nothing (see the test below)
             assert re.match(r"^[A-E][0-9](-[A-E][0-9])? ", task["name"]), task["name"]
     summary = play(verify, "localhost")
     assert all(t["name"].startswith("Summary ") for t in play_tasks(summary))
@@ -286,14 +349,60 @@ def test_verify_never_reads_the_datasource_file(verify):
                 "loki.yaml" not in yaml.safe_dump(task), task["name"]
             assert " cat " not in f" {yaml.safe_dump(task)} "
     c1 = next(t for p in verify for t in play_tasks(p) if t.get("name", "").startswith("C1 "))
-    assert module_of(c1) == "safe_grep"
+    assert module_of(c1) in ("safe_grep", NS + "safe_grep")
     c2 = next(t for p in verify for t in play_tasks(p) if t.get("name", "").startswith("C2 "))
     assert c2["ansible.builtin.stat"]["get_checksum"] is False
 
 
-def test_verify_sees_the_same_group_vars():
-    link = os.path.join(REPO, "playbooks/tests/group_vars")
-    assert os.path.islink(link) and os.readlink(link) == "../group_vars"
+def test_verify_loads_the_role_defaults_at_role_precedence(verify):
+    """Each check play imports the roles whose settings it reads (ports, paths, names) with an
+    empty task file: their defaults at role-defaults precedence, so an inventory's all:, group
+    and host vars override them in the verify as in the deploy. No playbook group_vars."""
+    assert not os.path.exists(os.path.join(REPO, "playbooks/tests/group_vars"))
+    wanted = {"loki": {"loki"}, "grafana": {"grafana"}, "alloy_linux": {"alloy", "grafana", "loki"}}
+    for play_ in verify:
+        if play_["hosts"] == "localhost":
+            continue
+        imported = {t["ansible.builtin.import_role"]["name"].split(".")[-1]
+                    for t in play_.get("tasks", []) if "ansible.builtin.import_role" in t}
+        assert imported == wanted[play_["hosts"]], play_["name"]
+        for t in play_["tasks"]:
+            if "ansible.builtin.import_role" in t:
+                assert t["ansible.builtin.import_role"]["tasks_from"] == "defaults_only"
+    for role in ("loki", "grafana", "alloy"):
+        assert load_yaml(f"roles/{role}/tasks/defaults_only.yml") == []
+
+
+OUR_MODULES = None
+
+
+def all_task_files():
+    files = glob.glob(os.path.join(REPO, "roles/*/tasks/*.yml")) + glob.glob(os.path.join(REPO, "roles/*/handlers/*.yml"))
+    files += [os.path.join(REPO, p) for p in (DEPLOY, VERIFY, "playbooks/preflight.yml")]
+    return sorted(files)
+
+
+def walk_tasks(node):
+    for item in node or []:
+        if not isinstance(item, dict):
+            continue
+        yield item
+        for key in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
+            yield from walk_tasks(item.get(key))
+
+
+@pytest.mark.parametrize("path", all_task_files(), ids=lambda p: os.path.relpath(p, REPO))
+def test_our_modules_and_roles_are_called_by_fqcn(path):
+    """The playbooks and roles run from the installed collection: a bare module name would only
+    resolve through a `library` path, which ansible.cfg keeps for the bench and faults alone."""
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    for task in walk_tasks(data):
+        bare = set(task) & set(module_names())
+        assert not bare, f"{os.path.relpath(path, REPO)}: task {task.get('name')!r} calls {bare} without {NS}"
+        for key in ("ansible.builtin.import_role", "ansible.builtin.include_role"):
+            if key in task:
+                assert task[key]["name"].startswith(NS), task.get("name")
 
 
 def test_verify_agents_ignore_unreachable(verify):

@@ -73,3 +73,22 @@ def test_without_root_it_installs_nothing_and_names_the_one_command():
     assert "sudo" in result.stderr and "installing" not in result.stdout
     # Nothing missing: a user passes straight through to the rest of make setup.
     assert run(packages=PRESENT, as_nobody=True).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs Debian's dpkg-query")
+def test_a_package_named_with_its_architecture_counts_when_installed():
+    native = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert run("--check", packages=f"{PRESENT}:{native}").returncode == 0
+    result = run("--check", packages=f"{PRESENT}:s390x")
+    assert result.returncode == 1 and f"missing: {PRESENT}:s390x" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs Debian's dpkg-query")
+@pytest.mark.skipif(not nobody_can_run_the_script(),
+                    reason="as root: needs setpriv, and a clone that user nobody can read")
+def test_a_foreign_architecture_is_added_in_the_one_command():
+    result = run(packages=f"{FAKE}:s390x", as_nobody=True)
+    assert result.returncode == 1
+    assert ("sudo dpkg --add-architecture s390x && sudo apt-get update && "
+            f"sudo apt-get install -y --no-install-recommends {FAKE}:s390x") in result.stderr

@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO, render
 from test_loki_standin import lab_sh
 
-VERSIONS = yaml.safe_load(open(os.path.join(REPO, "playbooks/group_vars/all/versions.yml")))
+VERSIONS = yaml.safe_load(open(os.path.join(REPO, "roles/common/defaults/main/versions.yml")))
 COMPONENTS = ("loki", "grafana", "alloy")
 CHECK = os.path.join(REPO, "scripts", "upgrade_check.py")
 ENV = {**os.environ, "PATH": f"{REPO}/.venv/bin:{os.environ['PATH']}",
@@ -47,7 +47,7 @@ def test_deploy_refuses_downgrades_right_after_the_preflight():
 def both_sets(tmp_path_factory):
     """build_repo's previous-set step as lab up runs it, stand-ins only, unpacked."""
     out = tmp_path_factory.mktemp("repo")
-    vf = os.path.join(REPO, "playbooks/group_vars/all/versions.yml")
+    vf = os.path.join(REPO, "roles/common/defaults/main/versions.yml")
     run = lab_sh(f'LAB_LOKI_KIND=standin; build_previous_set "{out}" "{vf}"; echo "prev=$LAB_PREVIOUS_VERSIONS"',
                  env={"HOMEOPS_REAL_LOKI_DIR": str(out / "none")})
     prev = {c: VERSIONS[f"{c}_version_previous"] for c in COMPONENTS}
@@ -235,7 +235,7 @@ def markers_check(tmp_path, port, markers):
                  "grafana_admin_password": "test-only-password", "loki_datasource_password": "test-only-password"},
         "children": {"loki": {"hosts": {"obs": None}}, "grafana": {"hosts": {"obs": None}},
                      "alloy_linux": {"hosts": {"agent": None}}}}}))
-    # -e: playbooks/group_vars/all (the real ports) outranks an inventory's all: vars.
+    # The fake's port as extra vars: they outrank the role defaults (3100, 3000).
     return subprocess.run(["ansible-playbook", "-i", str(inv), "-e", "upgrade_markers_mode=check",
                            "-e", f"loki_http_listen_port={port}", "-e", f"grafana_http_port={port}",
                            "-e", f"upgrade_markers_file={record}",

@@ -166,7 +166,7 @@ build_previous_set() {
 
 # build_repo REPO_DIR: all stand-ins plus Packages(.gz) and Release for a flat repo.
 build_repo() {
-    local repo=$1 vf="$LAB_ROOT/playbooks/group_vars/all/versions.yml" krel lv gv av tmp
+    local repo=$1 vf="$LAB_ROOT/roles/common/defaults/main/versions.yml" krel lv gv av tmp
     lv=$(read_version loki_version "$vf") || return 1
     gv=$(read_version grafana_version "$vf") || return 1
     av=$(read_version alloy_version "$vf") || return 1

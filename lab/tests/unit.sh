@@ -170,7 +170,7 @@ fails "unknown fault rejected" parse_fault reboot
 fails "empty fault rejected" parse_fault ""
 
 # --- versions ----------------------------------------------------------------------------
-VF="$LAB_ROOT/playbooks/group_vars/all/versions.yml"
+VF="$LAB_ROOT/roles/common/defaults/main/versions.yml"
 eq "loki_version from versions.yml" "$(sed -n 's/^loki_version: *"\(.*\)".*/\1/p' "$VF")" "$(read_version loki_version "$VF")"
 cat >"$TMP/v.yml" <<'EOV'
 ---

@@ -75,6 +75,16 @@ const TRANSIENT_MARKERS: &[&str] = &[
     "The package cache file is corrupted",
 ];
 
+/// HTTP answers that say the file is not there (or not for us): the mirror answered, so a
+/// retry gets the same answer. apt prints them as `Failed to fetch URL  404  Not Found`.
+const CLIENT_ERROR_MARKERS: &[&str] = &[
+    "  400  Bad Request",
+    "  401  Unauthorized",
+    "  403  Forbidden",
+    "  404  Not Found",
+    "  410  Gone",
+];
+
 /// Classifies a failed run. A run killed by its timeout counts as transient.
 pub fn classify(out: &Output) -> FailureKind {
     let text = format!("{}\n{}", out.stderr, out.stdout);
@@ -97,6 +107,13 @@ pub fn classify(out: &Output) -> FailureKind {
     }
     if NOT_FOUND_MARKERS.iter().any(|m| text.contains(m)) || version_not_found(&text) {
         return FailureKind::NotFound;
+    }
+    // Before the transient markers: "Failed to fetch" alone is network trouble, but not with
+    // a 404 (stale lists or a wrong repository URL: `apt-get update` or the source must change).
+    if text.lines().any(|l| {
+        l.contains("Failed to fetch") && CLIENT_ERROR_MARKERS.iter().any(|m| l.contains(m))
+    }) {
+        return FailureKind::Permanent;
     }
     if out.timed_out || TRANSIENT_MARKERS.iter().any(|m| text.contains(m)) {
         return FailureKind::Transient;
@@ -219,6 +236,9 @@ mod tests {
         for text in [
             "E: Sub-process /usr/bin/dpkg returned an error code (1)",
             "E: Could not open lock file /var/lib/dpkg/lock-frontend - open (13: Permission denied)",
+            // The mirror answered: a retry gets the same 404.
+            "E: Failed to fetch http://deb.debian.org/debian/pool/main/c/curl/curl_7.88.1-10_amd64.deb  404  Not Found [IP: 1.2.3.4 80]\nE: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing?",
+            "E: Failed to fetch https://apt.grafana.com/dists/stable/InRelease  403  Forbidden [IP: 1.2.3.4 443]\nE: Some index files failed to download. They have been ignored, or old ones used instead.",
             "",
         ] {
             assert_eq!(classify(&failed(text)), FailureKind::Permanent, "{text}");

@@ -29,6 +29,30 @@ const LOCK_RETRY_PAUSE: Duration = Duration::from_secs(2);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(900);
 /// Reading commands (dpkg-query, apt-cache).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+/// What a query may print before we refuse to parse it (it is parsed whole, never cut).
+const QUERY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The variables of the task's `environment:` that apt and dpkg honour: the proxies apt's
+/// http/https/ftp methods read (lower case; apt ignores the upper-case forms, but maintainer
+/// scripts that download with curl or wget read them), and APT_CONFIG, an extra apt.conf.
+pub const APT_ENV: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "APT_CONFIG",
+];
+
+/// apt-get, apt-cache and dpkg with the task's proxy settings (`APT_ENV`).
+fn apt_tool(program: &str) -> Command {
+    Command::new(program).inherit_env(APT_ENV)
+}
 /// Lines of output kept in `stdout_tail`/`stderr_tail`.
 pub const TAIL_LINES: usize = 20;
 
@@ -256,14 +280,27 @@ impl<'h> Engine<'h> {
 
     // ---- reading, no locks -------------------------------------------------------------
 
+    /// Output that is parsed must be whole: a cut answer would silently lose packages.
+    fn whole(out: &Output, cmd: &Command, limit: usize) -> Result<(), String> {
+        if out.truncated {
+            return Err(format!(
+                "{} printed more than {} MiB, more than this module reads; ask for fewer packages at once",
+                cmd.display(),
+                limit / (1024 * 1024)
+            ));
+        }
+        Ok(())
+    }
+
     /// dpkg's view of these packages (all packages when `names` is empty). Takes no lock.
     pub fn dpkg_query(&self, names: &[String]) -> Result<BTreeMap<String, PackageState>, String> {
         let cmd = Command::new("dpkg-query")
             .args(["-W", &format!("-f={}", query::DPKG_QUERY_FORMAT)])
             .args(names.iter().cloned())
             .timeout(QUERY_TIMEOUT)
-            .output_limit(16 * 1024 * 1024);
+            .output_limit(QUERY_LIMIT);
         let out = self.host.run(&cmd)?;
+        Self::whole(&out, &cmd, QUERY_LIMIT)?;
         // rc 1 with "no packages found matching X" is an answer: X is not installed.
         let only_missing = out.rc == 1
             && out
@@ -285,23 +322,28 @@ impl<'h> Engine<'h> {
 
     /// `apt-cache policy` for these packages (unknown packages are absent from the map).
     pub fn policy(&self, names: &[String]) -> Result<BTreeMap<String, Policy>, String> {
-        let cmd = Command::new("apt-cache")
+        // The whole answer: cut to the default 64 KiB tail, the first packages' entries would
+        // be lost without a word (about 300 packages with a few versions each).
+        let cmd = apt_tool("apt-cache")
             .arg("policy")
             .args(names.iter().cloned())
-            .timeout(QUERY_TIMEOUT);
+            .timeout(QUERY_TIMEOUT)
+            .output_limit(QUERY_LIMIT);
         let out = self.host.run(&cmd)?;
         out.check(&cmd)?;
+        Self::whole(&out, &cmd, QUERY_LIMIT)?;
         Ok(query::parse_policy(&out.stdout))
     }
 
     /// Package names apt knows that start with `prefix`.
     pub fn pkgnames(&self, prefix: &str) -> Result<Vec<String>, String> {
-        let cmd = Command::new("apt-cache")
+        let cmd = apt_tool("apt-cache")
             .args(["pkgnames", prefix])
             .timeout(QUERY_TIMEOUT)
-            .output_limit(8 * 1024 * 1024);
+            .output_limit(QUERY_LIMIT);
         let out = self.host.run(&cmd)?;
         out.check(&cmd)?;
+        Self::whole(&out, &cmd, QUERY_LIMIT)?;
         Ok(out
             .stdout
             .lines()
@@ -375,7 +417,8 @@ impl<'h> Engine<'h> {
     }
 
     fn apt_command(&self, step: &Step, lock_secs: u64) -> Command {
-        let mut cmd = Command::new("apt-get")
+        let mut cmd = apt_tool("apt-get")
+            .changes_system()
             .env("DEBIAN_FRONTEND", "noninteractive")
             .env("APT_LISTCHANGES_FRONTEND", "none")
             .args(["-q", "-y"]);
@@ -486,7 +529,8 @@ impl<'h> Engine<'h> {
         self.report.dpkg_repaired = true;
         loop {
             self.wait_for(FRONTEND_LOCK)?;
-            let cmd = Command::new("dpkg")
+            let cmd = apt_tool("dpkg")
+                .changes_system()
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .args(self.settings.dpkg_options.iter().map(|o| format!("--{o}")))
                 .args(["--configure", "-a"])
@@ -873,6 +917,63 @@ mod tests {
             "{}",
             err.msg
         );
+    }
+
+    #[test]
+    fn apt_commands_carry_the_tasks_proxy_settings() {
+        std::env::set_var("https_proxy", "http://127.0.0.1:3128");
+        let host = FakeHost::new();
+        host.always("apt-get", ok(""));
+        let engine = Engine::new(&host, settings());
+        let cmd = engine.apt_command(&Step::Install(specs(&["curl"])), 10);
+        assert_eq!(cmd.env_value("https_proxy"), Some("http://127.0.0.1:3128"));
+        assert_eq!(
+            apt_tool("apt-cache").env_value("https_proxy"),
+            Some("http://127.0.0.1:3128")
+        );
+        std::env::remove_var("https_proxy");
+    }
+
+    #[test]
+    fn a_policy_answer_too_long_to_read_whole_is_an_error() {
+        let host = FakeHost::new();
+        host.always(
+            "apt-cache",
+            Output {
+                rc: 0,
+                stdout: "curl:\n  Installed: (none)\n  Candidate: 7.88\n".into(),
+                truncated: true,
+                ..Output::default()
+            },
+        );
+        let engine = Engine::new(&host, settings());
+        let err = engine.policy(&["curl".to_string()]).unwrap_err();
+        assert!(
+            err.contains("apt-cache policy curl printed more than 16 MiB"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_404_from_the_mirror_is_not_retried() {
+        let host = FakeHost::new();
+        host.always(
+            "apt-get",
+            fail(100, "E: Failed to fetch http://deb.debian.org/debian/pool/main/c/curl/curl_7.88.1-10_amd64.deb  404  Not Found [IP: 1.2.3.4 80]\nE: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing?"),
+        );
+        let mut engine = Engine::new(
+            &host,
+            Settings {
+                retries: 3,
+                retry_delay: Duration::from_secs(5),
+                ..settings()
+            },
+        );
+        let err = engine.install(&specs(&["curl"])).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Failed(FailureKind::Permanent));
+        assert_eq!(engine.report.attempts, 1);
+        assert_eq!(host.elapsed(), Duration::ZERO);
+        assert!(err.msg.contains("404  Not Found"), "{}", err.msg);
     }
 
     #[test]

@@ -72,6 +72,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(300);
 fn main() {
     runtime::run(NAME, SPEC, |params, ctx| {
         let lockdown = Lockdown::from_params(params, &System, &unattended_upgrade_processes)?;
+        runtime::require_root(ctx)?;
         if params.str("state") == Some("released") {
             lockdown.release(ctx)
         } else {
@@ -239,6 +240,7 @@ impl<'h> Lockdown<'h> {
 
     fn systemctl(&self, args: &[&str], timeout: Duration) -> Result<(), String> {
         let cmd = Command::new("systemctl")
+            .changes_system()
             .args(args.iter().copied())
             .timeout(timeout);
         let out = self.host.run(&cmd)?;

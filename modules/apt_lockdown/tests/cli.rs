@@ -142,3 +142,8 @@ fn a_corrupt_record_fails_clearly() {
     let run = run(json!({"state": "released", "state_file": file}));
     assert_refused(&run, &["is not a valid apt_lockdown record"]);
 }
+
+#[test]
+fn without_root_it_fails_at_once_and_says_become() {
+    runtime::testing::assert_needs_root(BIN, "apt_lockdown", json!({"state": "locked"}));
+}

@@ -46,6 +46,7 @@ const SPEC: &[Param] = &[
 fn main() {
     runtime::run(NAME, SPEC, |params, ctx| {
         let request = Request::from_params(params)?;
+        runtime::require_root(ctx)?;
         apply(&request, ctx, &System)
     })
 }

@@ -186,3 +186,60 @@ fn check_mode_absent_for_a_missing_package_is_unchanged() {
     assert_eq!(run.json["failed"], json!(false), "{}", run.json);
     assert_eq!(run.json["changed"], json!(false));
 }
+
+#[test]
+fn without_root_it_fails_at_once_and_says_become() {
+    runtime::testing::assert_needs_root(BIN, "apt_packages", json!({"name": "curl"}));
+}
+
+#[test]
+fn the_tasks_apt_environment_reaches_apt() {
+    // The task's `environment:` is this process's environment. APT_CONFIG is the variable
+    // whose effect a check-mode run can show: an apt.conf that points apt at empty package
+    // lists makes the simulation (`apt-get -s`) miss `hello`. (The proxies travel the same
+    // way: see apt::engine's APT_ENV and runtime's inherit_env tests.)
+    if installed("hello") || !has_candidate("hello") {
+        eprintln!("skipped: hello is installed or not in the apt cache");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lists = dir.path().join("lists");
+    std::fs::create_dir_all(lists.join("partial")).unwrap();
+    let conf = dir.path().join("apt.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Dir::State::Lists \"{}\";\nDir::Cache::pkgcache \"\";\nDir::Cache::srcpkgcache \"\";\n",
+            lists.display()
+        ),
+    )
+    .unwrap();
+    let args = json!({"name": "hello", "_ansible_check_mode": true}).to_string();
+    let mut child = Command::new(BIN)
+        .arg("-")
+        .env("APT_CONFIG", &conf)
+        .env("http_proxy", "http://127.0.0.1:9")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(args.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let answer: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        answer["warnings"]
+            .to_string()
+            .contains("Unable to locate package hello"),
+        "{answer}"
+    );
+    // Without it, apt sees the host's lists and simulates the install.
+    let run = run(json!({"name": "hello", "_ansible_check_mode": true}));
+    assert_eq!(run.json["changed"], json!(true), "{}", run.json);
+    assert!(run.json.get("warnings").is_none(), "{}", run.json);
+}

@@ -39,6 +39,7 @@ const NEAREST: usize = 5;
 fn main() {
     runtime::run(NAME, SPEC, |params, ctx| {
         let request = Request::from_params(params, running_release)?;
+        runtime::require_root(ctx)?;
         apply(&request, ctx, &System)
     })
 }
@@ -121,21 +122,13 @@ fn check_release(release: &str) -> Result<(), String> {
 
 /// The running kernel's release, from uname(2) (no command, no NSS).
 fn running_release() -> Result<String, String> {
-    // SAFETY: uname fills the zeroed struct; its fields are NUL-terminated C strings.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return Err(format!(
+    let uts = nix::sys::utsname::uname().map_err(|errno| {
+        format!(
             "uname() failed: {}; set kernel explicitly",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let bytes: Vec<u8> = uts
-        .release
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
-    let release = String::from_utf8_lossy(&bytes).into_owned();
+            std::io::Error::from(errno)
+        )
+    })?;
+    let release = uts.release().to_string_lossy().into_owned();
     check_release(&release).map_err(|why| {
         format!("the running kernel's release '{release}' cannot name a package ({why}); set kernel and package explicitly")
     })?;

@@ -149,3 +149,8 @@ fn check_mode_for_a_kernel_debian_does_package_reports_the_install() {
     );
     assert!(run.json["diff"]["after"].as_str().unwrap().starts_with(pkg));
 }
+
+#[test]
+fn without_root_it_fails_at_once_and_says_become() {
+    runtime::testing::assert_needs_root(BIN, "kernel_headers", json!({}));
+}

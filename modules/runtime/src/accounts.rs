@@ -21,11 +21,13 @@ pub struct User {
     pub shell: String,
 }
 
-/// One `/etc/group` entry, without its password field and member list.
+/// One `/etc/group` entry, without its password field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
     pub name: String,
     pub gid: u32,
+    /// The supplementary members (the fourth field), in file order.
+    pub members: Vec<String>,
 }
 
 /// The users and groups of one system.
@@ -67,6 +69,12 @@ impl Db {
                 Some(Group {
                     name: f[0].to_string(),
                     gid: f[2].parse().ok()?,
+                    members: f[3]
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
+                        .map(String::from)
+                        .collect(),
                 })
             })
             .collect();
@@ -102,6 +110,22 @@ impl Db {
 
     pub fn group_by_gid(&self, gid: u32) -> Option<&Group> {
         self.groups.iter().find(|g| g.gid == gid)
+    }
+
+    /// The users other than `except` who belong to `group`: as their primary group, or as
+    /// supplementary members listed in /etc/group.
+    pub fn members(&self, group: &Group, except: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .primary_members(group.gid, except)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        for m in &group.members {
+            if m != except && !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
     }
 
     /// The users other than `except` whose primary group is `gid`.

@@ -1,9 +1,9 @@
 //! Running external programs (useradd, apt-get, systemctl, ...) safely.
 //!
 //! Always an argument vector, never a shell, so no value from a task is ever interpreted;
-//! always a clean, fixed environment, so the caller's locale or proxy settings cannot change
-//! what we parse; output captured and bounded, so a chatty apt run cannot eat the memory of a
-//! small host.
+//! always a clean, fixed environment, so the caller's locale cannot change what we parse, plus
+//! only the variables a caller names with `inherit_env` (the task's proxy settings for apt);
+//! output captured and bounded, so a chatty apt run cannot eat the memory of a small host.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -11,6 +11,9 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 
 /// The PATH every command runs with.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -26,6 +29,7 @@ pub struct Command {
     timeout: Option<Duration>,
     stdin: Option<Vec<u8>>,
     limit: usize,
+    changes: bool,
 }
 
 /// What a finished command left behind.
@@ -87,6 +91,7 @@ impl Command {
             timeout: None,
             stdin: None,
             limit: DEFAULT_LIMIT,
+            changes: false,
         }
     }
 
@@ -111,6 +116,30 @@ impl Command {
         self
     }
 
+    /// Passes these variables on from this process's environment (the task's `environment:`)
+    /// when they are set, e.g. the proxy settings apt honours. Names only, never values from
+    /// a task's parameters; the fixed ones (PATH, LC_ALL, LANG) cannot be overridden this way.
+    pub fn inherit_env(mut self, names: &[&str]) -> Command {
+        for name in names {
+            if ["PATH", "LC_ALL", "LANG"].contains(name) {
+                continue;
+            }
+            if let Some(value) = std::env::var_os(name) {
+                let value = value.to_string_lossy().into_owned();
+                self = self.env(name, &value);
+            }
+        }
+        self
+    }
+
+    /// The value a variable will have in the command's environment, if any.
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Kills the command (its whole process group) when it runs longer than this.
     pub fn timeout(mut self, timeout: Duration) -> Command {
         self.timeout = Some(timeout);
@@ -119,6 +148,13 @@ impl Command {
 
     pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Command {
         self.stdin = Some(data.into());
+        self
+    }
+
+    /// Marks a command that may change the host (apt-get install, useradd, systemctl stop):
+    /// once one has started, an answer after a panic says `changed: true`.
+    pub fn changes_system(mut self) -> Command {
+        self.changes = true;
         self
     }
 
@@ -165,6 +201,9 @@ impl Command {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.program))?;
+        if self.changes {
+            crate::entry::note_change();
+        }
 
         if let (Some(data), Some(mut pipe)) = (self.stdin.clone(), child.stdin.take()) {
             // A writer thread: a child that does not read its input must not block us.
@@ -220,9 +259,9 @@ fn wait(
         thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         pause = (pause * 2).min(Duration::from_millis(50));
     }
-    let group = child.id() as libc::pid_t;
-    // SAFETY: kill(2) on the process group we created for this child; no memory is involved.
-    unsafe { libc::kill(-group, libc::SIGTERM) };
+    // The process group we created for this child (its id is the child's pid).
+    let group = Pid::from_raw(child.id() as i32);
+    let _ = killpg(group, Signal::SIGTERM);
     let grace = Instant::now() + Duration::from_secs(3);
     while Instant::now() < grace {
         if let Some(status) = child.try_wait()? {
@@ -230,8 +269,7 @@ fn wait(
         }
         thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let _ = killpg(group, Signal::SIGKILL);
     Ok((child.wait()?, true))
 }
 
@@ -298,6 +336,29 @@ mod tests {
         assert!(!out.stdout.contains("leaked"));
         assert!(out.stdout.contains("LC_ALL=C\n"));
         assert!(out.stdout.contains("DEBIAN_FRONTEND=noninteractive\n"));
+    }
+
+    #[test]
+    fn named_variables_are_passed_on_when_set() {
+        std::env::set_var("HOMEOPS_TEST_https_proxy", "http://127.0.0.1:3128");
+        std::env::set_var("LC_ALL", "de_DE.UTF-8");
+        std::env::remove_var("HOMEOPS_TEST_unset");
+        let cmd = Command::new("env").inherit_env(&[
+            "HOMEOPS_TEST_https_proxy",
+            "HOMEOPS_TEST_unset",
+            "LC_ALL",
+        ]);
+        let out = cmd.run().unwrap();
+        assert!(
+            out.stdout
+                .contains("HOMEOPS_TEST_https_proxy=http://127.0.0.1:3128\n"),
+            "{}",
+            out.stdout
+        );
+        assert!(!out.stdout.contains("HOMEOPS_TEST_unset"));
+        // The fixed locale stays: apt's messages are parsed in English.
+        assert!(out.stdout.contains("LC_ALL=C\n"), "{}", out.stdout);
+        assert_eq!(cmd.env_value("LC_ALL"), Some("C"));
     }
 
     #[test]

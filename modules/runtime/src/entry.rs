@@ -2,12 +2,22 @@
 
 use std::io::{Read, Write};
 use std::panic;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value as Json};
 
 use crate::outcome::{Failure, Outcome};
 use crate::params::{parse, Context, Params};
 use crate::spec::Param;
+
+/// Set once this run may have changed the host (a command marked `changes_system` started, or
+/// a file was replaced): a panic after that must not answer `changed: false`.
+static CHANGED: AtomicBool = AtomicBool::new(false);
+
+/// Records that this run may have changed the host (see `CHANGED`).
+pub fn note_change() {
+    CHANGED.store(true, Ordering::SeqCst);
+}
 
 /// What replaces a secret value wherever it would appear in an answer.
 const MASK: &str = "********";
@@ -19,12 +29,26 @@ pub fn run<F>(module: &'static str, spec: &[Param], body: F) -> !
 where
     F: FnOnce(&Params, &Context) -> Result<Outcome, Failure>,
 {
-    install_panic_hook(module);
     let args = std::env::args_os().nth(1);
+    run_from(
+        module,
+        spec,
+        args.as_deref().map(|a| a.to_string_lossy().into_owned()),
+        body,
+    )
+}
+
+/// `run` with the args path given instead of taken from `argv[1]` (for tests that run a
+/// module inside another program).
+pub fn run_from<F>(module: &'static str, spec: &[Param], args_path: Option<String>, body: F) -> !
+where
+    F: FnOnce(&Params, &Context) -> Result<Outcome, Failure>,
+{
+    install_panic_hook(module);
     let (json, code) = answer(
         module,
         spec,
-        args.as_deref().map(|a| a.to_string_lossy()).as_deref(),
+        args_path.as_deref(),
         &mut std::io::stdin(),
         body,
     );
@@ -231,18 +255,28 @@ fn install_panic_hook(module: &'static str) {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let mut map = Map::new();
-        map.insert("changed".into(), Json::from(false));
-        map.insert("failed".into(), Json::from(true));
-        map.insert(
-            "msg".into(),
-            Json::from(format!(
-                "internal error in module {module}: {what}{place}; please report it"
-            )),
-        );
-        let _ = writeln!(std::io::stdout(), "{}", Json::Object(map));
+        let answer = panic_answer(module, &what, &place, CHANGED.load(Ordering::SeqCst));
+        let _ = writeln!(std::io::stdout(), "{answer}");
         std::process::exit(1);
     }));
+}
+
+fn panic_answer(module: &str, what: &str, place: &str, changed: bool) -> Json {
+    let mut map = Map::new();
+    map.insert("changed".into(), Json::from(changed));
+    map.insert("failed".into(), Json::from(true));
+    let after = if changed {
+        " after it had started changing the host (check it)"
+    } else {
+        ""
+    };
+    map.insert(
+        "msg".into(),
+        Json::from(format!(
+            "internal error in module {module}{after}: {what}{place}; please report it"
+        )),
+    );
+    Json::Object(map)
 }
 
 #[cfg(test)]
@@ -418,6 +452,20 @@ mod tests {
             json["diff"],
             json!({"before": "a\n", "after": "b\n", "before_header": "old", "after_header": "new"})
         );
+    }
+
+    #[test]
+    fn a_panic_after_a_change_says_changed() {
+        let before = panic_answer("demo", "boom", " at x.rs:1", false);
+        assert_eq!(before["changed"], json!(false));
+        assert_eq!(
+            before["msg"],
+            json!("internal error in module demo: boom at x.rs:1; please report it")
+        );
+        let after = panic_answer("demo", "boom", "", true);
+        assert_eq!(after["changed"], json!(true));
+        assert_eq!(after["failed"], json!(true));
+        assert!(after["msg"].as_str().unwrap().contains("started changing"));
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
+        crate::entry::note_change();
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
         }

@@ -34,12 +34,14 @@ mod entry;
 mod files;
 mod outcome;
 mod params;
+mod privilege;
 mod spec;
 pub mod testing;
 
 pub use command::{Command, Output};
-pub use entry::{answer, run};
+pub use entry::{answer, note_change, run, run_from};
 pub use files::write_atomic;
 pub use outcome::{Diff, Failure, Outcome};
 pub use params::{parse, Context, Params, Value};
+pub use privilege::{effective_uid, require_root};
 pub use spec::{Default, Kind, Param};

@@ -66,6 +66,66 @@ pub fn run_with_stdin(binary: impl AsRef<Path>, args: &str) -> Run {
     finish(child.wait_with_output().expect("wait for module"))
 }
 
+/// Runs `binary -` with `args` on standard input as the user nobody (uid and gid 65534, no
+/// supplementary groups), through util-linux's setpriv. `None`, after saying why, when this
+/// test process cannot switch users (not root, or no setpriv).
+pub fn run_as_nobody(binary: impl AsRef<Path>, args: &str) -> Option<Run> {
+    if crate::effective_uid() != 0 {
+        eprintln!("skipped: running a module as nobody needs root");
+        return None;
+    }
+    let spawned = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(binary.as_ref())
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = spawned else {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return None;
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(args.as_bytes())
+        .expect("write stdin");
+    Some(finish(child.wait_with_output().expect("wait for module")))
+}
+
+/// Asserts that `binary`, run as nobody with `args` (valid, not check mode), fails at once
+/// saying it needs root and how to get it, and that the same args in check mode get past
+/// that check.
+pub fn assert_needs_root(binary: impl AsRef<Path>, module: &str, args: Json) {
+    let start = std::time::Instant::now();
+    let Some(run) = run_as_nobody(binary.as_ref(), &args.to_string()) else {
+        return;
+    };
+    assert_refused(
+        &run,
+        &[
+            &format!("{module} must run as root"),
+            "runs as uid 65534",
+            "become: true",
+        ],
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}: a non-root run must fail at once",
+        start.elapsed()
+    );
+    let mut check = args;
+    check["_ansible_check_mode"] = json!(true);
+    let run = run_as_nobody(binary.as_ref(), &check.to_string()).expect("ran once already");
+    assert!(
+        !run.msg().contains("must run as root"),
+        "check mode only reads: {}",
+        run.json
+    );
+}
+
 /// Asserts that a run was refused cleanly: `failed: true`, `changed: false`, exit code 1,
 /// nothing on standard error, and every one of `needles` in `msg`.
 pub fn assert_refused(run: &Run, needles: &[&str]) {

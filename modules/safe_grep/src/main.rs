@@ -10,9 +10,9 @@ mod expect;
 mod fuzz;
 mod matcher;
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use runtime::accounts::Db;
@@ -59,18 +59,33 @@ fn safe_grep(params: &Params, _ctx: &Context) -> Result<Outcome, Failure> {
     let re = matcher::compile(&task.needle)?;
     let path = task.path.as_str();
 
-    let meta = std::fs::metadata(path).map_err(|e| open_error(path, &e))?;
+    // Opened once, and owner, mode and type taken from the open file: a stat first and an open
+    // after could look at two different files if the path is replaced in between. O_NONBLOCK
+    // so that opening a FIFO returns at once instead of waiting for a writer; it changes
+    // nothing for the regular files we go on to read.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| open_error(path, &e))?;
+    let meta = file.metadata().map_err(|e| open_error(path, &e))?;
     let kind = meta.file_type();
     if kind.is_dir() {
         return Err(format!("{path} is a directory; 'path' must name a file").into());
     }
-    if kind.is_fifo() || kind.is_socket() || kind.is_char_device() || kind.is_block_device() {
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a pipe (FIFO)"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
         return Err(format!(
-            "{path} is not a regular file (a pipe, socket or device); 'path' must name a file"
+            "{path} is not a regular file but {what}; 'path' must name a regular file"
         )
         .into());
     }
-    let file = File::open(path).map_err(|e| open_error(path, &e))?;
     let scan = matcher::scan(file, &re, LINES_CAP, MAX_LINE).map_err(|e| match e {
         ScanError::LineTooLong { line, limit } => format!(
             "line {line} of {path} is longer than {} MiB; safe_grep matches line by line and does not read such files",

@@ -410,3 +410,62 @@ fn bad_parameters_fail_naming_the_field() {
 fn broken_argument_files_fail_clearly() {
     assert_rejects_malformed_arguments(BIN, "safe_grep");
 }
+
+#[test]
+fn any_user_may_read_a_file_it_can_read() {
+    // safe_grep only reads: unlike the modules that change the system, it needs no root.
+    let args = json!({"path": "/etc/passwd", "pattern": "^root:"}).to_string();
+    let Some(run) = runtime::testing::run_as_nobody(BIN, &args) else {
+        return;
+    };
+    assert_eq!(run.json["failed"], json!(false), "{}", run.json);
+    assert_eq!(run.json["count"], json!(1), "{}", run.json);
+}
+
+#[test]
+fn a_fifo_is_refused_at_once_without_waiting_for_a_writer() {
+    let d = Dir::new();
+    let fifo = d.dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let start = std::time::Instant::now();
+    let refused = run(json!({"path": fifo, "pattern": "x"}));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}: opening a FIFO must not block",
+        start.elapsed()
+    );
+    assert_refused(
+        &refused,
+        &[
+            "is not a regular file but a pipe (FIFO)",
+            "'path' must name a regular file",
+        ],
+    );
+    // A character device too (reading /dev/zero would never end).
+    assert_refused(
+        &run_with_file(
+            BIN,
+            &json!({"path": "/dev/zero", "pattern": "x"}).to_string(),
+        ),
+        &["/dev/zero is not a regular file but a device"],
+    );
+}
+
+#[test]
+fn case_insensitive_patterns_work() {
+    let d = Dir::new();
+    let path = d.file(
+        "conf",
+        b"Type: LOKI\ntype: loki\nTYPE: Loki\nother\n",
+        0o644,
+    );
+    let found = run(json!({"path": path, "pattern": "(?i)^type: loki$"}));
+    assert_eq!(found.json["failed"], json!(false), "{}", found.json);
+    assert_eq!(found.json["count"], json!(3), "{}", found.json);
+    assert_eq!(found.json["lines"], json!([1, 2, 3]));
+    // Non-ASCII letters fold too (the regex crate's Unicode case folding).
+    let path = d.file("names", "ÄRGER\närger\n".as_bytes(), 0o644);
+    let found = run(json!({"path": path, "pattern": "(?i)ärger"}));
+    assert_eq!(found.json["count"], json!(2), "{}", found.json);
+}

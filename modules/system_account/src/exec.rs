@@ -104,6 +104,7 @@ pub fn apply(root: &Path, want: &Wanted) -> Result<Applied, Stopped> {
 fn command(action: &Action) -> Command {
     let argv = action.argv();
     Command::new(&argv[0])
+        .changes_system()
         .args(argv[1..].iter().cloned())
         .timeout(COMMAND_TIMEOUT)
         .output_limit(8 * 1024)

@@ -12,31 +12,34 @@
 //! it; for those the executor's re-check and retry on "already exists" and lock errors remain.
 
 use std::fs::File;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Held until dropped (closing the descriptor releases the lock).
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+/// Held until dropped (dropping unlocks and closes the descriptor).
 pub struct DirLock {
-    _file: File,
+    _lock: Flock<File>,
 }
 
 /// Waits up to `timeout` for an exclusive lock on the directory.
 pub fn lock_dir(dir: &Path, timeout: Duration) -> Result<DirLock, String> {
-    let file = File::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    let mut file = File::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(5);
     loop {
-        // SAFETY: flock(2) on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(DirLock { _file: file });
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
-            _ => return Err(format!("cannot lock {}: {err}", dir.display())),
-        }
+        file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(DirLock { _lock: lock }),
+            Err((file, Errno::EWOULDBLOCK | Errno::EINTR)) => file,
+            Err((_, errno)) => {
+                return Err(format!(
+                    "cannot lock {}: {}",
+                    dir.display(),
+                    std::io::Error::from(errno)
+                ))
+            }
+        };
         if Instant::now() >= deadline {
             return Err(format!(
                 "another system_account run kept {} locked for {}s; try again when it has finished",

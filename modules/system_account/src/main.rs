@@ -56,6 +56,7 @@ fn main() {
 
 fn system_account(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     let want = wanted(params)?;
+    runtime::require_root(ctx)?;
     let root = Path::new(ROOT);
 
     if ctx.check_mode {

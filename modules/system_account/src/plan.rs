@@ -299,14 +299,23 @@ fn plan_absent(db: &Db, want: &Wanted) -> Plan {
         });
     }
     if let Some(g) = db.group(&want.group) {
-        let others = db.primary_members(g.gid, &want.name);
+        // Deleting a group its other members still rely on would take it from them too:
+        // primary members (their gid) and supplementary ones (listed in /etc/group) alike.
+        let primary = db.primary_members(g.gid, &want.name);
+        let others = db.members(g, &want.name);
         if others.is_empty() {
             plan.actions.push(Action::DelGroup {
                 name: g.name.clone(),
             });
-        } else {
+        } else if others.len() == primary.len() {
             plan.notes.push(format!(
                 "group {} is kept: it is the primary group of {}",
+                g.name,
+                others.join(", ")
+            ));
+        } else {
+            plan.notes.push(format!(
+                "group {} is kept: it still has other members ({})",
                 g.name,
                 others.join(", ")
             ));
@@ -667,6 +676,31 @@ mod tests {
         );
         let v = View::predicted(&d, &w);
         assert_eq!(v.render(), "group: loki\ngid: 998\n");
+    }
+
+    #[test]
+    fn absent_keeps_a_group_with_other_supplementary_members() {
+        // The sidecar's own example: grafana (and the removed user itself) listed in the group.
+        let d = db(
+            "loki:x:999:998::/:/usr/sbin/nologin\n",
+            "loki:x:998:loki,grafana\n",
+        );
+        let mut w = want("loki");
+        w.present = false;
+        let p = plan(&d, &w).unwrap();
+        assert_eq!(
+            p.actions,
+            [Action::DelUser {
+                name: "loki".into()
+            }]
+        );
+        assert_eq!(
+            p.notes,
+            ["group loki is kept: it still has other members (grafana)"]
+        );
+        // Only the removed user itself listed: the group goes.
+        let d = db("loki:x:999:998::/:/usr/sbin/nologin\n", "loki:x:998:loki\n");
+        assert_eq!(plan(&d, &w).unwrap().actions.len(), 2);
     }
 
     #[test]

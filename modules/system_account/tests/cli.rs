@@ -31,8 +31,7 @@ struct Sandbox {
 impl Sandbox {
     /// `None` (after saying why) when this machine cannot make a private mount namespace.
     fn new(passwd: &str, group: &str) -> Option<Sandbox> {
-        // SAFETY: geteuid(2) has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if runtime::effective_uid() != 0 {
             eprintln!("skipped: needs root for a private mount namespace");
             return None;
         }
@@ -512,5 +511,38 @@ fn invalid_names_ids_and_paths_fail_naming_the_field() {
     refused(
         r#"{"name": "loki", "comment": "a\nb"}"#,
         &["'comment' must not contain", "line break"],
+    );
+}
+
+#[test]
+fn without_root_it_fails_at_once_and_says_become() {
+    runtime::testing::assert_needs_root(BIN, "system_account", json!({"name": "loki"}));
+}
+
+#[test]
+fn absent_keeps_a_group_that_still_has_other_members() {
+    // The sidecar's example: the user's group also lists grafana as a supplementary member.
+    let passwd = format!(
+        "{PASSWD}promtail:x:998:997::/:/usr/sbin/nologin\ngrafana:x:996:996::/:/usr/sbin/nologin\n"
+    );
+    let group = format!("{GROUP}logreaders:x:997:promtail,grafana\ngrafana:x:996:\n");
+    let Some(sb) = Sandbox::new(&passwd, &group) else {
+        return;
+    };
+    let run = sb.run(json!({"name": "promtail", "group": "logreaders", "state": "absent"}));
+    assert_ok(&run, true);
+    assert!(sb.lines("passwd", "promtail").is_empty());
+    assert_eq!(
+        sb.lines("group", "logreaders"),
+        ["logreaders:x:997:grafana"],
+        "the group stays, without the removed user"
+    );
+    assert_eq!(
+        run.json["notes"],
+        json!(["group logreaders is kept: it still has other members (grafana)"])
+    );
+    assert_ok(
+        &sb.run(json!({"name": "promtail", "group": "logreaders", "state": "absent"})),
+        false,
     );
 }

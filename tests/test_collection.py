@@ -1,0 +1,164 @@
+"""The collection tarball `make collection` writes, installed the way another project would:
+offline into a directory of its own, with its own ansible.cfg (no `library`, no
+`action_plugins`), then ansible-doc on every module and a playbook that runs
+homeops.observability.safe_grep and homeops.observability.apt_packages against localhost through
+the fast path."""
+import filecmp
+import os
+import re
+import sys
+import tarfile
+
+import pytest
+
+from conftest import REPO, collection_tarball, load_yaml, module_names, run, venv_bin
+
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import importlib.util  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("build_collection", os.path.join(REPO, "scripts", "build-collection.py"))
+build_collection = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build_collection)
+
+ROLES = ("common", "loki", "grafana", "alloy", "apt_lockdown")
+
+
+def test_requires_ansible_matches_the_pinned_ansible_core():
+    with open(os.path.join(REPO, "requirements.txt"), encoding="utf-8") as f:
+        pinned = re.search(r"^ansible-core==(\d+)\.(\d+)\.(\d+)$", f.read(), re.M)
+    major, minor, patch = pinned.groups()
+    runtime = load_yaml("meta/runtime.yml")
+    assert runtime["requires_ansible"] == f">={major}.{minor}.{patch},<{major}.{int(minor) + 1}"
+
+
+def test_the_module_list_comes_from_the_cargo_workspace():
+    # Binary crates only: the shared runtime and the apt engine are libraries, not modules.
+    names = module_names()
+    assert "runtime" not in names and "apt" not in names
+    for name in names:
+        assert os.path.isfile(os.path.join(REPO, "modules", name, "src", "main.rs"))
+    res = run([sys.executable, os.path.join(REPO, "scripts", "modules.py")])
+    assert res.stdout.split() == names
+
+
+def test_library_layout_is_copied_whatever_its_subdirectories(tmp_path):
+    """Per-architecture builds (library/.arch/<arch>/<module>, or any other subdirectory) go to
+    the same place under plugins/modules/; files that are no module's are left out."""
+    lib = tmp_path / "library"
+    (lib / ".arch" / "aarch64").mkdir(parents=True)
+    for f in ("safe_grep", "safe_grep.yml", ".arch/aarch64/safe_grep", "notes.txt", ".arch/aarch64/other"):
+        (lib / f).write_text("x")
+    assert build_collection.library_files(str(tmp_path), ["safe_grep"]) == [
+        os.path.join(".arch", "aarch64", "safe_grep"), "safe_grep", "safe_grep.yml"]
+    (lib / "safe_grep").unlink()
+    with pytest.raises(SystemExit, match="library/safe_grep"):
+        build_collection.library_files(str(tmp_path), ["safe_grep"])
+
+
+@pytest.fixture(scope="module")
+def tarball():
+    return collection_tarball()
+
+
+def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
+    with tarfile.open(tarball) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        for name in module_names():
+            binary = members[f"plugins/modules/{name}"]
+            assert binary.mode & 0o111, f"plugins/modules/{name} is not executable"
+            assert f"plugins/modules/{name}.yml" in members
+            action = tar.extractfile(f"plugins/action/{name}.py").read()
+            with open(os.path.join(REPO, "action_plugins", "homeops_fastpath.py"), "rb") as f:
+                assert action == f.read(), f"plugins/action/{name}.py is not the fast path of this tree"
+        for path in ("meta/runtime.yml", "plugins/doc_fragments/apt.py", "README.md", "MANIFEST.json", "FILES.json"):
+            assert path in members, path
+        for role in ROLES:
+            assert f"roles/{role}/README.md" in members and f"roles/{role}/meta/main.yml" in members
+            assert any(n.startswith(f"roles/{role}/defaults/main") for n in members), role
+        tops = {n.split("/")[0] for n in members}
+        assert tops <= {"plugins", "roles", "meta", "README.md", "CHANGELOG.md", "MANIFEST.json", "FILES.json"}, tops
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tarball):
+    """A project outside this repository: its own ansible.cfg and collections path, the
+    collection installed offline from the tarball with its dependencies from vendor/."""
+    root = tmp_path_factory.mktemp("elsewhere")
+    (root / "ansible.cfg").write_text(
+        "[defaults]\ncollections_path = ./collections\nhome = ./.ansible\nnocows = True\n"
+        "interpreter_python = auto_silent\n")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_LOG_PATH=str(root / "ansible.log"),
+               ANSIBLE_NOCOLOR="1", HOMEOPS_FASTPATH="1")
+    for key in ("ANSIBLE_LIBRARY", "ANSIBLE_ACTION_PLUGINS", "ANSIBLE_COLLECTIONS_PATH"):
+        env.pop(key, None)
+    vendored = sorted(os.path.join(REPO, "vendor", f) for f in os.listdir(os.path.join(REPO, "vendor")) if f.endswith(".tar.gz"))
+    res = run([venv_bin("ansible-galaxy"), "collection", "install", "--offline", tarball, *vendored, "-p", "./collections"],
+              cwd=root, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (root / "collections/ansible_collections/homeops/observability/MANIFEST.json").is_file()
+    return root, env
+
+
+@pytest.mark.parametrize("module", module_names())
+def test_ansible_doc_shows_each_module(project, module):
+    root, env = project
+    res = run([venv_bin("ansible-doc"), "-t", "module", f"homeops.observability.{module}"], cwd=root, env=env)
+    assert res.returncode == 0 and "OPTIONS" in res.stdout, res.stderr
+    assert res.stdout.lstrip().startswith(f"> MODULE homeops.observability.{module}"), res.stdout[:200]
+    if module in ("apt_packages", "kernel_headers"):
+        # From the doc fragment homeops.observability.apt, not the sidecar itself.
+        assert "lock_timeout" in res.stdout and "retry_delay" in res.stdout
+
+
+PLAYBOOK = """---
+- name: Use the collection from another project
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  module_defaults:
+    group/homeops.observability.apt:
+      lock_timeout: 5
+      retries: 0
+  tasks:
+    - name: Find the marker in the file with safe_grep
+      homeops.observability.safe_grep:
+        path: "%(path)s"
+        pattern: "^marker="
+        state: present
+      register: grep_result
+
+    - name: Ask apt_packages for a package that is installed, in check mode
+      homeops.observability.apt_packages:
+        name: dpkg
+        state: present
+      check_mode: true
+      register: apt_result
+
+    - name: Check what the modules answered
+      ansible.builtin.assert:
+        that:
+          - grep_result is not changed
+          - grep_result.count == 1
+          - grep_result.lines == [2]
+          - apt_result is not changed
+          - apt_result is not failed
+"""
+
+
+def test_a_playbook_elsewhere_runs_our_modules_through_the_fast_path(project):
+    root, env = project
+    target = root / "settings.conf"
+    target.write_text("# settings\nmarker=secret-value\nother=1\n")
+    (root / "use.yml").write_text(PLAYBOOK % {"path": target})
+    res = run([venv_bin("ansible-playbook"), "-i", "localhost,", "-vvv", "use.yml"], cwd=root, env=env)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    assert re.search(r"localhost\s*:\s*ok=3\s+changed=0\s+unreachable=0\s+failed=0", out), out[-2000:]
+    # The fast path ran both modules (cached or uploaded), from the installed collection.
+    for module in ("safe_grep", "apt_packages"):
+        assert re.search(r"homeops fast path: (uploading \S*collections/ansible_collections/homeops/observability/"
+                         r"plugins/modules/%s |cached homeops\.observability\.%s )" % (module, module), out), module
+    assert "homeops fast path off" not in out
+    assert "secret-value" not in out

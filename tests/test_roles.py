@@ -1,0 +1,97 @@
+"""The roles of the collection: the parts every role has, the variable prefixes (our rule in
+place of ansible-lint's var-naming[no-role-prefix], see .ansible-lint), and the one module list
+in the docs."""
+import glob
+import os
+import re
+
+import pytest
+import yaml
+
+from conftest import REPO, load_yaml, module_names
+
+ROLES = ("common", "loki", "grafana", "alloy", "apt_lockdown")
+COMPONENTS = ("loki", "grafana", "alloy")
+
+
+def defaults_of(role):
+    files = glob.glob(os.path.join(REPO, "roles", role, "defaults", "main.yml"))
+    files += sorted(glob.glob(os.path.join(REPO, "roles", role, "defaults", "main", "*.yml")))
+    variables = {}
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            variables.update(yaml.safe_load(f) or {})
+    return variables
+
+
+def test_the_roles_are_the_ones_documented():
+    assert sorted(os.listdir(os.path.join(REPO, "roles"))) == sorted(ROLES)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_has_readme_meta_and_defaults(role):
+    base = os.path.join(REPO, "roles", role)
+    assert os.path.isfile(os.path.join(base, "README.md"))
+    meta = load_yaml(f"roles/{role}/meta/main.yml")
+    assert meta["galaxy_info"]["description"]
+    assert defaults_of(role), f"roles/{role} has no defaults"
+    if role != "common":
+        # The shared defaults reach every role through this dependency.
+        assert meta["dependencies"] == [{"role": "homeops.observability.common"}]
+        assert os.path.isfile(os.path.join(base, "tasks", "main.yml"))
+    else:
+        # A dependency's tasks/main.yml would run at the start of every role that lists it.
+        assert not os.path.exists(os.path.join(base, "tasks", "main.yml"))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_defaults_carry_their_component_prefix(role):
+    allowed = {
+        # verify_*: the verify playbook's settings (check E's timeout), loaded with common.
+        "common": ("observability_", "verify_") + tuple(c + "_" for c in COMPONENTS),
+        "loki": ("loki_",),
+        # loki_datasource_user pairs with the inventory secret loki_datasource_password.
+        "grafana": ("grafana_", "loki_datasource_"),
+        "alloy": ("alloy_",),
+        "apt_lockdown": ("apt_lockdown_",),
+    }[role]
+    for name in defaults_of(role):
+        assert name.startswith(allowed), f"roles/{role}/defaults: {name} should start with one of {allowed}"
+
+
+def test_no_variable_is_defaulted_twice():
+    seen = {}
+    for role in ROLES:
+        for name in defaults_of(role):
+            assert name not in seen, f"{name} is a default of both {seen[name]} and {role}"
+            seen[name] = role
+
+
+def test_versions_are_only_in_the_common_role():
+    for role in ROLES:
+        for name in defaults_of(role):
+            if name.endswith("_version"):
+                assert role == "common", f"{name} in roles/{role}: pins live in roles/common/defaults/main/versions.yml"
+    # The current pins, and the previous release set upgrades are tested from (issue 14).
+    assert set(load_yaml("roles/common/defaults/main/versions.yml")) == (
+        {c + "_version" for c in COMPONENTS} | {c + "_version_previous" for c in COMPONENTS})
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/design.md", "docs/collection.md"])
+def test_docs_list_exactly_the_modules_of_the_workspace(doc):
+    with open(os.path.join(REPO, doc), encoding="utf-8") as f:
+        text = f.read()
+    # The module tables: those whose first column is headed "module"; a row's first cell holds
+    # the name in backticks (FQCN or bare).
+    listed, in_table = set(), False
+    for line in text.splitlines():
+        line = line.strip()
+        if re.match(r"^\| module \|", line):
+            in_table = True
+        elif not line.startswith("|"):
+            in_table = False
+        elif in_table:
+            m = re.match(r"^\| `(?:homeops\.observability\.)?([a-z_]+)` \|", line)
+            if m:
+                listed.add(m.group(1))
+    assert listed == set(module_names()), f"{doc} lists {sorted(listed)}"
