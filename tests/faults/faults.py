@@ -964,7 +964,7 @@ def installed_versions(host: str) -> dict:
     return {parts[0]: (parts[1] if len(parts) > 1 else "") for parts in (l.split() for l in out.splitlines()) if parts}
 
 
-@scenario("14", "an upgrade killed after the Loki play is finished by the next deploy", 3)
+@scenario("15", "an upgrade killed after the Loki play is finished by the next deploy", 3)
 def upgrade_interrupted(s: Scenario):
     """The previous release set is deployed and marker lines written on every agent reach Loki;
     the deploy of the current set is SIGKILLed (its whole process group) as the Grafana play
