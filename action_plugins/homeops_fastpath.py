@@ -240,8 +240,9 @@ class ActionModule(ActionBase):
         if arch is not None and arch in binaries:
             self._host_arch = arch
             binary, sha = binaries[arch], shas[arch]
-            display.vvv("homeops fast path: uploading %s for %s (%d bytes, sha256 %s)"
-                        % (module_name, arch, len(binary), sha[:12]))
+            display.vvv("homeops fast path: uploading %s for %s from %s (%d bytes, sha256 %s)"
+                        % (module_name, arch, module_path if arch == ARCHES[0] else arch_binary(module_path, arch),
+                           len(binary), sha[:12]))
             res = self._remote(prefix, render(_INSTALL_AND_RUN, sha, len(binary)), binary + args)
         elif arch is None:
             display.vvv("homeops fast path: cached %s" % module_name)

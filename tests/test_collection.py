@@ -86,7 +86,10 @@ def project(tmp_path_factory, tarball):
     root = tmp_path_factory.mktemp("elsewhere")
     (root / "ansible.cfg").write_text(
         "[defaults]\ncollections_path = ./collections\nhome = ./.ansible\nnocows = True\n"
-        "interpreter_python = auto_silent\n")
+        "interpreter_python = auto_silent\n"
+        # The fast path sends the arguments on stdin only where ansible-core would pipeline
+        # (issue 12); a project that wants it turns pipelining on, as the README says.
+        "[connection]\npipelining = True\n")
     env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_LOG_PATH=str(root / "ansible.log"),
                ANSIBLE_NOCOLOR="1", HOMEOPS_FASTPATH="1")
     for key in ("ANSIBLE_LIBRARY", "ANSIBLE_ACTION_PLUGINS", "ANSIBLE_COLLECTIONS_PATH"):
@@ -158,7 +161,8 @@ def test_a_playbook_elsewhere_runs_our_modules_through_the_fast_path(project):
     assert re.search(r"localhost\s*:\s*ok=3\s+changed=0\s+unreachable=0\s+failed=0", out), out[-2000:]
     # The fast path ran both modules (cached or uploaded), from the installed collection.
     for module in ("safe_grep", "apt_packages"):
-        assert re.search(r"homeops fast path: (uploading \S*collections/ansible_collections/homeops/observability/"
-                         r"plugins/modules/%s |cached homeops\.observability\.%s )" % (module, module), out), module
+        assert re.search(r"homeops fast path: (uploading homeops\.observability\.%s for \w+ from \S*collections/"
+                         r"ansible_collections/homeops/observability/plugins/modules/(\.arch/\w+/)?%s "
+                         r"|cached homeops\.observability\.%s$)" % (module, module, module), out, re.M), module
     assert "homeops fast path off" not in out
     assert "secret-value" not in out

@@ -15,13 +15,18 @@ ws-01-linux                : ok=3    changed=0    unreachable=0    failed=0    s
 """
 
 
-def changed(text, tmp_path):
+def awk_lines(script, text, tmp_path):
+    """Run scripts/<script> over text, as itest does over a playbook's output."""
     path = tmp_path / "out.txt"
     path.write_text(text)
     return subprocess.run(
-        ["awk", "-f", os.path.join(REPO, "scripts/recap-changed.awk"), str(path)],
+        ["awk", "-f", os.path.join(REPO, "scripts", script), str(path)],
         check=True, capture_output=True, text=True,
     ).stdout.splitlines()
+
+
+def changed(text, tmp_path):
+    return awk_lines("recap-changed.awk", text, tmp_path)
 
 
 def test_all_hosts_unchanged_is_idempotent(tmp_path):
@@ -38,12 +43,7 @@ def test_lines_before_the_recap_are_ignored(tmp_path):
 
 
 def recap_hosts(text, tmp_path):
-    path = tmp_path / "out.txt"
-    path.write_text(text)
-    return subprocess.run(
-        ["awk", "-f", os.path.join(REPO, "scripts/recap-hosts.awk"), str(path)],
-        check=True, capture_output=True, text=True,
-    ).stdout.splitlines()
+    return awk_lines("recap-hosts.awk", text, tmp_path)
 
 
 def test_recap_hosts_are_the_hosts_the_run_reported_on(tmp_path):

@@ -60,32 +60,34 @@ real_loki_binary() {
     echo "$cache/loki"
 }
 
-# The stand-in checks its config against the key tree of its version (issue 10): ship the
-# checker and that tree with it. No tree for the pinned version is a build error, not a stand-in
-# that silently accepts anything.
-prepare_loki_standin() {
-    local work=$1 ver=$2 tree="$LAB_ROOT/upstream/loki/$2.json"
-    if [[ ! -f $tree ]]; then
-        echo "no Loki config key tree for the pinned loki_version $ver: $tree is missing;" \
-             "extract it with scripts/extract-loki-config.py --git-dir <loki mirror> --tag v$ver --out $tree" >&2
+# ship_upstream WORK WHAT SRC DEST HOW: install the upstream-derived file SRC at WORK/DEST, or fail
+# naming it and HOW to extract it. A stand-in without the data of its version would accept
+# anything: a missing file is a build error.
+ship_upstream() {
+    local work=$1 what=$2 src=$3 dest=$4 how=$5
+    if [[ ! -f $src ]]; then
+        echo "no $what: $src is missing; extract it with $how" >&2
         return 1
     fi
-    install -d "$work/usr/share/loki-standin"
-    install -m 0644 "$LAB_ROOT/upstream/configcheck.py" "$work/usr/share/loki-standin/configcheck.py"
-    install -m 0644 "$tree" "$work/usr/share/loki-standin/config-tree.json"
+    install -D -m 0644 "$src" "$work/$dest"
 }
 
-# The Alloy stand-in refuses a config as Alloy would, by the component reference of its version
-# (issue 10): ship upstream/alloy/<version>.json with it. No reference is a build error.
+# The Loki stand-in checks its config against the key tree of its version (issue 10): ship the
+# checker and that tree with it.
+prepare_loki_standin() {
+    local work=$1 ver=$2
+    ship_upstream "$work" "Loki config key tree for the pinned loki_version $ver" \
+        "$LAB_ROOT/upstream/loki/$ver.json" usr/share/loki-standin/config-tree.json \
+        "scripts/extract-loki-config.py --git-dir <loki mirror> --tag v$ver --out upstream/loki/$ver.json" || return 1
+    install -m 0644 "$LAB_ROOT/upstream/configcheck.py" "$work/usr/share/loki-standin/configcheck.py"
+}
+
+# The Alloy stand-in refuses a config as Alloy would, by the component reference of its version.
 prepare_alloy_standin() {
-    local work=$1 ver=$2 ref="$LAB_ROOT/upstream/alloy/$2.json"
-    if [[ ! -f $ref ]]; then
-        echo "no Alloy component reference for the pinned alloy_version $ver: $ref is missing;" \
-             "extract it with scripts/extract-alloy-reference.py <alloy git dir> v$ver > $ref" >&2
-        return 1
-    fi
-    install -d "$work/usr/share/alloy-lab/reference"
-    install -m 0644 "$ref" "$work/usr/share/alloy-lab/reference/$ver.json"
+    local work=$1 ver=$2
+    ship_upstream "$work" "Alloy component reference for the pinned alloy_version $ver" \
+        "$LAB_ROOT/upstream/alloy/$ver.json" "usr/share/alloy-lab/reference/$ver.json" \
+        "scripts/extract-alloy-reference.py <alloy git dir> v$ver > upstream/alloy/$ver.json"
 }
 
 # The real binary with the stand-in's packaging (unit, conffile, postinst user handling, paths:
