@@ -73,6 +73,8 @@ include lab/lab.mk
 # make bench (issue 5) and make itest-faults (issue 6) live beside their code.
 include bench/bench.mk
 include tests/faults/faults.mk
+# make itest-upgrade (issue 14) lives beside its script.
+include scripts/itest-upgrade.mk
 
 .PHONY: help prerequisites setup venv collections collection build lint lint-workflows test test-templates \
         test-playbooks syntax-check deploy verify itest inventory clean

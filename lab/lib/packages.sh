@@ -145,6 +145,27 @@ EOM
     ln -s "/usr/src/linux-headers-$krel" "$d/lib/modules/$krel/build"
 }
 
+# build_previous_set REPO_DIR VERSIONS_FILE: the packages of the previous release set
+# (loki_version_previous & co., the set we support upgrading from: make itest-upgrade) into the
+# same repo, so apt can pick loki=<previous> and later loki=<current>. Real Loki where its binary
+# is at hand, else the stand-in with that version's key tree. A versions file without the
+# previous keys builds nothing. Runs after the current set, so LAB_LOKI_KIND stays the current
+# one's; sets LAB_PREVIOUS_VERSIONS for the VERSIONS file.
+build_previous_set() {
+    local repo=$1 vf=$2 lv gv av kind=$LAB_LOKI_KIND
+    LAB_PREVIOUS_VERSIONS=""
+    grep -qE '^loki_version_previous[[:space:]]*:' "$vf" || return 0
+    lv=$(read_version loki_version_previous "$vf") || return 1
+    gv=$(read_version grafana_version_previous "$vf") || return 1
+    av=$(read_version alloy_version_previous "$vf") || return 1
+    build_loki_package "$repo" "$lv" | sed 's/^lab: loki package:/lab: previous loki package:/' >&2
+    (( PIPESTATUS[0] == 0 )) || return 1
+    build_standin "$LAB_DIR/packages/grafana" "$repo" "$gv" || return 1
+    build_standin "$LAB_DIR/packages/alloy" "$repo" "$av" "" prepare_alloy_standin || return 1
+    LAB_PREVIOUS_VERSIONS="loki=$lv grafana=$gv alloy=$av"
+    LAB_LOKI_KIND=$kind
+}
+
 # build_repo REPO_DIR: all stand-ins plus Packages(.gz) and Release for a flat repo.
 build_repo() {
     local repo=$1 vf="$LAB_ROOT/roles/common/defaults/main/versions.yml" krel lv gv av tmp
@@ -156,6 +177,7 @@ build_repo() {
     build_loki_package "$repo" "$lv" >&2 || return 1
     build_standin "$LAB_DIR/packages/grafana" "$repo" "$gv" || return 1
     build_standin "$LAB_DIR/packages/alloy" "$repo" "$av" "" prepare_alloy_standin || return 1
+    build_previous_set "$repo" "$vf" || return 1
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/hoplab-hdr.XXXXXX")
     build_headers_tree "$tmp/tree" "$krel" || { rm -rf "$tmp"; return 1; }
     build_standin "$tmp/tree" "$repo" "1.0+lab1" "$krel" || { rm -rf "$tmp"; return 1; }
@@ -176,5 +198,6 @@ build_repo() {
     {
         echo "lab_versions: loki=$lv grafana=$gv alloy=$av headers=linux-headers-$krel"
         echo "lab_loki_package: $LAB_LOKI_KIND"
+        if [[ -n ${LAB_PREVIOUS_VERSIONS:-} ]]; then echo "lab_versions_previous: $LAB_PREVIOUS_VERSIONS"; fi
     } >"$repo/VERSIONS"
 }
