@@ -4,7 +4,13 @@
 
 LAB_CACHE_DIR=${LAB_CACHE_DIR:-/var/cache/homeops-lab}
 LAB_SUITE=bookworm
-LAB_BASE_INCLUDE=systemd,systemd-sysv,openssh-server,python3,python3-yaml,dbus,iproute2,unattended-upgrades,procps
+LAB_BASE_INCLUDE=systemd,systemd-sysv,openssh-server,python3,python3-yaml,dbus,iproute2,unattended-upgrades,procps,sudo
+# The SSH users Ansible logs in as (a real fleet's, not root), with their sudo rules below.
+# Most hosts: `admin` with passwordless sudo; ws-01-linux: `pi`, whose sudo asks for a password
+# (set per lab at boot, given to Ansible as ansible_become_password). Root keeps the lab key for
+# the lab's own tooling (lab/lab, tests/faults).
+LAB_ADMIN_USER=admin
+LAB_PW_USER=pi
 
 # host_debian_mirror: the Debian mirror this machine's own apt sources use (never hard-coded).
 host_debian_mirror() {
@@ -35,7 +41,7 @@ host_debian_mirror() {
 # The recipe only (how the tree is made and prepared), not this whole file: editing the cache
 # handling or a comment must not cost every clone a new ~220 MB base.
 base_recipe_hash() {
-    { declare -f prepare_base; echo "debootstrap --variant=minbase $LAB_SUITE $LAB_BASE_INCLUDE"; } | sha256sum | cut -c1-16
+    { declare -f prepare_base; echo "debootstrap --variant=minbase $LAB_SUITE $LAB_BASE_INCLUDE users $LAB_ADMIN_USER $LAB_PW_USER"; } | sha256sum | cut -c1-16
 }
 
 base_dir() { echo "$LAB_CACHE_DIR/base-$(base_recipe_hash)"; }
@@ -67,14 +73,30 @@ EOC
     rm -rf "$d"/var/lib/apt/lists/* "$d"/var/cache/apt/archives/*.deb "$d"/var/cache/apt/*.bin
     mkdir -p "$d/var/lib/apt/lists/partial"
     install -d -m 0700 "$d/root/.ssh"
+    # The non-root SSH users and their sudo rules. useradd --root edits the tree's passwd/shadow
+    # with this machine's useradd (nothing runs inside: works for a foreign-arch tree too).
+    # Password '*': no password login, but not locked ('!'), so key login works whatever UsePAM says.
+    local u
+    for u in "$LAB_ADMIN_USER" "$LAB_PW_USER"; do
+        useradd --root "$d" -m -U -s /bin/bash -p '*' "$u" || { echo "useradd $u failed in the base" >&2; return 1; }
+        install -d -m 0700 "$d/home/$u/.ssh"
+        chown --reference="$d/home/$u" "$d/home/$u/.ssh"
+    done
+    cat >"$d/etc/sudoers.d/homeops-lab" <<EOC
+# homeops lab: as on a real fleet. $LAB_ADMIN_USER: passwordless sudo; $LAB_PW_USER: sudo asks for
+# the user's password (set per lab at boot; Ansible's ansible_become_password).
+$LAB_ADMIN_USER ALL=(ALL:ALL) NOPASSWD: ALL
+$LAB_PW_USER ALL=(ALL:ALL) ALL
+EOC
+    chmod 0440 "$d/etc/sudoers.d/homeops-lab"
     # The timers must be enabled in the image (apt ships them enabled; check, don't assume).
     local t
     for t in apt-daily.timer apt-daily-upgrade.timer; do
         [[ -e $d/etc/systemd/system/timers.target.wants/$t ]] \
             || ln -s "/lib/systemd/system/$t" "$d/etc/systemd/system/timers.target.wants/$t"
     done
-    [[ -x $d/usr/bin/python3 && -x $d/usr/sbin/sshd && -e $d/usr/bin/unattended-upgrade ]] \
-        || { echo "base is missing python3, sshd or unattended-upgrades" >&2; return 1; }
+    [[ -x $d/usr/bin/python3 && -x $d/usr/sbin/sshd && -e $d/usr/bin/unattended-upgrade && -x $d/usr/bin/sudo ]] \
+        || { echo "base is missing python3, sshd, unattended-upgrades or sudo" >&2; return 1; }
 }
 
 # ensure_base: print the path of the prepared base, building it when the cache has none.

@@ -35,6 +35,15 @@ host_groups() {
     esac
 }
 
+# host_ssh_user NAME: the non-root user Ansible logs in as (then sudo). ws-01-linux is the
+# workstation whose sudo asks for a password (ansible_become_password); the rest: passwordless.
+host_ssh_user() {
+    case $1 in
+        ws-01-linux) echo "${LAB_PW_USER:-pi}" ;;
+        *) echo "${LAB_ADMIN_USER:-admin}" ;;
+    esac
+}
+
 # valid_host_name NAME: a name host_names could produce (used to check `fault HOST`).
 valid_host_name() {
     [[ $1 =~ ^(obs-01|ws-01-linux|srv-01|agent-[0-9]{2,})$ ]]

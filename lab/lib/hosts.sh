@@ -65,9 +65,21 @@ prepare_upper() {
     ssh-keygen -q -t ed25519 -N '' -C "root@$h" -f "$u/etc/ssh/ssh_host_ed25519_key" \
         || { echo "ssh-keygen failed for $h" >&2; return 1; }
     install -m 0600 "$(lab_key).pub" "$u/root/.ssh/authorized_keys"
+    # The host's Ansible user (host_ssh_user) gets the same key; the dirs keep the base's owner.
+    local su; su=$(host_ssh_user "$h")
+    mkdir_like "$base" "$u" "home/$su/.ssh"
+    install -m 0600 -o "$(stat -c %u "$base/home/$su")" -g "$(stat -c %g "$base/home/$su")" \
+        "$(lab_key).pub" "$u/home/$su/.ssh/authorized_keys"
     echo "deb [trusted=yes] $repo ./" >"$u/etc/apt/sources.list.d/homeops-lab.list"
     [[ $h == ws-01-linux ]] && write_dkms_hook "$base" "$u"
     return 0
+}
+
+# set_become_password HOST PASSWORD: set the password-sudo user's password in a running host
+# (via nsenter + chpasswd: the password travels on stdin, never on a command line or in a log).
+set_become_password() {
+    local h=$1 pw=$2
+    printf '%s:%s\n' "$LAB_PW_USER" "$pw" | hexec "$h" chpasswd
 }
 
 # host_cgroups HOST: the per-host cgroup dirs (one per root in S_CGROUPS).
