@@ -40,11 +40,23 @@ host_debian_mirror() {
 
 # The recipe only (how the tree is made and prepared), not this whole file: editing the cache
 # handling or a comment must not cost every clone a new ~220 MB base.
+# base_recipe_hash [ARCH]: ARCH is a Debian architecture (default: this machine's, amd64 here);
+# a foreign one (arm64 for pi-01) is part of the recipe and of the base's name.
 base_recipe_hash() {
-    { declare -f prepare_base; echo "debootstrap --variant=minbase $LAB_SUITE $LAB_BASE_INCLUDE users $LAB_ADMIN_USER $LAB_PW_USER"; } | sha256sum | cut -c1-16
+    local arch=${1:-} extra=""
+    [[ -n $arch && $arch != "$(dpkg --print-architecture)" ]] && extra=" --arch=$arch"
+    { declare -f prepare_base; echo "debootstrap --variant=minbase$extra $LAB_SUITE $LAB_BASE_INCLUDE users $LAB_ADMIN_USER $LAB_PW_USER"; } | sha256sum | cut -c1-16
 }
 
-base_dir() { echo "$LAB_CACHE_DIR/base-$(base_recipe_hash)"; }
+# base_dir [ARCH]: the native base is base-<hash> (as before); a foreign one base-<arch>-<hash>.
+base_dir() {
+    local arch=${1:-}
+    if [[ -n $arch && $arch != "$(dpkg --print-architecture)" ]]; then
+        echo "$LAB_CACHE_DIR/base-$arch-$(base_recipe_hash "$arch")"
+    else
+        echo "$LAB_CACHE_DIR/base-$(base_recipe_hash)"
+    fi
+}
 
 # prepare_base DIR: make a fresh debootstrap tree into the lab's read-only lower layer.
 prepare_base() {
@@ -104,8 +116,11 @@ EOC
 # waits and then finds it. Other recipes' bases are left alone (another clone's running lab may
 # stand on one): `lab/lab prune` removes them under its own rules.
 ensure_base() {
-    local dir tmp mirror t0
-    dir=$(base_dir)
+    local arch=${1:-} dir tmp mirror t0 archopt=() what="$LAB_SUITE"
+    dir=$(base_dir "$arch")
+    if [[ -n $arch && $arch != "$(dpkg --print-architecture)" ]]; then
+        archopt=(--arch="$arch"); what="$LAB_SUITE $arch"
+    fi
     if [[ -f $dir/.homeops-lab-base ]]; then
         echo "$dir"; return 0
     fi
@@ -121,17 +136,21 @@ ensure_base() {
     fi
     require_cmds debootstrap
     mirror=$(host_debian_mirror) || die "no Debian $LAB_SUITE mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
-    log "building the base image (debootstrap $LAB_SUITE from $mirror; about a minute, once per recipe)"
+    if (( ${#archopt[@]} )); then
+        log "building the $arch base image (debootstrap $what from $mirror, second stage under qemu-user: about 8 minutes, once per recipe)"
+    else
+        log "building the base image (debootstrap $what from $mirror; about a minute, once per recipe)"
+    fi
     tmp="$dir.tmp.$$"
     rm -rf "$tmp"
     t0=$(now_ms)
-    if ! debootstrap --variant=minbase --include="$LAB_BASE_INCLUDE" "$LAB_SUITE" "$tmp" "$mirror" >"$LAB_CACHE_DIR/debootstrap.log" 2>&1 6>&-; then
-        tail -n 15 "$LAB_CACHE_DIR/debootstrap.log" | sed 's/^/    /' >&2
+    if ! debootstrap "${archopt[@]}" --variant=minbase --include="$LAB_BASE_INCLUDE" "$LAB_SUITE" "$tmp" "$mirror" >"$LAB_CACHE_DIR/debootstrap${arch:+-$arch}.log" 2>&1 6>&-; then
+        tail -n 15 "$LAB_CACHE_DIR/debootstrap${arch:+-$arch}.log" | sed 's/^/    /' >&2
         rm -rf "$tmp"
-        die "debootstrap failed (full log: $LAB_CACHE_DIR/debootstrap.log)"
+        die "debootstrap failed (full log: $LAB_CACHE_DIR/debootstrap${arch:+-$arch}.log)"
     fi
     prepare_base "$tmp" || { rm -rf "$tmp"; die "preparing the base image failed"; }
-    echo "recipe=$(base_recipe_hash) built=$(date -u +%FT%TZ) mirror=$mirror" >"$tmp/.homeops-lab-base"
+    echo "recipe=$(base_recipe_hash "$arch") arch=${arch:-$(dpkg --print-architecture)} built=$(date -u +%FT%TZ) mirror=$mirror" >"$tmp/.homeops-lab-base"
     mv "$tmp" "$dir" || die "cannot move the base into $dir"
     exec 6>&-
     log "base image ready in $(fmt_ms $(( $(now_ms) - t0 ))): $dir"

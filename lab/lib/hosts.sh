@@ -70,7 +70,17 @@ prepare_upper() {
     mkdir_like "$base" "$u" "home/$su/.ssh"
     install -m 0600 -o "$(stat -c %u "$base/home/$su")" -g "$(stat -c %g "$base/home/$su")" \
         "$(lab_key).pub" "$u/home/$su/.ssh/authorized_keys"
-    echo "deb [trusted=yes] $repo ./" >"$u/etc/apt/sources.list.d/homeops-lab.list"
+    # The host's own apt source: the lab's stand-in for the Debian mirror (signed with the lab's
+    # key). Grafana's repository (loki, grafana, alloy) is the deploy's to add, as on a real host.
+    mkdir_like "$base" "$u" usr/share/keyrings
+    install -m 0644 "$(repo_dir)/gpg.key" "$u/usr/share/keyrings/homeops-lab-debian.asc"
+    cat >"$u/etc/apt/sources.list.d/homeops-lab-debian.sources" <<EOS
+# homeops lab: stands in for the Debian mirror (the linux-headers stand-in). LAB ONLY.
+Types: deb
+URIs: ${repo}debian/
+Suites: ./
+Signed-By: /usr/share/keyrings/homeops-lab-debian.asc
+EOS
     [[ $h == ws-01-linux ]] && write_dkms_hook "$base" "$u"
     return 0
 }

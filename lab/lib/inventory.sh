@@ -9,7 +9,11 @@ render_inventory() {
     echo "# Holds lab secrets (mode 0600): never print it."
     echo "all:"
     echo "  vars:"
-    echo "    observability_package_source: lab"
+    # The deploy's default path (observability_package_source: grafana): it downloads the key,
+    # writes the deb822 source with Signed-By and refreshes the lists; only the two URLs point at
+    # the lab's signed repository (laid out like apt.grafana.com: suite stable, component main).
+    echo "    observability_grafana_apt_url: \"$repo\""
+    echo "    observability_grafana_apt_key_url: \"${repo}gpg.key\""
     echo "    lab_apt_repo_url: \"$repo\""
     echo "    grafana_admin_password: \"$gpw\""
     echo "    loki_datasource_password: \"$lpw\""
