@@ -19,7 +19,7 @@ ensure_binfmt_aarch64() {
         grep -q '^flags: .*F' "$entry" || die "qemu-aarch64 is registered in binfmt_misc without the F flag: pi-01 needs it (update-binfmts --disable qemu-aarch64, then lab up again)"
         return 0
     fi
-    [[ -x /usr/bin/qemu-aarch64-static ]] || die "command qemu-aarch64-static not found (for pi-01): install package qemu-user-static"
+    require_cmds qemu-aarch64-static
     if command -v update-binfmts >/dev/null 2>&1 && [[ -e /usr/share/binfmts/qemu-aarch64 ]]; then
         log "registering qemu-aarch64 in binfmt_misc (update-binfmts --enable qemu-aarch64; machine-wide, stays after lab down)"
         update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true

@@ -9,11 +9,6 @@ render_inventory() {
     echo "# Holds lab secrets (mode 0600): never print it."
     echo "all:"
     echo "  vars:"
-    # The deploy's default path (observability_package_source: grafana): it downloads the key,
-    # writes the deb822 source with Signed-By and refreshes the lists; only the two URLs point at
-    # the lab's signed repository (laid out like apt.grafana.com: suite stable, component main).
-    echo "    observability_grafana_apt_url: \"$repo\""
-    echo "    observability_grafana_apt_key_url: \"${repo}gpg.key\""
     echo "    lab_apt_repo_url: \"$repo\""
     echo "    grafana_admin_password: \"$gpw\""
     echo "    loki_datasource_password: \"$lpw\""
@@ -28,6 +23,12 @@ render_inventory() {
         [[ $(host_ssh_user "$h") == "${LAB_PW_USER:-pi}" ]] && echo "      ansible_become_password: \"$bpw\""
         echo "      ansible_ssh_private_key_file: \"$key\""
         echo "      ansible_ssh_common_args: \"$LAB_SSH_COMMON_ARGS\""
+        # The deploy's default path (observability_package_source: grafana): it downloads the key,
+        # writes the deb822 source with Signed-By and refreshes the lists; only the two URLs point
+        # at the lab's signed repository (laid out like apt.grafana.com: suite stable, component
+        # main). Host vars: the playbook's group_vars/all would beat the inventory's all.vars.
+        echo "      observability_grafana_apt_url: \"$repo\""
+        echo "      observability_grafana_apt_key_url: \"${repo}gpg.key\""
     done
     echo "  children:"
     for g in loki grafana alloy_linux alloy_windows; do
