@@ -43,6 +43,24 @@ DPkg::Post-Invoke { "/usr/local/sbin/homeops-lab-dkms-hook"; };
 EOH
 }
 
+# write_emulated_dropins BASE UPPER: a host whose systemd runs under qemu-user (pi-01): every
+# unit with LoadCredential= failed there with "Failed to set up credentials: Invalid argument"
+# (status 243/CREDENTIALS: systemd-sysusers, systemd-tmpfiles-setup(-dev), ...), leaving the
+# host `degraded`. An empty LoadCredential= drops the credentials, which the lab never passes.
+write_emulated_dropins() {
+    local base=$1 u=$2 f unit
+    for f in "$base"/lib/systemd/system/*.service; do
+        grep -q '^LoadCredential=' "$f" || continue
+        unit=$(basename "$f")
+        mkdir_like "$base" "$u" "etc/systemd/system/$unit.d"
+        cat >"$u/etc/systemd/system/$unit.d/10-homeops-lab-qemu.conf" <<'EOD'
+# homeops lab (emulated aarch64 host): systemd cannot set up credentials under qemu-user.
+[Service]
+LoadCredential=
+EOD
+    done
+}
+
 # prepare_upper HOST BASE SUBNET REPO_URL ALL_HOSTS...
 prepare_upper() {
     local h=$1 base=$2 subnet=$3 repo=$4; shift 4
@@ -82,6 +100,7 @@ Suites: ./
 Signed-By: /usr/share/keyrings/homeops-lab-debian.asc
 EOS
     [[ $h == ws-01-linux ]] && write_dkms_hook "$base" "$u"
+    [[ $(host_arch "$h") == "$(dpkg --print-architecture)" ]] || write_emulated_dropins "$base" "$u"
     return 0
 }
 
