@@ -26,7 +26,7 @@ render_inventory() {
         # The deploy's default path (observability_package_source: grafana): it downloads the key,
         # writes the deb822 source with Signed-By and refreshes the lists; only the two URLs point
         # at the lab's signed repository (laid out like apt.grafana.com: suite stable, component
-        # main). Host vars: the playbook's group_vars/all would beat the inventory's all.vars.
+        # main). Host vars: they beat any group_vars (a playbook's group_vars/all beats all.vars).
         echo "      observability_grafana_apt_url: \"$repo\""
         echo "      observability_grafana_apt_key_url: \"${repo}gpg.key\""
     done
