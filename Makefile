@@ -77,7 +77,7 @@ include tests/faults/faults.mk
 include scripts/itest-upgrade.mk
 
 .PHONY: help prerequisites setup venv collections collection build lint lint-workflows test test-templates \
-        test-playbooks syntax-check deploy verify itest inventory clean
+        test-playbooks syntax-check deploy verify itest itest-fleet inventory clean
 
 help: ## List the targets
 	@echo "HomeOps observability. Main job: make itest (Deploy + Verify). Tests: make test."
@@ -220,6 +220,10 @@ verify: setup inventory ## Run the verification checks A-D (docs/verification-sp
 
 itest: setup ## Golden Path: lab up, deploy, verify, idempotent re-deploy, lab down
 	@INVENTORY="$(INVENTORY)" LAB_KEEP="$(LAB_KEEP)" ANSIBLE_ARGS="$(ANSIBLE_ARGS)" \
+	  scripts/itest.sh
+
+itest-fleet: setup ## The Golden Path with the aarch64 agent pi-01 too (LAB_ARM=1; qemu-user, slower)
+	@LAB_ARM=1 INVENTORY="$(INVENTORY)" LAB_KEEP="$(LAB_KEEP)" ANSIBLE_ARGS="$(ANSIBLE_ARGS)" \
 	  scripts/itest.sh
 
 clean: ## Remove build output, installed binaries, venv, collections and Ansible state

@@ -174,7 +174,7 @@ chmod 600 "$SECRETS_FILE"
 # not into Ansible's log either (ansible-inventory would log its whole output there).
 ANSIBLE_LOG_PATH=/dev/null ansible-inventory -i "$INV" --list 2>/dev/null | python3 -c '
 import json, sys
-names = ("grafana_admin_password", "loki_datasource_password")
+names = ("grafana_admin_password", "loki_datasource_password", "ansible_become_password")
 data = json.load(sys.stdin)
 found = set()
 def walk(node):

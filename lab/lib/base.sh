@@ -4,7 +4,13 @@
 
 LAB_CACHE_DIR=${LAB_CACHE_DIR:-/var/cache/homeops-lab}
 LAB_SUITE=bookworm
-LAB_BASE_INCLUDE=systemd,systemd-sysv,openssh-server,python3,python3-yaml,dbus,iproute2,unattended-upgrades,procps
+LAB_BASE_INCLUDE=systemd,systemd-sysv,openssh-server,python3,python3-yaml,dbus,iproute2,unattended-upgrades,procps,sudo
+# The SSH users Ansible logs in as (a real fleet's, not root), with their sudo rules below.
+# Most hosts: `admin` with passwordless sudo; ws-01-linux: `pi`, whose sudo asks for a password
+# (set per lab at boot, given to Ansible as ansible_become_password). Root keeps the lab key for
+# the lab's own tooling (lab/lab, tests/faults).
+LAB_ADMIN_USER=admin
+LAB_PW_USER=pi
 
 # host_debian_mirror: the Debian mirror this machine's own apt sources use (never hard-coded).
 host_debian_mirror() {
@@ -34,11 +40,23 @@ host_debian_mirror() {
 
 # The recipe only (how the tree is made and prepared), not this whole file: editing the cache
 # handling or a comment must not cost every clone a new ~220 MB base.
+# base_recipe_hash [ARCH]: ARCH is a Debian architecture (default: this machine's, amd64 here);
+# a foreign one (arm64 for pi-01) is part of the recipe and of the base's name.
 base_recipe_hash() {
-    { declare -f prepare_base; echo "debootstrap --variant=minbase $LAB_SUITE $LAB_BASE_INCLUDE"; } | sha256sum | cut -c1-16
+    local arch=${1:-} extra=""
+    [[ -n $arch && $arch != "$(dpkg --print-architecture)" ]] && extra=" --arch=$arch"
+    { declare -f prepare_base; echo "debootstrap --variant=minbase$extra $LAB_SUITE $LAB_BASE_INCLUDE users $LAB_ADMIN_USER $LAB_PW_USER"; } | sha256sum | cut -c1-16
 }
 
-base_dir() { echo "$LAB_CACHE_DIR/base-$(base_recipe_hash)"; }
+# base_dir [ARCH]: the native base is base-<hash> (as before); a foreign one base-<arch>-<hash>.
+base_dir() {
+    local arch=${1:-}
+    if [[ -n $arch && $arch != "$(dpkg --print-architecture)" ]]; then
+        echo "$LAB_CACHE_DIR/base-$arch-$(base_recipe_hash "$arch")"
+    else
+        echo "$LAB_CACHE_DIR/base-$(base_recipe_hash)"
+    fi
+}
 
 # prepare_base DIR: make a fresh debootstrap tree into the lab's read-only lower layer.
 prepare_base() {
@@ -67,14 +85,30 @@ EOC
     rm -rf "$d"/var/lib/apt/lists/* "$d"/var/cache/apt/archives/*.deb "$d"/var/cache/apt/*.bin
     mkdir -p "$d/var/lib/apt/lists/partial"
     install -d -m 0700 "$d/root/.ssh"
+    # The non-root SSH users and their sudo rules. useradd --root edits the tree's passwd/shadow
+    # with this machine's useradd (nothing runs inside: works for a foreign-arch tree too).
+    # Password '*': no password login, but not locked ('!'), so key login works whatever UsePAM says.
+    local u
+    for u in "$LAB_ADMIN_USER" "$LAB_PW_USER"; do
+        useradd --root "$d" -m -U -s /bin/bash -p '*' "$u" || { echo "useradd $u failed in the base" >&2; return 1; }
+        install -d -m 0700 "$d/home/$u/.ssh"
+        chown --reference="$d/home/$u" "$d/home/$u/.ssh"
+    done
+    cat >"$d/etc/sudoers.d/homeops-lab" <<EOC
+# homeops lab: as on a real fleet. $LAB_ADMIN_USER: passwordless sudo; $LAB_PW_USER: sudo asks for
+# the user's password (set per lab at boot; Ansible's ansible_become_password).
+$LAB_ADMIN_USER ALL=(ALL:ALL) NOPASSWD: ALL
+$LAB_PW_USER ALL=(ALL:ALL) ALL
+EOC
+    chmod 0440 "$d/etc/sudoers.d/homeops-lab"
     # The timers must be enabled in the image (apt ships them enabled; check, don't assume).
     local t
     for t in apt-daily.timer apt-daily-upgrade.timer; do
         [[ -e $d/etc/systemd/system/timers.target.wants/$t ]] \
             || ln -s "/lib/systemd/system/$t" "$d/etc/systemd/system/timers.target.wants/$t"
     done
-    [[ -x $d/usr/bin/python3 && -x $d/usr/sbin/sshd && -e $d/usr/bin/unattended-upgrade ]] \
-        || { echo "base is missing python3, sshd or unattended-upgrades" >&2; return 1; }
+    [[ -x $d/usr/bin/python3 && -x $d/usr/sbin/sshd && -e $d/usr/bin/unattended-upgrade && -x $d/usr/bin/sudo ]] \
+        || { echo "base is missing python3, sshd, unattended-upgrades or sudo" >&2; return 1; }
 }
 
 # ensure_base: print the path of the prepared base, building it when the cache has none.
@@ -82,8 +116,11 @@ EOC
 # waits and then finds it. Other recipes' bases are left alone (another clone's running lab may
 # stand on one): `lab/lab prune` removes them under its own rules.
 ensure_base() {
-    local dir tmp mirror t0
-    dir=$(base_dir)
+    local arch=${1:-} dir tmp mirror t0 archopt=() what="$LAB_SUITE"
+    dir=$(base_dir "$arch")
+    if [[ -n $arch && $arch != "$(dpkg --print-architecture)" ]]; then
+        archopt=(--arch="$arch"); what="$LAB_SUITE $arch"
+    fi
     if [[ -f $dir/.homeops-lab-base ]]; then
         echo "$dir"; return 0
     fi
@@ -99,17 +136,21 @@ ensure_base() {
     fi
     require_cmds debootstrap
     mirror=$(host_debian_mirror) || die "no Debian $LAB_SUITE mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
-    log "building the base image (debootstrap $LAB_SUITE from $mirror; about a minute, once per recipe)"
+    if (( ${#archopt[@]} )); then
+        log "building the $arch base image (debootstrap $what from $mirror, second stage under qemu-user: about 8 minutes, once per recipe)"
+    else
+        log "building the base image (debootstrap $what from $mirror; about a minute, once per recipe)"
+    fi
     tmp="$dir.tmp.$$"
     rm -rf "$tmp"
     t0=$(now_ms)
-    if ! debootstrap --variant=minbase --include="$LAB_BASE_INCLUDE" "$LAB_SUITE" "$tmp" "$mirror" >"$LAB_CACHE_DIR/debootstrap.log" 2>&1 6>&-; then
-        tail -n 15 "$LAB_CACHE_DIR/debootstrap.log" | sed 's/^/    /' >&2
+    if ! debootstrap "${archopt[@]}" --variant=minbase --include="$LAB_BASE_INCLUDE" "$LAB_SUITE" "$tmp" "$mirror" >"$LAB_CACHE_DIR/debootstrap${arch:+-$arch}.log" 2>&1 6>&-; then
+        tail -n 15 "$LAB_CACHE_DIR/debootstrap${arch:+-$arch}.log" | sed 's/^/    /' >&2
         rm -rf "$tmp"
-        die "debootstrap failed (full log: $LAB_CACHE_DIR/debootstrap.log)"
+        die "debootstrap failed (full log: $LAB_CACHE_DIR/debootstrap${arch:+-$arch}.log)"
     fi
     prepare_base "$tmp" || { rm -rf "$tmp"; die "preparing the base image failed"; }
-    echo "recipe=$(base_recipe_hash) built=$(date -u +%FT%TZ) mirror=$mirror" >"$tmp/.homeops-lab-base"
+    echo "recipe=$(base_recipe_hash "$arch") arch=${arch:-$(dpkg --print-architecture)} built=$(date -u +%FT%TZ) mirror=$mirror" >"$tmp/.homeops-lab-base"
     mv "$tmp" "$dir" || die "cannot move the base into $dir"
     exec 6>&-
     log "base image ready in $(fmt_ms $(( $(now_ms) - t0 ))): $dir"

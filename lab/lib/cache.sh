@@ -7,7 +7,7 @@ running_lab_count() {
     local p c n=0 ids=()
     for p in /proc/[0-9]*; do
         c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-        if [[ $c =~ systemd-nspawn.*--overlay=$LAB_RUN_ROOT/([a-z0-9]{1,6})/base: ]]; then ids+=("${BASH_REMATCH[1]}")
+        if [[ $c =~ systemd-nspawn.*--overlay=$LAB_RUN_ROOT/([a-z0-9]{1,6})/base(-arm64)?: ]]; then ids+=("${BASH_REMATCH[1]}")
         elif [[ $c == *systemd-nspawn*--overlay=*"$LAB_CACHE_DIR"/base-* ]]; then ids+=(legacy)
         fi
     done
@@ -33,7 +33,7 @@ cmd_prune() {
     running=$(running_lab_count)
     local others=()
     for old in "$LAB_CACHE_DIR"/base-*; do
-        [[ -d $old && $old != "$current" ]] && others+=("$old")
+        [[ -d $old && $old != "$current" && $old != "$(base_dir "$LAB_ARM_ARCH")" ]] && others+=("$old")
     done
     if (( ${#others[@]} == 0 )); then
         log "prune: nothing to do: the cache holds no base but the current recipe's ($current; bases ${cache} MiB)"; return 0

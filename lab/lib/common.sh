@@ -32,6 +32,10 @@ fmt_ms() { printf '%d.%01ds' $(( $1 / 1000 )) $(( ($1 % 1000) / 100 )); }
 
 # command -> Debian package that provides it on the controller (see lab/host-packages.txt).
 declare -gA LAB_CMD_PKG=(
+    [gpg]=gnupg
+    [gpgconf]=gpgconf
+    [update-binfmts]=binfmt-support
+    [qemu-aarch64-static]=qemu-user-static
     [debootstrap]=debootstrap
     [systemd-nspawn]=systemd-container
     [ssh]=openssh-client

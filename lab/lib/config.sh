@@ -24,20 +24,35 @@ host_names() {
     for (( i = 1; i <= n; i++ )); do
         if (( i <= 3 )); then echo "${fixed[i-1]}"; else printf 'agent-%02d\n' "$i"; fi
     done
+    # LAB_ARM=1: plus the aarch64 agent pi-01 (lab/lib/arm.sh).
+    [[ ${LAB_ARM:-0} == 1 ]] && echo pi-01
+    return 0
 }
+
+# host_arch NAME: the Debian architecture of a host's base (pi-01 is the one arm64 host).
+host_arch() { if [[ $1 == pi-01 ]]; then echo arm64; else dpkg --print-architecture; fi; }
 
 # host_groups NAME: inventory groups of a host, space-separated.
 host_groups() {
     case $1 in
         obs-01) echo "loki grafana" ;;
-        ws-01-linux|srv-01|agent-[0-9]*) echo "alloy_linux" ;;
+        ws-01-linux|srv-01|agent-[0-9]*|pi-01) echo "alloy_linux" ;;
         *) echo "" ;;
+    esac
+}
+
+# host_ssh_user NAME: the non-root user Ansible logs in as (then sudo). ws-01-linux is the
+# workstation whose sudo asks for a password (ansible_become_password); the rest: passwordless.
+host_ssh_user() {
+    case $1 in
+        ws-01-linux) echo "${LAB_PW_USER:-pi}" ;;
+        *) echo "${LAB_ADMIN_USER:-admin}" ;;
     esac
 }
 
 # valid_host_name NAME: a name host_names could produce (used to check `fault HOST`).
 valid_host_name() {
-    [[ $1 =~ ^(obs-01|ws-01-linux|srv-01|agent-[0-9]{2,})$ ]]
+    [[ $1 =~ ^(obs-01|ws-01-linux|srv-01|agent-[0-9]{2,}|pi-01)$ ]]
 }
 
 # host_index NAME: the 1-based index of a host (obs-01=1 ... agent-07=7).
@@ -45,6 +60,8 @@ host_index() {
     case $1 in
         obs-01) echo 1 ;; ws-01-linux) echo 2 ;; srv-01) echo 3 ;;
         agent-*) echo $((10#${1#agent-})) ;;
+        # Beyond LAB_MAX_HOSTS (64) and still two digits (veth names): address .109.
+        pi-01) echo 99 ;;
         *) return 1 ;;
     esac
 }

@@ -43,6 +43,24 @@ DPkg::Post-Invoke { "/usr/local/sbin/homeops-lab-dkms-hook"; };
 EOH
 }
 
+# write_emulated_dropins BASE UPPER: a host whose systemd runs under qemu-user (pi-01): every
+# unit with LoadCredential= failed there with "Failed to set up credentials: Invalid argument"
+# (status 243/CREDENTIALS: systemd-sysusers, systemd-tmpfiles-setup(-dev), ...), leaving the
+# host `degraded`. An empty LoadCredential= drops the credentials, which the lab never passes.
+write_emulated_dropins() {
+    local base=$1 u=$2 f unit
+    for f in "$base"/lib/systemd/system/*.service; do
+        grep -q '^LoadCredential=' "$f" || continue
+        unit=$(basename "$f")
+        mkdir_like "$base" "$u" "etc/systemd/system/$unit.d"
+        cat >"$u/etc/systemd/system/$unit.d/10-homeops-lab-qemu.conf" <<'EOD'
+# homeops lab (emulated aarch64 host): systemd cannot set up credentials under qemu-user.
+[Service]
+LoadCredential=
+EOD
+    done
+}
+
 # prepare_upper HOST BASE SUBNET REPO_URL ALL_HOSTS...
 prepare_upper() {
     local h=$1 base=$2 subnet=$3 repo=$4; shift 4
@@ -65,9 +83,32 @@ prepare_upper() {
     ssh-keygen -q -t ed25519 -N '' -C "root@$h" -f "$u/etc/ssh/ssh_host_ed25519_key" \
         || { echo "ssh-keygen failed for $h" >&2; return 1; }
     install -m 0600 "$(lab_key).pub" "$u/root/.ssh/authorized_keys"
-    echo "deb [trusted=yes] $repo ./" >"$u/etc/apt/sources.list.d/homeops-lab.list"
+    # The host's Ansible user (host_ssh_user) gets the same key; the dirs keep the base's owner.
+    local su; su=$(host_ssh_user "$h")
+    mkdir_like "$base" "$u" "home/$su/.ssh"
+    install -m 0600 -o "$(stat -c %u "$base/home/$su")" -g "$(stat -c %g "$base/home/$su")" \
+        "$(lab_key).pub" "$u/home/$su/.ssh/authorized_keys"
+    # The host's own apt source: the lab's stand-in for the Debian mirror (signed with the lab's
+    # key). Grafana's repository (loki, grafana, alloy) is the deploy's to add, as on a real host.
+    mkdir_like "$base" "$u" usr/share/keyrings
+    install -m 0644 "$(repo_dir)/gpg.key" "$u/usr/share/keyrings/homeops-lab-debian.asc"
+    cat >"$u/etc/apt/sources.list.d/homeops-lab-debian.sources" <<EOS
+# homeops lab: stands in for the Debian mirror (the linux-headers stand-in). LAB ONLY.
+Types: deb
+URIs: ${repo}debian/
+Suites: ./
+Signed-By: /usr/share/keyrings/homeops-lab-debian.asc
+EOS
     [[ $h == ws-01-linux ]] && write_dkms_hook "$base" "$u"
+    [[ $(host_arch "$h") == "$(dpkg --print-architecture)" ]] || write_emulated_dropins "$base" "$u"
     return 0
+}
+
+# set_become_password HOST PASSWORD: set the password-sudo user's password in a running host
+# (via nsenter + chpasswd: the password travels on stdin, never on a command line or in a log).
+set_become_password() {
+    local h=$1 pw=$2
+    printf '%s:%s\n' "$LAB_PW_USER" "$pw" | hexec "$h" chpasswd
 }
 
 # host_cgroups HOST: the per-host cgroup dirs (one per root in S_CGROUPS).

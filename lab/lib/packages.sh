@@ -166,35 +166,91 @@ build_previous_set() {
     LAB_LOKI_KIND=$kind
 }
 
-# build_repo REPO_DIR: all stand-ins plus Packages(.gz) and Release for a flat repo.
+# The architectures the lab's repositories index (x86_64 hosts, the aarch64 pi-01).
+LAB_REPO_ARCHES="amd64 arm64"
+
+# repo_key_init GNUPGHOME: a fresh signing key for this lab (ed25519, no passphrase), in the
+# lab's state: new on every `up`, gone with `down`. gpg's agent is stopped again at once (no
+# process of the lab outlives the command that needs it).
+repo_key_init() {
+    local g=$1
+    rm -rf "$g"; install -d -m 0700 "$g"
+    gpg --homedir "$g" --batch --quiet --pinentry-mode loopback --passphrase '' \
+        --quick-gen-key "homeops lab $LAB_ID apt signing key (LAB ONLY) <lab-$LAB_ID@homeops-lab.invalid>" ed25519 sign never \
+        >"$g.log" 2>&1 || { sed 's/^/    /' "$g.log" >&2; echo "gpg could not make the lab's signing key" >&2; return 1; }
+    gpgconf --homedir "$g" --kill all >/dev/null 2>&1 || true
+}
+
+# repo_sign GNUPGHOME DIR: DIR/Release -> DIR/InRelease (clearsigned) and DIR/Release.gpg, as
+# Grafana's (and Debian's) repositories carry both.
+repo_sign() {
+    local g=$1 d=$2 rc=0
+    gpg --homedir "$g" --batch --quiet --yes --pinentry-mode loopback --passphrase '' --digest-algo SHA512 \
+        --clearsign -o "$d/InRelease" "$d/Release" 2>>"$g.log" || rc=1
+    gpg --homedir "$g" --batch --quiet --yes --pinentry-mode loopback --passphrase '' --digest-algo SHA512 \
+        --armor --detach-sign -o "$d/Release.gpg" "$d/Release" 2>>"$g.log" || rc=1
+    gpgconf --homedir "$g" --kill all >/dev/null 2>&1 || true
+    (( rc == 0 )) || { sed 's/^/    /' "$g.log" >&2; echo "gpg could not sign $d/Release" >&2; }
+    return "$rc"
+}
+
+# release_file DIR SUITE [ARCHES COMPONENTS]: a Release for the index files under DIR.
+release_file() {
+    local d=$1 suite=$2 arches=${3:-} comps=${4:-} f
+    {
+        echo "Origin: homeops-lab"
+        echo "Label: homeops-lab LAB STAND-IN packages"
+        echo "Suite: $suite"
+        echo "Codename: $suite"
+        echo "Date: $(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S UTC')"
+        [[ -n $arches ]] && echo "Architectures: $arches"
+        [[ -n $comps ]] && echo "Components: $comps"
+        echo "SHA256:"
+        while IFS= read -r f; do
+            printf ' %s %s %s\n' "$(sha256sum "$d/$f" | cut -d' ' -f1)" "$(stat -c %s "$d/$f")" "$f"
+        done < <(cd "$d" && find . -name 'Packages*' -type f | sed 's|^\./||' | LC_ALL=C sort)
+    } >"$d/Release"
+}
+
+# build_repo REPO_DIR: the lab's two apt repositories, both signed with the lab's key
+# (REPO_DIR/gpg.key is its public half, as https://apt.grafana.com/gpg.key is Grafana's):
+#   REPO_DIR/            laid out like apt.grafana.com: dists/stable/main/binary-<arch>/Packages,
+#                        pool/main/*.deb: loki, grafana, alloy. The deploy adds it itself
+#                        (observability_package_source: grafana, its URL and key URL at the lab).
+#   REPO_DIR/debian/     a flat repo standing in for the Debian mirror: the linux-headers
+#                        stand-in, which a real host gets from Debian, not from Grafana. The
+#                        hosts' only apt source (lab/lib/hosts.sh).
 build_repo() {
-    local repo=$1 vf="$LAB_ROOT/roles/common/defaults/main/versions.yml" krel lv gv av tmp
+    local repo=$1 vf="$LAB_ROOT/roles/common/defaults/main/versions.yml" krel lv gv av tmp a pool g
     lv=$(read_version loki_version "$vf") || return 1
     gv=$(read_version grafana_version "$vf") || return 1
     av=$(read_version alloy_version "$vf") || return 1
     krel=$(uname -r)
     rm -rf "$repo"; mkdir -p "$repo"
-    build_loki_package "$repo" "$lv" >&2 || return 1
-    build_standin "$LAB_DIR/packages/grafana" "$repo" "$gv" || return 1
-    build_standin "$LAB_DIR/packages/alloy" "$repo" "$av" "" prepare_alloy_standin || return 1
-    build_previous_set "$repo" "$vf" || return 1
+    pool="$repo/pool/main"; mkdir -p "$pool" "$repo/debian"
+    build_loki_package "$pool" "$lv" >&2 || return 1
+    build_standin "$LAB_DIR/packages/grafana" "$pool" "$gv" || return 1
+    build_standin "$LAB_DIR/packages/alloy" "$pool" "$av" "" prepare_alloy_standin || return 1
+    build_previous_set "$pool" "$vf" || return 1
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/hoplab-hdr.XXXXXX")
     build_headers_tree "$tmp/tree" "$krel" || { rm -rf "$tmp"; return 1; }
-    build_standin "$tmp/tree" "$repo" "1.0+lab1" "$krel" || { rm -rf "$tmp"; return 1; }
+    build_standin "$tmp/tree" "$repo/debian" "1.0+lab1" "$krel" || { rm -rf "$tmp"; return 1; }
     rm -rf "$tmp"
-    ( cd "$repo" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null && gzip -9nk Packages ) \
-        || { echo "dpkg-scanpackages failed in $repo" >&2; return 1; }
-    {
-        echo "Origin: homeops-lab"
-        echo "Label: homeops-lab LAB STAND-IN packages"
-        echo "Suite: lab"
-        echo "Date: $(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S UTC')"
-        echo "SHA256:"
-        local f
-        for f in Packages Packages.gz; do
-            printf ' %s %s %s\n' "$(sha256sum "$repo/$f" | cut -d' ' -f1)" "$(stat -c %s "$repo/$f")" "$f"
-        done
-    } >"$repo/Release"
+    for a in $LAB_REPO_ARCHES; do
+        mkdir -p "$repo/dists/stable/main/binary-$a"
+        ( cd "$repo" && dpkg-scanpackages --multiversion -a "$a" pool /dev/null >"dists/stable/main/binary-$a/Packages" 2>/dev/null \
+            && gzip -9nk "dists/stable/main/binary-$a/Packages" ) || { echo "dpkg-scanpackages failed in $repo ($a)" >&2; return 1; }
+    done
+    ( cd "$repo/debian" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null && gzip -9nk Packages ) \
+        || { echo "dpkg-scanpackages failed in $repo/debian" >&2; return 1; }
+    release_file "$repo/dists/stable" stable "$LAB_REPO_ARCHES" main
+    release_file "$repo/debian" lab-debian
+    g="$LAB_STATE_DIR/gnupg"
+    repo_key_init "$g" || return 1
+    repo_sign "$g" "$repo/dists/stable" && repo_sign "$g" "$repo/debian" || return 1
+    gpg --homedir "$g" --batch --quiet --armor --export >"$repo/gpg.key" 2>>"$g.log" && [[ -s $repo/gpg.key ]] \
+        || { echo "gpg could not export the lab's public key" >&2; return 1; }
+    gpgconf --homedir "$g" --kill all >/dev/null 2>&1 || true
     {
         echo "lab_versions: loki=$lv grafana=$gv alloy=$av headers=linux-headers-$krel"
         echo "lab_loki_package: $LAB_LOKI_KIND"

@@ -153,7 +153,7 @@ lab_verify_clean() {
     while read -r p; do [[ -n $p ]] && left+=("nspawn process $p"); done < <(
         for p in /proc/[0-9]*; do
             c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-            [[ $c =~ systemd-nspawn.*--overlay=$LAB_RUN_ROOT/${LAB_ID_PAT}/base: ]] && echo "${p#/proc/}"
+            [[ $c =~ systemd-nspawn.*--overlay=$LAB_RUN_ROOT/${LAB_ID_PAT}/base(-arm64)?: ]] && echo "${p#/proc/}"
         done)
     while read -r p; do [[ -n $p ]] && left+=("repo server process $p"); done < <(
         for p in /proc/[0-9]*; do

@@ -73,8 +73,29 @@ for h in "${HOSTS[@]}"; do
     check "$h: apt sources only the lab repo" hssh "$h" 'test -z "$(grep -rhs "^deb\|^URIs" /etc/apt/sources.list /etc/apt/sources.list.d/ | grep -v "http://'"$(bridge_ip "$SUBNET")"':")"'
 done
 
+# ---- the Ansible users and their sudo --------------------------------------------------------
+ussh() { local u=$1 h=$2; shift 2; ssh -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o ConnectTimeout=3 -o ControlPath=none "$u@$(ip_of "$h")" "$@"; }
+BPW=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["all"]["hosts"]["ws-01-linux"]["ansible_become_password"])' "$INV")
+check "inventory: become password on ws-01-linux is a distinctive secret" test "${BPW#hoplab-become-}" != "$BPW"
+check "obs-01: admin logs in, passwordless sudo is root" test "$(ussh admin obs-01 sudo -n id -un)" = root
+check "ws-01-linux: pi logs in" ussh pi ws-01-linux true
+check_fails "ws-01-linux: pi's sudo needs a password" ussh pi ws-01-linux sudo -n true
+# ssh joins its arguments into one remote command line: the empty prompt is quoted for it.
+check "ws-01-linux: pi's sudo takes the inventory's become password" test "$(printf '%s\n' "$BPW" | ussh pi ws-01-linux "sudo -S -p '' id -un" 2>/dev/null)" = root
+wrong=$(printf 'wrong\n' | ussh pi ws-01-linux "sudo -S -p '' id -un" 2>&1 || true)
+check "ws-01-linux: pi's sudo refuses a wrong password" test "$(grep -c 'incorrect password attempt\|Sorry, try again' <<<"$wrong")" -ge 1 -a "${wrong#*root}" = "$wrong"
+
 # ---- apt from the lab repo ------------------------------------------------------------------
 KREL=$(uname -r)
+REPO="http://$(bridge_ip "$SUBNET"):$(awk -F= '$1 == "REPO_PORT" { print $2 }' "/run/homeops-labs/$(lab/lab id | cut -d' ' -f1)/lab.env")/"
+# The deploy's way (playbooks/tasks/grafana-apt-repository.yml): key from the key URL, a deb822
+# source with Signed-By, suite stable, component main.
+add_repo() { hssh "$1" "mkdir -p /etc/apt/keyrings && python3 -c 'import urllib.request, sys; open(\"/etc/apt/keyrings/grafana.asc\", \"wb\").write(urllib.request.urlopen(sys.argv[1]).read())' ${REPO}gpg.key && printf 'Types: deb\nURIs: $REPO\nSuites: stable\nComponents: main\nSigned-By: /etc/apt/keyrings/grafana.asc\n' >/etc/apt/sources.list.d/grafana.sources"; }
+check "srv-01: the signed repo added the deploy's way" add_repo srv-01
+check "srv-01: apt refuses the repo when Signed-By names another key (NO_PUBKEY)" hssh srv-01 'f=/etc/apt/sources.list.d/grafana.sources; sed -i "s|^Signed-By: .*|Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg|" $f; out=$(apt-get update 2>&1); sed -i "s|^Signed-By: .*|Signed-By: /etc/apt/keyrings/grafana.asc|" $f; printf "%s" "$out" | grep -q NO_PUBKEY'
+check "ws-01-linux: the signed repo added the deploy's way" add_repo ws-01-linux
+check "obs-01: the signed repo added the deploy's way" add_repo obs-01
 check "srv-01: apt-get update + install alloy from the lab repo" hssh srv-01 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq alloy >/dev/null && dpkg -s alloy | grep -q "LAB STAND-IN"'
 check "srv-01: alloy ready on 127.0.0.1:12345" hssh srv-01 'systemctl enable --now alloy >/dev/null 2>&1 && for i in $(seq 30); do python3 -c "import urllib.request as u; u.urlopen(\"http://127.0.0.1:12345/-/ready\", timeout=1)" 2>/dev/null && exit 0; sleep 0.2; done; exit 1'
 hssh ws-01-linux 'apt-get update -qq' >/dev/null 2>&1 || true

@@ -190,21 +190,27 @@ fails "missing file rejected" read_version loki_version "$TMP/none.yml"
 
 # --- inventory ---------------------------------------------------------------------------
 mapfile -t H < <(host_names 4)
-render_inventory 10.77.0.0/24 /k/id_ed25519 hoplab-grafana-SECRET1 hoplab-loki-SECRET2 http://10.77.0.1:8642/ "${H[@]}" >"$TMP/inv.yml"
+render_inventory 10.77.0.0/24 /k/id_ed25519 hoplab-grafana-SECRET1 hoplab-loki-SECRET2 http://10.77.0.1:8642/ hoplab-become-SECRET3 "${H[@]}" >"$TMP/inv.yml"
 inv=$(cat "$TMP/inv.yml")
 group_hosts() { awk -v g="    $1:" '$0 == g { f = 1; next } f && /^    [^ ]/ { f = 0 } f && /^        [^ ]/ { sub(/:.*/, ""); gsub(/ /, ""); printf "%s ", $0 }' "$TMP/inv.yml" | sed 's/ $//'; }
 eq "inventory group loki" "obs-01" "$(group_hosts loki)"
 eq "inventory group grafana" "obs-01" "$(group_hosts grafana)"
 eq "inventory group alloy_linux" "ws-01-linux srv-01 agent-04" "$(group_hosts alloy_linux)"
 [[ $inv == *$'    alloy_windows:\n      hosts: {}'* ]] && ok "inventory group alloy_windows empty" || nok "inventory group alloy_windows empty"
-[[ $inv == *"observability_package_source: lab"* ]] && ok "inventory package source lab" || nok "inventory package source lab"
+[[ $inv != *"observability_package_source"* && $inv == *'observability_grafana_apt_url: "http://10.77.0.1:8642/"'* && $inv == *'observability_grafana_apt_key_url: "http://10.77.0.1:8642/gpg.key"'* ]] \
+    && ok "inventory: the deploy's default package source, URLs at the lab" || nok "inventory: the deploy's default package source, URLs at the lab"
 [[ $inv == *'grafana_admin_password: "hoplab-grafana-SECRET1"'* && $inv == *'loki_datasource_password: "hoplab-loki-SECRET2"'* ]] \
     && ok "inventory secrets in all vars" || nok "inventory secrets in all vars"
 eq "inventory ansible_host per host" "4" "$(grep -c '^      ansible_host: 10\.77\.0\.1[1-4]$' "$TMP/inv.yml")"
 eq "inventory ssh args per host" "4" "$(grep -cF "ansible_ssh_common_args: \"$LAB_SSH_COMMON_ARGS\"" "$TMP/inv.yml")"
 [[ $LAB_SSH_COMMON_ARGS == *"ServerAliveInterval=1"*"ServerAliveCountMax=3"* && $LAB_SSH_COMMON_ARGS == *"StrictHostKeyChecking=no"* ]] \
     && ok "ssh args keep dead hosts from hanging" || nok "ssh args keep dead hosts from hanging"
-eq "inventory user and key" "4 4" "$(grep -c 'ansible_user: root' "$TMP/inv.yml") $(grep -c 'ansible_ssh_private_key_file: "/k/id_ed25519"' "$TMP/inv.yml")"
+eq "inventory user and key" "0 3 1 4" "$(grep -c 'ansible_user: root' "$TMP/inv.yml") $(grep -c 'ansible_user: admin$' "$TMP/inv.yml") $(grep -c 'ansible_user: pi$' "$TMP/inv.yml") $(grep -c 'ansible_ssh_private_key_file: "/k/id_ed25519"' "$TMP/inv.yml")"
+eq "inventory become sudo on every host" "4 4" "$(grep -c '^      ansible_become: true$' "$TMP/inv.yml") $(grep -c '^      ansible_become_method: sudo$' "$TMP/inv.yml")"
+if command -v python3 >/dev/null && python3 -c 'import yaml' 2>/dev/null; then
+    eq "inventory become password on ws-01-linux only" "ws-01-linux=hoplab-become-SECRET3" \
+        "$(python3 -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1]))["all"]["hosts"]; print(",".join(h + "=" + v["ansible_become_password"] for h, v in d.items() if "ansible_become_password" in v))' "$TMP/inv.yml")"
+fi
 if command -v python3 >/dev/null && python3 -c 'import yaml' 2>/dev/null; then
     eq "inventory is valid YAML" "obs-01,ws-01-linux,srv-01,agent-04" \
         "$(python3 -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); print(",".join(d["all"]["hosts"]))' "$TMP/inv.yml")"
