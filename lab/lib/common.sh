@@ -94,3 +94,20 @@ wait_exec() {
     done
     return 1
 }
+
+# ensure_inotify_instances: every host's systemd (and its .path units) takes inotify instances,
+# and all of them count against root's fs.inotify.max_user_instances (128 on Debian). Two labs
+# side by side, or pi-01 beside a lab, used them up and hosts came up degraded
+# (systemd-ask-password-*.path failed). Raise it machine-wide to LAB_INOTIFY_INSTANCES (1024),
+# never lower it, and say so: like binfmt_misc, this stays after `lab down`.
+ensure_inotify_instances() {
+    local f=/proc/sys/fs/inotify/max_user_instances want=${LAB_INOTIFY_INSTANCES:-1024} cur
+    [[ -r $f ]] || return 0
+    cur=$(<"$f")
+    (( cur >= want )) && return 0
+    if echo "$want" >"$f" 2>/dev/null; then
+        log "raised fs.inotify.max_user_instances from $cur to $want (machine-wide, stays after lab down): each lab host's systemd needs some"
+    else
+        warn "fs.inotify.max_user_instances is $cur and cannot be raised: several labs at once may boot hosts degraded"
+    fi
+}
