@@ -6,21 +6,15 @@ Alloy stand-in runs at start-up (lab/packages/alloy/usr/lib/alloy-lab/alloysynta
 `make test` rejects what the lab would refuse to start with, and both follow Alloy: an
 unknown component, argument or block fails the load.
 """
-import functools
-import importlib.util
 import os
 
+import labcode
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-SYNTAX = os.path.join(REPO, "lab/packages/alloy/usr/lib/alloy-lab/alloysyntax.py")
 
 
-@functools.lru_cache(maxsize=None)
 def syntax():
-    spec = importlib.util.spec_from_file_location("alloysyntax", SYNTAX)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return labcode.load("alloysyntax", "lab/packages/alloy/usr/lib/alloy-lab/alloysyntax.py")
 
 
 def reference_path(version):

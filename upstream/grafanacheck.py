@@ -9,24 +9,18 @@ check is therefore stricter than Grafana on purpose.
 effective() gives the values Grafana uses after its environment expansion; it runs the same
 code as the lab's Grafana stand-in (lab/packages/grafana/usr/lib/grafana-lab/grafana_values.py).
 """
-import functools
-import importlib.util
 import json
 import os
 
 import yaml
 
+import labcode
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-VALUES = os.path.join(REPO, "lab/packages/grafana/usr/lib/grafana-lab/grafana_values.py")
 
 
-@functools.lru_cache(maxsize=None)
 def values_module():
-    spec = importlib.util.spec_from_file_location("grafana_values", VALUES)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return labcode.load("grafana_values", "lab/packages/grafana/usr/lib/grafana-lab/grafana_values.py")
 
 
 def reference(version):
