@@ -30,57 +30,14 @@ VERSIONS=roles/common/defaults/main/versions.yml
 RUN_ID=$(date +%Y%m%d-%H%M%S)
 LOG_DIR=logs/itest-upgrade-$RUN_ID
 mkdir -p "$LOG_DIR"
-T0=$SECONDS
-LAB_STARTED=0
-CURRENT_STEP="start"
 INV=""
-
-step() {
-    CURRENT_STEP=$1
-    printf '\n==> itest-upgrade [%4ds] %s\n' "$((SECONDS - T0))" "$*"
-}
-
-finish() {
-    local rc=$? failed_step=$CURRENT_STEP
-    trap - EXIT INT TERM
-    if (( LAB_STARTED )); then
-        if [[ $LAB_KEEP == 1 ]]; then
-            printf '\n==> itest-upgrade: LAB_KEEP=1: the lab stays up (make lab-status; make lab-down when done)\n'
-        else
-            step "lab down: make lab-down"
-            if ! make --no-print-directory lab-down; then
-                echo "itest-upgrade: ERROR: make lab-down failed; see above and run it again" >&2
-                (( rc == 0 )) && rc=1
-            fi
-        fi
-    fi
-    echo
-    if (( rc == 0 )); then
-        echo "==> itest-upgrade PASSED in $((SECONDS - T0)) s (logs: $LOG_DIR/)"
-    else
-        echo "==> itest-upgrade FAILED at step '$failed_step' (exit $rc) after $((SECONDS - T0)) s (logs: $LOG_DIR/)" >&2
-        echo "    where to look: docs/runbook.md, Upgrading" >&2
-    fi
-    exit "$rc"
-}
-trap finish EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# run_playbook NAME [args...]: output to $LOG_DIR/NAME.out, one line per task on the terminal.
-run_playbook() {
-    local name=$1; shift
-    local out="$LOG_DIR/$name.out" rc=0
-    echo "    ansible-playbook -i $INV $* ${EXTRA_ARGS[*]} (output: $out)"
-    ANSIBLE_LOG_PATH="$LOG_DIR/$name.log" \
-        ansible-playbook -i "$INV" "$@" "${EXTRA_ARGS[@]}" >"$out" 2>&1 &
-    local pid=$!
-    tail -n +1 -F --pid="$pid" "$out" 2>/dev/null \
-        | grep --line-buffered -E '^(PLAY RECAP|fatal:|failed:|\S+ +: ok=)|^ *"?msg"?: ' \
-        | sed -u -E 's/ => .*//' || true
-    wait "$pid" || rc=$?
-    return "$rc"
-}
+RUN_NAME=itest-upgrade
+RUN_HINT="docs/runbook.md, Upgrading"
+# Every playbook here runs QUIET: recaps, failures and the msg lines of our own checks.
+QUIET=1
+RUN_PROGRESS='^(PLAY RECAP|fatal:|failed:|\S+ +: ok=)|^ *"?msg"?: '
+# shellcheck source=scripts/run-lib.sh
+source scripts/run-lib.sh
 
 # snapshot NAME: the package/config/unit state of every host (playbooks/tests/upgrade_state.yml).
 snapshot() {

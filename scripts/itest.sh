@@ -28,65 +28,12 @@ VERIFY=playbooks/tests/verify_observability.yml
 RUN_ID=$(date +%Y%m%d-%H%M%S)
 LOG_DIR=logs/itest-$RUN_ID
 mkdir -p "$LOG_DIR"
-T0=$SECONDS
-LAB_STARTED=0
 SECRETS_FILE=""
-CURRENT_STEP="start"
-
-step() {
-    CURRENT_STEP=$1
-    printf '\n==> itest [%4ds] %s\n' "$((SECONDS - T0))" "$*"
-}
-
-finish() {
-    local rc=$? failed_step=$CURRENT_STEP
-    trap - EXIT INT TERM
-    [[ -n $SECRETS_FILE ]] && rm -f "$SECRETS_FILE"
-    if (( LAB_STARTED )); then
-        if [[ $LAB_KEEP == 1 ]]; then
-            printf '\n==> itest: LAB_KEEP=1: the lab stays up (make lab-status; make lab-down when done)\n'
-        else
-            step "lab down: make lab-down"
-            if ! make --no-print-directory lab-down; then
-                echo "itest: ERROR: make lab-down failed; see above and run it again" >&2
-                (( rc == 0 )) && rc=1
-            fi
-        fi
-    fi
-    echo
-    if (( rc == 0 )); then
-        echo "==> itest PASSED in $((SECONDS - T0)) s (logs: $LOG_DIR/)"
-    else
-        echo "==> itest FAILED at step '$failed_step' (exit $rc) after $((SECONDS - T0)) s (logs: $LOG_DIR/)" >&2
-        echo "    where to look: docs/runbook.md" >&2
-    fi
-    exit "$rc"
-}
-trap finish EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# run_playbook NAME [ansible-playbook args...]: full output to $LOG_DIR/NAME.out (and Ansible's
-# own log to NAME.log); the terminal gets everything, or with QUIET=1 one line per task.
-run_playbook() {
-    local name=$1; shift
-    local out="$LOG_DIR/$name.out" rc=0
-    echo "    ansible-playbook -i $INV $* ${EXTRA_ARGS[*]} (output: $out)"
-    if [[ ${QUIET:-0} == 1 ]]; then
-        ANSIBLE_LOG_PATH="$LOG_DIR/$name.log" \
-            ansible-playbook -i "$INV" "$@" "${EXTRA_ARGS[@]}" >"$out" 2>&1 &
-        local pid=$!
-        # Progress: task headers and per-host outcomes, without the -vvv payloads.
-        tail -n +1 -F --pid="$pid" "$out" 2>/dev/null \
-            | grep --line-buffered -E '^(PLAY|TASK|RUNNING HANDLER|ok:|changed:|fatal:|failed:|skipping:|unreachable:|\S+ +: ok=)' \
-            | sed -u -E 's/ => .*//; s/ \*+$//' || true
-        wait "$pid" || rc=$?
-    else
-        ANSIBLE_LOG_PATH="$LOG_DIR/$name.log" \
-            ansible-playbook -i "$INV" "$@" "${EXTRA_ARGS[@]}" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
-    fi
-    return "$rc"
-}
+RUN_NAME=itest
+RUN_HINT=docs/runbook.md
+run_cleanup() { [[ -z $SECRETS_FILE ]] || rm -f "$SECRETS_FILE"; }
+# shellcheck source=scripts/run-lib.sh
+source scripts/run-lib.sh
 
 # changed_hosts FILE: "host changed=N" for every PLAY RECAP line with changed > 0.
 changed_hosts() { awk -f scripts/recap-changed.awk "$1"; }
