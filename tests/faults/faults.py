@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INV = ROOT / ".lab" / "inventory.yml"
 # FAULTS_DEPLOY_PLAYBOOK: try a patched copy (it must live in playbooks/ for group_vars/templates).
 DEPLOY = os.environ.get("FAULTS_DEPLOY_PLAYBOOK", "playbooks/deploy-observability-stack.yml")
+ADD_REPO_BOOK = "tests/faults/add-repo.yml"
 VERIFY = "playbooks/tests/verify_observability.yml"
 HERE = ROOT / "tests" / "faults"
 STAMP = time.strftime("%Y%m%d-%H%M%S")
@@ -204,6 +205,14 @@ def playbook(name: str, path: str, *args: str, inventory: Path | str = INV, env:
 
 def deploy(name: str, *args: str, **kw) -> Play:
     return playbook(name, DEPLOY, *args, **kw)
+
+
+def add_repo(limit: str, **kw) -> None:
+    """Point the hosts of limit at the lab's apt repo as the deploy would (a lab host boots
+    without it); the scenario fails here, named, when that does not work."""
+    play = playbook("add-repo", ADD_REPO_BOOK, "-l", limit, **kw)
+    if play.rc != 0 or not play.clean():
+        raise Failed(f"adding the apt repository on {limit} failed (rc={play.rc}); see logs/{LOG_DIR.name}/add-repo.out")
 
 
 WAIT_RE = re.compile(r"waited ([0-9.]+) s for ([^:]+?)(?: already running to finish)?[:,] (.*?held by PID (\d+) \(([^)]*)\))")
@@ -410,6 +419,7 @@ apt-get check 2>&1 | tail -1 || true
 def dpkg_interrupted(s: Scenario):
     """On obs-01 the loki package is unpacked but not configured and dpkg's journal holds an
     entry: apt refuses with 'dpkg was interrupted'. apt_packages repairs and the deploy succeeds."""
+    add_repo("obs-01")
     out = sh("obs-01", INTERRUPT)
     s.check("unpacked" in out and "interrupted" in out, "fault made: loki unpacked, apt says dpkg was interrupted",
             out.strip().replace("\n", " | "))
@@ -531,6 +541,7 @@ def storm(s: Scenario):
     storm_inv = LOG_DIR / "storm-inventory.yml"
     storm_inv.write_text(yaml.safe_dump(inv))
     storm_inv.chmod(0o600)
+    add_repo("storm-00", inventory=storm_inv)
     play = playbook("storm", STORM_BOOK, "-f", "16", inventory=storm_inv,
                     env={"FAULTS_RESULT": str(LOG_DIR / "storm-results.json"),
                          # One connection per alias (one shared master would hit sshd's
