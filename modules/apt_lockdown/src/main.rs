@@ -16,6 +16,11 @@
 //!
 //! `state: released` unmasks what the record says we masked, starts what we stopped (timers
 //! last), and removes the record. Without a record it does nothing.
+//!
+//! Each step is one `systemctl` process for all its units (one `show`, one `mask --runtime`,
+//! one `stop`, ...), not one per unit: every (un)mask is a daemon-reload, and one per unit made
+//! the bracket cost ~2 s per host on every deploy (issue 15). A batch that fails is tried again
+//! unit by unit, so errors and the reporting fields name units as before.
 
 mod units;
 
@@ -28,8 +33,8 @@ use runtime::{Command, Context, Default, Diff, Failure, Outcome, Param, Params};
 use serde_json::{json, Value as Json};
 
 use units::{
-    check_unit, is_apt_job, mark_finished, parse_show, plan_lock, plan_release, states_for, Record,
-    UnitState,
+    check_unit, is_apt_job, mark_finished, parse_show, plan_lock, plan_release, start_batches,
+    states_for, Record, UnitState,
 };
 
 const NAME: &str = "apt_lockdown";
@@ -181,6 +186,21 @@ impl Progress {
     }
 }
 
+/// What `busy` saw.
+#[derive(Default)]
+struct Busy {
+    /// Apt work running now, described for the answer; empty when quiet.
+    work: Vec<String>,
+    /// The states of the services asked about, in the order asked.
+    services: Vec<(String, UnitState)>,
+}
+
+/// A `systemctl` command that failed.
+struct SystemctlError {
+    msg: String,
+    timed_out: bool,
+}
+
 struct Lockdown<'h> {
     host: &'h dyn Host,
     processes: &'h dyn Fn() -> Vec<(u32, String)>,
@@ -238,23 +258,75 @@ impl<'h> Lockdown<'h> {
         Ok(states_for(units, &parse_show(&out.stdout)))
     }
 
-    fn systemctl(&self, args: &[&str], timeout: Duration) -> Result<(), String> {
+    /// Runs one `systemctl` command. The error says what failed and whether it timed out.
+    fn systemctl(&self, args: &[&str], timeout: Duration) -> Result<(), SystemctlError> {
         let cmd = Command::new("systemctl")
             .changes_system()
             .args(args.iter().copied())
             .timeout(timeout);
-        let out = self.host.run(&cmd)?;
+        let out = self.host.run(&cmd).map_err(|msg| SystemctlError {
+            msg,
+            timed_out: false,
+        })?;
         if out.success() {
             Ok(())
         } else {
-            Err(format!(
-                "{} failed (rc {}){}: {}",
-                cmd.display(),
-                out.rc,
-                if out.timed_out { ", timed out" } else { "" },
-                out.tail(5)
-            ))
+            Err(SystemctlError {
+                msg: format!(
+                    "{} failed (rc {}){}: {}",
+                    cmd.display(),
+                    out.rc,
+                    if out.timed_out { ", timed out" } else { "" },
+                    out.tail(5)
+                ),
+                timed_out: out.timed_out,
+            })
         }
+    }
+
+    /// `systemctl VERB... UNITS` for all `units` in one process: one daemon-reload for a whole
+    /// (un)mask and one job transaction for a whole stop or start, where one process per unit
+    /// cost a reload (or a transaction) each, ~1 s per lock on a lab host (issue 15). Each unit
+    /// that succeeded is added to `done`.
+    ///
+    /// When the batch fails (not by a timeout), the units are tried again one by one: every
+    /// verb used here is idempotent (masking a masked unit, stopping a stopped one), so the units
+    /// the batch did succeed at once, the error names the unit that fails, and `done` lists
+    /// exactly the units that are done, as when each unit had its own call. After a timeout
+    /// the units are not tried again (each could take the whole timeout once more): the error
+    /// names them all.
+    fn systemctl_batch(
+        &self,
+        verb: &[&str],
+        units: &[String],
+        timeout: Duration,
+        done: &mut Vec<String>,
+    ) -> Result<(), (String, String)> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        let args = |units: &[String]| -> Vec<String> {
+            verb.iter()
+                .map(|v| v.to_string())
+                .chain(units.iter().cloned())
+                .collect()
+        };
+        let all = args(units);
+        match self.systemctl(&all.iter().map(String::as_str).collect::<Vec<_>>(), timeout) {
+            Ok(()) => {
+                done.extend(units.iter().cloned());
+                return Ok(());
+            }
+            Err(e) if e.timed_out || units.len() == 1 => return Err((units.join(", "), e.msg)),
+            Err(_) => {}
+        }
+        for unit in units {
+            let one = args(std::slice::from_ref(unit));
+            self.systemctl(&one.iter().map(String::as_str).collect::<Vec<_>>(), timeout)
+                .map_err(|e| (unit.clone(), e.msg))?;
+            done.push(unit.clone());
+        }
+        Ok(())
     }
 
     fn read_record(&self) -> Result<Option<Record>, Failure> {
@@ -288,35 +360,49 @@ impl<'h> Lockdown<'h> {
         runtime::write_atomic(&self.state_file, text.as_bytes(), 0o600)
     }
 
-    /// What apt work runs right now, described for the answer.
-    fn busy(&self, jobs: &[String]) -> Result<Vec<String>, String> {
-        let mut out = Vec::new();
+    /// What apt work runs right now, described for the answer, and the current states of
+    /// `services` (read in the same `systemctl show` as the apt jobs, so the states a lock
+    /// needs after its wait cost no call of their own).
+    fn busy(&self, jobs: &[String], services: &[String]) -> Result<Busy, String> {
+        let mut busy = Busy::default();
         if self.systemd() {
-            for (unit, state) in self.show(jobs)? {
+            let units: Vec<String> = jobs.iter().chain(services).cloned().collect();
+            let states = self.show(&units)?;
+            let (jobs_now, services_now) = states.split_at(jobs.len());
+            for (unit, state) in jobs_now {
                 if state.running() {
-                    out.push(format!("{unit} ({})", state.active));
+                    busy.work.push(format!("{unit} ({})", state.active));
                 }
             }
+            busy.services = services_now.to_vec();
         }
         let processes = (self.processes)();
         for (pid, command) in &processes {
-            out.push(format!("unattended-upgrade PID {pid} ({command})"));
+            busy.work
+                .push(format!("unattended-upgrade PID {pid} ({command})"));
         }
         if let Some(holder) = self.host.lock_holder(Path::new(FRONTEND_LOCK)) {
             if !processes.iter().any(|(pid, _)| *pid == holder.pid) {
-                out.push(format!("{FRONTEND_LOCK} held by {}", holder.describe()));
+                busy.work
+                    .push(format!("{FRONTEND_LOCK} held by {}", holder.describe()));
             }
         }
-        Ok(out)
+        Ok(busy)
     }
 
-    /// Waits until no apt work runs, up to `wait_timeout`.
-    fn wait_quiet(&self, jobs: &[String], progress: &mut Progress) -> Result<(), String> {
+    /// Waits until no apt work runs, up to `wait_timeout`. Answers the states of `services`
+    /// as the last look saw them, when nothing ran any more.
+    fn wait_quiet(
+        &self,
+        jobs: &[String],
+        services: &[String],
+        progress: &mut Progress,
+    ) -> Result<Vec<(String, UnitState)>, String> {
         let start = self.host.now();
         loop {
-            let busy = self.busy(jobs)?;
+            let busy = self.busy(jobs, services)?;
             progress.waited = self.host.now().saturating_duration_since(start);
-            if busy.is_empty() {
+            if busy.work.is_empty() {
                 // Said as a warning too: the deploy shows warnings at any verbosity, and a
                 // deploy that sat still for minutes should say on whom it waited.
                 if !progress.waited_for.is_empty() {
@@ -326,9 +412,9 @@ impl<'h> Lockdown<'h> {
                         progress.waited_for.join(", ")
                     ));
                 }
-                return Ok(());
+                return Ok(busy.services);
             }
-            for item in &busy {
+            for item in &busy.work {
                 if !progress.waited_for.contains(item) {
                     progress.waited_for.push(item.clone());
                 }
@@ -337,7 +423,7 @@ impl<'h> Lockdown<'h> {
                 return Err(format!(
                     "apt work still running after waiting {} s: {}; the units are masked so nothing new starts, and nothing was killed. Raise wait_timeout, or run state=released to undo",
                     progress.waited.as_secs(),
-                    busy.join(", ")
+                    busy.work.join(", ")
                 ));
             }
             let left = self.wait_timeout.saturating_sub(progress.waited);
@@ -358,9 +444,9 @@ impl<'h> Lockdown<'h> {
         if !self.systemd() {
             progress.absent = self.units.clone();
             if ctx.check_mode {
-                progress.waited_for = self.busy(&[]).map_err(Failure::new)?;
+                progress.waited_for = self.busy(&[], &[]).map_err(Failure::new)?.work;
             } else {
-                self.wait_quiet(&[], &mut progress)
+                self.wait_quiet(&[], &[], &mut progress)
                     .map_err(|msg| progress.failure(msg, file))?;
             }
             return Ok(progress.outcome(
@@ -378,7 +464,7 @@ impl<'h> Lockdown<'h> {
         if ctx.check_mode {
             progress.masked = plan.mask.clone();
             progress.stopped = [plan.stop_triggers.clone(), plan.stop_services.clone()].concat();
-            progress.waited_for = self.busy(&apt_jobs).map_err(Failure::new)?;
+            progress.waited_for = self.busy(&apt_jobs, &[]).map_err(Failure::new)?.work;
             let msg = if plan.changes() {
                 format!(
                     "would mask {} and stop {}",
@@ -413,23 +499,17 @@ impl<'h> Lockdown<'h> {
             .iter()
             .cloned()
             .partition(|u| plan.wait_for.contains(u));
-        for unit in &now {
-            self.mask(unit, &mut progress)?;
-        }
-        for unit in &plan.stop_triggers {
-            self.stop(unit, &mut progress)?;
-        }
-        self.wait_quiet(&apt_jobs, &mut progress)
+        // One call each: all masks in one daemon-reload, all running triggers in one stop.
+        self.mask(&now, &mut progress)?;
+        self.stop(&plan.stop_triggers, &mut progress)?;
+        // Services that ended on their own while we waited are not ours to restart: the last
+        // look of the wait says which still run.
+        let services_now = self
+            .wait_quiet(&apt_jobs, &plan.stop_services, &mut progress)
             .map_err(|msg| progress.failure(msg, file))?;
-        for unit in &after_wait {
-            self.mask(unit, &mut progress)?;
-        }
+        self.mask(&after_wait, &mut progress)?;
 
-        // Services that ended on their own while we waited are not ours to restart.
-        let now = self
-            .show(&plan.stop_services)
-            .map_err(|e| progress.failure(e, file))?;
-        let finished: Vec<String> = now
+        let finished: Vec<String> = services_now
             .iter()
             .filter(|(_, s)| !s.running())
             .map(|(u, _)| u.clone())
@@ -439,9 +519,13 @@ impl<'h> Lockdown<'h> {
             self.write_record(&record)
                 .map_err(|e| progress.failure(e, file))?;
         }
-        for unit in plan.stop_services.iter().filter(|u| !finished.contains(u)) {
-            self.stop(unit, &mut progress)?;
-        }
+        let still_running: Vec<String> = plan
+            .stop_services
+            .iter()
+            .filter(|u| !finished.contains(u))
+            .cloned()
+            .collect();
+        self.stop(&still_running, &mut progress)?;
 
         let changed = !(progress.masked.is_empty() && progress.stopped.is_empty());
         let msg = if changed {
@@ -467,24 +551,27 @@ impl<'h> Lockdown<'h> {
             .with_diff(lock_diff(&states, &progress.masked, &progress.stopped)))
     }
 
-    fn mask(&self, unit: &str, progress: &mut Progress) -> Result<(), Failure> {
-        self.systemctl(&["mask", "--runtime", unit], SHOW_TIMEOUT)
-            .map_err(|e| progress.failure(format!("cannot mask {unit}: {e}"), &self.state_file))?;
-        progress.masked.push(unit.to_string());
-        Ok(())
+    fn mask(&self, units: &[String], progress: &mut Progress) -> Result<(), Failure> {
+        let mut done = Vec::new();
+        let result = self.systemctl_batch(&["mask", "--runtime"], units, SHOW_TIMEOUT, &mut done);
+        progress.masked.extend(done);
+        result.map_err(|(unit, e)| {
+            progress.failure(format!("cannot mask {unit}: {e}"), &self.state_file)
+        })
     }
 
-    fn stop(&self, unit: &str, progress: &mut Progress) -> Result<(), Failure> {
-        self.systemctl(&["stop", unit], STOP_TIMEOUT).map_err(|e| {
+    fn stop(&self, units: &[String], progress: &mut Progress) -> Result<(), Failure> {
+        let mut done = Vec::new();
+        let result = self.systemctl_batch(&["stop"], units, STOP_TIMEOUT, &mut done);
+        progress.stopped.extend(done);
+        result.map_err(|(unit, e)| {
             progress.failure(
                 format!(
                     "{unit} exists but did not stop: {e}; run state=released to undo the masks"
                 ),
                 &self.state_file,
             )
-        })?;
-        progress.stopped.push(unit.to_string());
-        Ok(())
+        })
     }
 
     fn release(&self, ctx: &Context) -> Result<Outcome, Failure> {
@@ -535,23 +622,34 @@ impl<'h> Lockdown<'h> {
             return Ok(progress.outcome(Outcome::new(changes, msg), file));
         }
 
-        for unit in &plan.unmask {
-            self.systemctl(&["unmask", "--runtime", unit], SHOW_TIMEOUT)
-                .map_err(|e| {
-                    progress.failure(
-                        format!(
-                            "cannot unmask {unit}: {e}; the record is kept, so a rerun retries"
-                        ),
-                        file,
-                    )
-                })?;
-            progress.unmasked.push(unit.clone());
-        }
-        for unit in &plan.start {
-            self.systemctl(&["start", unit], STOP_TIMEOUT).map_err(|e| {
-                progress.failure(format!("cannot start {unit} again: {e}; the record is kept, so a rerun retries"), file)
+        let mut unmasked = Vec::new();
+        let result = self.systemctl_batch(
+            &["unmask", "--runtime"],
+            &plan.unmask,
+            SHOW_TIMEOUT,
+            &mut unmasked,
+        );
+        progress.unmasked = unmasked;
+        result.map_err(|(unit, e)| {
+            progress.failure(
+                format!("cannot unmask {unit}: {e}; the record is kept, so a rerun retries"),
+                file,
+            )
+        })?;
+        // Two batches, services and sockets first and timers last, as `plan.start` orders
+        // them: no timer fires a job into a half-restored system.
+        for batch in start_batches(&plan.start) {
+            let mut started = Vec::new();
+            let result = self.systemctl_batch(&["start"], &batch, STOP_TIMEOUT, &mut started);
+            progress.started.extend(started);
+            result.map_err(|(unit, e)| {
+                progress.failure(
+                    format!(
+                        "cannot start {unit} again: {e}; the record is kept, so a rerun retries"
+                    ),
+                    file,
+                )
             })?;
-            progress.started.push(unit.clone());
         }
         std::fs::remove_file(file).map_err(|e| {
             progress.failure(
@@ -634,6 +732,9 @@ mod tests {
     ) -> (&'a str, &'a str, &'a str, &'a str, &'a str) {
         (unit, "masked", active, sub, "masked-runtime")
     }
+
+    /// The look of the wait in a lock of `UNITS`: the apt job, and the service to stop after.
+    const WAIT_SHOW: &str = "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service unattended-upgrades.service";
 
     const UNITS: &[&str] = &[
         "apt-daily.timer",
@@ -729,38 +830,22 @@ mod tests {
         host.on("systemctl show", ok(&before()));
         host.always("systemctl mask --runtime", ok(""));
         host.on("systemctl stop apt-daily.timer", ok(""));
-        // The apt job runs for 2 more seconds of polling, then ends.
-        host.on(
-            "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[masked(
-                "apt-daily-upgrade.service",
-                "activating",
-                "start",
-            )])),
-        );
-        host.on(
-            "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[masked(
-                "apt-daily-upgrade.service",
-                "activating",
-                "start",
-            )])),
-        );
+        // The apt job runs for 2 more seconds of polling, then ends. Each look reads the job
+        // and the services to stop after the wait in one `systemctl show`.
+        let busy = || {
+            ok(&show(&[
+                masked("apt-daily-upgrade.service", "activating", "start"),
+                masked("unattended-upgrades.service", "active", "running"),
+            ]))
+        };
+        host.on(WAIT_SHOW, busy());
+        host.on(WAIT_SHOW, busy());
         host.always(
-            "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[masked(
-                "apt-daily-upgrade.service",
-                "inactive",
-                "dead",
-            )])),
-        );
-        host.on(
-            "show -p Id,LoadState,ActiveState,SubState,UnitFileState unattended-upgrades.service",
-            ok(&show(&[masked(
-                "unattended-upgrades.service",
-                "active",
-                "running",
-            )])),
+            WAIT_SHOW,
+            ok(&show(&[
+                masked("apt-daily-upgrade.service", "inactive", "dead"),
+                masked("unattended-upgrades.service", "active", "running"),
+            ])),
         );
         host.on("systemctl stop unattended-upgrades.service", ok(""));
 
@@ -812,6 +897,26 @@ mod tests {
             "{cmds:?}"
         );
         assert_eq!(host.count("stop apt-daily-upgrade.service"), 0);
+        // One process per step, not per unit: the states, the masks, the running timer, a look
+        // a second until job and lock holder are gone (3 s: four looks), the job's mask once it
+        // ended, the service that still runs.
+        assert_eq!(
+            cmds,
+            [
+                format!(
+                    "systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState {}",
+                    UNITS.join(" ")
+                ),
+                "systemctl mask --runtime apt-daily.timer unattended-upgrades.service".to_string(),
+                "systemctl stop apt-daily.timer".to_string(),
+                format!("systemctl {WAIT_SHOW}"),
+                format!("systemctl {WAIT_SHOW}"),
+                format!("systemctl {WAIT_SHOW}"),
+                format!("systemctl {WAIT_SHOW}"),
+                "systemctl mask --runtime apt-daily-upgrade.service".to_string(),
+                "systemctl stop unattended-upgrades.service".to_string(),
+            ]
+        );
 
         // The record: mode 0600, what we did.
         use std::os::unix::fs::PermissionsExt;
@@ -861,6 +966,15 @@ mod tests {
         );
         assert!(!fx.file().exists());
         assert_eq!(host.count("start apt-daily-upgrade.service"), 0);
+        // One unmask for all three, then one start for the service and one for the timer.
+        assert_eq!(
+            host.commands()[1..],
+            [
+                "systemctl unmask --runtime apt-daily.timer apt-daily-upgrade.service unattended-upgrades.service",
+                "systemctl start unattended-upgrades.service",
+                "systemctl start apt-daily.timer",
+            ]
+        );
 
         // Released again: no record, nothing to do.
         let host = FakeHost::new();
@@ -885,12 +999,11 @@ mod tests {
             )]
         };
         host.always(
-            "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[masked(
-                "apt-daily-upgrade.service",
-                "activating",
-                "start",
-            )])),
+            WAIT_SHOW,
+            ok(&show(&[
+                masked("apt-daily-upgrade.service", "activating", "start"),
+                masked("unattended-upgrades.service", "active", "running"),
+            ])),
         );
         let err = fx.run_with(&host, "locked", false, &upgrade).unwrap_err();
         assert!(err.changed);
@@ -939,20 +1052,11 @@ mod tests {
         host.always("systemctl mask --runtime", ok(""));
         host.on("systemctl stop apt-daily.timer", ok(""));
         host.always(
-            "show -p Id,LoadState,ActiveState,SubState,UnitFileState apt-daily-upgrade.service",
-            ok(&show(&[masked(
-                "apt-daily-upgrade.service",
-                "inactive",
-                "dead",
-            )])),
-        );
-        host.on(
-            "show -p Id,LoadState,ActiveState,SubState,UnitFileState unattended-upgrades.service",
-            ok(&show(&[masked(
-                "unattended-upgrades.service",
-                "active",
-                "running",
-            )])),
+            WAIT_SHOW,
+            ok(&show(&[
+                masked("apt-daily-upgrade.service", "inactive", "dead"),
+                masked("unattended-upgrades.service", "active", "running"),
+            ])),
         );
         host.on(
             "systemctl stop unattended-upgrades.service",
@@ -973,6 +1077,78 @@ mod tests {
         );
         assert!(err.changed);
         assert_eq!(err.field("stopped"), Some(&json!(["apt-daily.timer"])));
+    }
+
+    #[test]
+    fn a_failed_batch_is_tried_again_unit_by_unit_and_names_the_unit() {
+        let fx = Fixture::new();
+        let host = FakeHost::new();
+        host.file(SYSTEMD_MARKER);
+        host.on("systemctl show", ok(&before()));
+        // The batch fails as a whole; one by one, the timer masks and the service does not.
+        let exists = "Failed to mask unit: File /run/systemd/system/unattended-upgrades.service already exists.";
+        host.on(
+            "systemctl mask --runtime apt-daily.timer unattended-upgrades.service",
+            fail(1, exists),
+        );
+        host.on("systemctl mask --runtime apt-daily.timer", ok(""));
+        host.on(
+            "systemctl mask --runtime unattended-upgrades.service",
+            fail(1, exists),
+        );
+        let err = fx.run(&host, "locked", false).unwrap_err();
+        assert!(
+            err.msg.starts_with("cannot mask unattended-upgrades.service: systemctl mask --runtime unattended-upgrades.service failed (rc 1)")
+                && err.msg.contains("already exists"),
+            "{}",
+            err.msg
+        );
+        assert_eq!(err.field("masked"), Some(&json!(["apt-daily.timer"])));
+        assert!(err.changed);
+        assert_eq!(host.count("systemctl mask"), 3);
+        assert_eq!(host.count("systemctl stop"), 0);
+        // The record was written first, so a release can undo the timer's mask.
+        assert!(fx.file().exists());
+    }
+
+    #[test]
+    fn a_batch_that_times_out_is_not_tried_again() {
+        let fx = Fixture::new();
+        let record = plan_lock(
+            &states_for(
+                &UNITS.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                &parse_show(&before()),
+            ),
+            None,
+            1,
+        )
+        .record;
+        std::fs::create_dir_all(fx.file().parent().unwrap()).unwrap();
+        std::fs::write(fx.file(), record.to_json().to_string()).unwrap();
+        let host = FakeHost::new();
+        host.file(SYSTEMD_MARKER);
+        host.on("systemctl show", ok(&locked()));
+        host.always(
+            "systemctl unmask --runtime",
+            runtime::Output {
+                rc: 137,
+                timed_out: true,
+                ..runtime::Output::default()
+            },
+        );
+        let err = fx.run(&host, "released", false).unwrap_err();
+        assert!(
+            err.msg.starts_with("cannot unmask apt-daily.timer, apt-daily-upgrade.service, unattended-upgrades.service: ")
+                && err.msg.contains("timed out")
+                && err.msg.contains("the record is kept"),
+            "{}",
+            err.msg
+        );
+        // Each unit could take the whole timeout again: one try only, nothing started.
+        assert_eq!(host.count("systemctl unmask"), 1);
+        assert_eq!(host.count("systemctl start"), 0);
+        assert_eq!(err.field("unmasked"), Some(&json!([])));
+        assert!(fx.file().exists());
     }
 
     #[test]

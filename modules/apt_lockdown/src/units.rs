@@ -338,6 +338,18 @@ pub fn plan_release(record: &Record, states: &[(String, UnitState)]) -> ReleaseP
     plan
 }
 
+/// A release's starts as the `systemctl start` calls that run them: one for the services (and
+/// sockets, paths), then one for the timers, so no timer fires a job before the services are
+/// back. Empty batches are left out; the order within a batch is the plan's.
+pub fn start_batches(start: &[String]) -> Vec<Vec<String>> {
+    let (timers, others): (Vec<String>, Vec<String>) =
+        start.iter().cloned().partition(|u| u.ends_with(".timer"));
+    [others, timers]
+        .into_iter()
+        .filter(|batch| !batch.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,6 +574,29 @@ mod tests {
         let plan = plan_release(&record, &host());
         assert!(plan.unmask.is_empty());
         assert_eq!(plan.start, Vec::<String>::new());
+    }
+
+    #[test]
+    fn starts_run_in_two_batches_services_then_timers() {
+        let units = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            start_batches(&units(&[
+                "unattended-upgrades.service",
+                "snapd.socket",
+                "apt-daily.timer",
+                "apt-daily-upgrade.timer"
+            ])),
+            [
+                units(&["unattended-upgrades.service", "snapd.socket"]),
+                units(&["apt-daily.timer", "apt-daily-upgrade.timer"])
+            ]
+        );
+        // Only timers, or nothing: no empty call.
+        assert_eq!(
+            start_batches(&units(&["apt-daily.timer"])),
+            [units(&["apt-daily.timer"])]
+        );
+        assert!(start_batches(&[]).is_empty());
     }
 
     #[test]
