@@ -49,19 +49,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LAB = ROOT / "lab" / "lab"
+# The lab, the playbook runs and SSH to the hosts are the shared driver's (scripts/labdriver.py).
+sys.path.insert(0, str(ROOT / "scripts"))
+import labdriver  # noqa: E402
 
-
-def _lab_state_path() -> Path:
-    """lab.env of this clone's lab (`lab/lab id` prints its id and state dir)."""
-    try:
-        out = subprocess.run([str(LAB), "id"], cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=30).stdout.split()
-        return Path(out[1]) / "lab.env"
-    except (OSError, IndexError, subprocess.SubprocessError):
-        return Path("/run/homeops-labs/none/lab.env")
-
-
-LAB_STATE = _lab_state_path()
-INVENTORY = ROOT / ".lab" / "inventory.yml"
+INVENTORY = labdriver.LAB_INVENTORY
 VENV_BIN = ROOT / ".venv" / "bin"
 ANSIBLE_PLAYBOOK = VENV_BIN / "ansible-playbook"
 # BENCH_LIBRARY: another directory of module binaries (a harness test with stand-ins); the
@@ -150,12 +142,10 @@ def setup_tasks(alloy_version: str, kernel: str) -> list[dict]:
     ]
 
 
-class BenchError(Exception):
-    pass
-
-
-class Interference(BenchError):
-    pass
+# A failed lab command stops the bench as a failed series does; LabChanged is the driver's word
+# for somebody restarting the lab under us.
+BenchError = labdriver.DriverError
+Interference = labdriver.LabChanged
 
 
 def log(msg: str) -> None:
@@ -175,90 +165,17 @@ def cpu_jiffies() -> tuple[int, int]:
 
 # ---- the lab ------------------------------------------------------------------------------
 
-def read_lab_state() -> dict | None:
-    try:
-        text = LAB_STATE.read_text()
-    except OSError:
-        return None
-    out = {}
-    for line in text.splitlines():
-        k, sep, v = line.partition("=")
-        if sep:
-            try:
-                parts = shlex.split(v)
-            except ValueError:
-                parts = [v]
-            out[k] = " ".join(parts)
-    return out
+Lab = labdriver.Lab
 
 
-class Lab:
-    """Brings the lab up and down, and notices when somebody else restarted it."""
-    # `current_started` is the STARTED stamp of the lab in use: what the hosts' state (setup,
-    # fast-path cache) belongs to.
-
-    def __init__(self, hosts: int, results: Path):
-        self.hosts = hosts
-        self.results = results
-        self.mine: set[str] = set()      # STARTED stamps of labs this bench brought up
-        self.current_started = ""
-        self.cycles = 0
-
-    def _run(self, action: str) -> str:
-        # This bench owns the lab it brings up (a killed bench's lab is reaped by the next up).
-        env = dict(os.environ, LAB_HOSTS=str(self.hosts), LAB_OWNER_PID=str(os.getpid()))
-        t0 = time.perf_counter()
-        p = subprocess.run([str(LAB), action], cwd=ROOT, env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        with open(self.results / "lab.log", "a") as f:
-            f.write(f"==> lab {action} ({time.perf_counter() - t0:.1f} s, rc {p.returncode})\n{p.stdout}\n")
-        if p.returncode != 0:
-            raise BenchError(f"lab/lab {action} failed (rc {p.returncode}):\n{p.stdout[-2000:]}")
-        return p.stdout
-
-    def current(self) -> dict | None:
-        st = read_lab_state()
-        if not st or st.get("OWNER") != str(ROOT):
-            return None
-        return st
-
-    def up(self) -> None:
-        self._run("up")
-        st = self.current()
-        if not st:
-            raise BenchError(f"lab/lab up succeeded but {LAB_STATE} names no lab of this clone")
-        self.mine.add(st.get("STARTED", ""))
-        self.current_started = st.get("STARTED", "")
-        self.cycles += 1
-
-    def down(self) -> str:
-        out = self._run("down")
-        if "verified clean" not in out:
-            raise BenchError("lab/lab down did not report 'verified clean':\n" + out[-2000:])
-        return out
-
-    def cycle(self) -> None:
-        self.down()
-        self.up()
-
-    def check(self) -> None:
-        st = read_lab_state()
-        if not st:
-            raise Interference("the lab is no longer up: somebody brought it down during the bench")
-        if st.get("STARTED", "") != self.current_started:
-            raise Interference(
-                f"the lab was restarted by somebody else (started {st.get('STARTED')}, owner "
-                f"{st.get('OWNER')}): the numbers would mix two labs")
-
-    def is_ours_now(self) -> bool:
-        st = read_lab_state()
-        return bool(st) and st.get("STARTED", "") in self.mine
+def new_lab(hosts: int, results: Path) -> Lab:
+    """This clone's lab (labdriver.Lab: it notices when somebody else restarted it), every lab
+    command's output appended to results/lab.log."""
+    return Lab(hosts=hosts, log_file=results / "lab.log")
 
 
 def inventory_hosts() -> dict:
-    import yaml
-    inv = yaml.safe_load(INVENTORY.read_text())
-    return inv["all"]["hosts"]
+    return Lab().hostvars()
 
 
 # ---- ansible ------------------------------------------------------------------------------
@@ -670,42 +587,13 @@ def machine_info() -> dict:
     }
 
 
-def other_ansible_runs(include_ssh: bool = False) -> list[str]:
-    """Ansible or lab runs on this machine that are not ours (they share the CPUs; our lab is
-    our own). With include_ssh, also ssh clients/control masters to the lab (somebody used it
-    < 60 s ago)."""
-    mine = {os.getpid()}
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if int(d.name) in mine or ppid in mine:
-            continue
-        if re.search(r"ansible-playbook|scripts/itest\.sh|lab/tests/integration\.sh|lab/lab (up|down|fault)", cmd):
-            found.append(f"{d.name}: {cmd[:120]}")
-        elif include_ssh and cmd.startswith("ssh ") and re.search(r"\.lab/|\.ansible/cp|hoplab", cmd):
-            found.append(f"{d.name}: {cmd[:120]}")
-    st = read_lab_state()
-    if include_ssh and st and st.get("STARTED"):
-        try:
-            age = time.time() - dt.datetime.strptime(st["STARTED"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=dt.timezone.utc).timestamp()
-        except ValueError:
-            age = 1e9
-        if age < 120:
-            found.append(f"a lab started {age:.0f} s ago by somebody else (probably in use)")
-    return found
-
-
-def wait_for_quiet(max_wait: int, include_ssh: bool = False) -> None:
+def wait_for_quiet(max_wait: int, lab: labdriver.Lab, include_ssh: bool = False) -> None:
+    """Waits until no Ansible or lab run of others goes on anywhere on this machine (they share
+    the CPUs; our lab is our own); include_ssh: nobody used a lab over SSH in the last minute
+    and this clone's lab was not just started by somebody else either."""
     t0 = time.time()
     while True:
-        others = other_ansible_runs(include_ssh)
+        others = labdriver.others_using(clone_only=False, include_ssh=include_ssh, lab=lab)
         if not others:
             return
         if time.time() - t0 > max_wait:
@@ -1050,7 +938,7 @@ def main() -> int:
         if (LIBRARY / m).is_file():
             shutil.copy2(LIBRARY / m, snap / m)
     source_library, LIBRARY = LIBRARY, snap
-    lab = Lab(a.hosts, results)
+    lab = new_lab(a.hosts, results)
     runner = Runner(results, lab)
     kernel = platform.release()
     import yaml
@@ -1078,9 +966,9 @@ def main() -> int:
         # Always a lab of our own, fresh: a lab that is already up is in a state nobody
         # vouches for (another session's half-done test), and the deploy series replaces it
         # anyway. Waiting first for quiet keeps us from reaping a lab that is in use.
-        wait_for_quiet(a.wait, include_ssh=True)
-        if read_lab_state():
-            log(f"lab: replacing the lab that is up (idle; started {read_lab_state().get('STARTED')}) with a fresh one of {a.hosts} hosts")
+        wait_for_quiet(a.wait, lab, include_ssh=True)
+        if lab.state():
+            log(f"lab: replacing the lab that is up (idle; started {lab.state().get('STARTED')}) with a fresh one of {a.hosts} hosts")
         else:
             log(f"lab: bringing up {a.hosts} hosts")
         lab.up()
@@ -1112,7 +1000,7 @@ def main() -> int:
                     if attempt == a.retries:
                         raise
                     log(f"{name}: {e}; waiting for quiet, then again ({attempt + 2}/{a.retries + 1})")
-                    wait_for_quiet(a.wait)
+                    wait_for_quiet(a.wait, lab)
                     lab.up()
 
         first_host = next(iter(inventory_hosts()))
