@@ -180,66 +180,51 @@ def inventory_hosts() -> dict:
 
 # ---- ansible ------------------------------------------------------------------------------
 
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
 class Runner:
+    """A measured playbook run: the driver's runner (outputs numbered in results/out/, one
+    ansible.log for the whole bench), timed here with the controller's and the machine's CPU,
+    and refused when the lab under it changed."""
+
     def __init__(self, results: Path, lab: Lab):
         self.results = results
         self.lab = lab
-        self.env = dict(os.environ)
-        self.env.update({
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-            "LC_ALL": "C.UTF-8",
-            "ANSIBLE_LOG_PATH": str(results / "ansible.log"),
-        })
-        self.env.pop("HOMEOPS_FASTPATH", None)
         # The run's snapshot of the module binaries (see main), never a later build.
-        self.env["ANSIBLE_LIBRARY"] = str(LIBRARY)
-        (results / "out").mkdir(parents=True, exist_ok=True)
-        self.count = 0
+        self.ansible = labdriver.Runner(results / "out", INVENTORY, env={"ANSIBLE_LIBRARY": str(LIBRARY)},
+                                        ansible_log=results / "ansible.log", numbered=True)
+        # Each series sets the fast path itself.
+        self.ansible.env.pop("HOMEOPS_FASTPATH", None)
 
     def play(self, playbook: Path, name: str, env: dict | None = None, args: list[str] | None = None,
              expect_changed: bool | None = False) -> dict:
         """Runs ansible-playbook once and returns wall time, controller CPU, machine CPU, recap."""
         self.lab.check()
-        self.count += 1
-        out = self.results / "out" / f"{self.count:04d}-{name}.out"
-        e = dict(self.env, **(env or {}))
-        cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(INVENTORY), *(args or []), str(playbook)]
-        logf = Path(e["ANSIBLE_LOG_PATH"])
+        logf = self.ansible.ansible_log
         log0 = logf.stat().st_size if logf.exists() else 0
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy0, tot0 = cpu_jiffies()
         t0 = time.perf_counter()
-        with open(out, "w") as f:
-            p = subprocess.run(cmd, cwd=ROOT, env=e, stdout=f, stderr=subprocess.STDOUT)
+        p = self.ansible.play(name, playbook, *(args or []), env=env)
         wall = time.perf_counter() - t0
         busy1, tot1 = cpu_jiffies()
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        text = out.read_text(errors="replace")
         self.lab.check()
-        if p.returncode != 0:
+        if p.rc != 0:
             # A lab brought down under us fails the play before lab.env is gone: look again.
             time.sleep(3)
             self.lab.check()
-            raise BenchError(f"{name}: ansible-playbook exited {p.returncode} (output: {out}):\n"
-                             + "\n".join(text.splitlines()[-30:]))
-        recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]),
-                        "failed": int(m[4])} for m in RECAP.findall(text)}
-        changed = sum(v["changed"] for v in recap.values())
+            raise BenchError(f"{name}: ansible-playbook exited {p.rc} (output: {p.out}):\n"
+                             + "\n".join(p.text.splitlines()[-30:]))
+        changed = sum(p.changed().values())
         if expect_changed is False and changed:
             raise BenchError(f"{name}: expected a no-op, but {changed} task(s) reported changed "
-                             f"(output: {out}): the setup does not match the tasks")
+                             f"(output: {p.out}): the setup does not match the tasks")
         hz = os.sysconf("SC_CLK_TCK")
         return {
             "wall": wall,
             "ctrl_cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
             "machine_busy_cores": ((busy1 - busy0) / hz) / wall if wall > 0 else 0.0,
             "machine_busy_frac": (busy1 - busy0) / (tot1 - tot0) if tot1 > tot0 else 0.0,
-            "changed": changed, "hosts": len(recap), "out": str(out.relative_to(ROOT)),
+            "changed": changed, "hosts": len(p.recap), "out": str(p.out.relative_to(ROOT)),
             "log_slice": [log0, logf.stat().st_size if logf.exists() else 0],
         }
 
