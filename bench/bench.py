@@ -37,7 +37,6 @@ import os
 import platform
 import re
 import resource
-import shlex
 import shutil
 import signal
 import statistics
@@ -353,12 +352,6 @@ def bench_ssh_ops(runner: Runner, specs: list[dict], pdir: Path, host: str) -> d
     return out
 
 
-def ssh_base(hv: dict) -> list[str]:
-    return (["ssh", "-i", hv["ansible_ssh_private_key_file"], "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
-            + shlex.split(hv.get("ansible_ssh_common_args", ""))
-            + [f"{hv.get('ansible_user', 'root')}@{hv['ansible_host']}"])
-
-
 def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results: Path, lab: Lab) -> dict:
     """Each binary run directly on one host, `loops` times, timed inside the host."""
     sys.path.insert(0, str(ROOT / "action_plugins"))
@@ -366,7 +359,11 @@ def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results
 
     log(f"on-host: each module {loops}x in a loop on {host}, timed inside the host")
     hv = hosts[host]
-    ssh = ssh_base(hv)
+
+    def on_host(script: str, data: bytes, **kw) -> subprocess.CompletedProcess:
+        """script as root on the host, logged in as the inventory's user (through sudo)."""
+        cmd, stdin = labdriver.ssh_command(hv, script, data)
+        return subprocess.run(cmd, input=stdin, **kw)
     remote = "/tmp/homeops-bench"
     stage = results / "onhost"
     stage.mkdir(exist_ok=True)
@@ -388,8 +385,8 @@ def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results
     tar = subprocess.run(["tar", "-C", str(LIBRARY), "-cf", "-", *names], stdout=subprocess.PIPE, check=True).stdout
     tar2 = subprocess.run(["tar", "-C", str(stage), "-cf", "-", *[f"{m}.args" for m in names], "fastpath.sh"],
                           stdout=subprocess.PIPE, check=True).stdout
-    subprocess.run(ssh + [f"rm -rf {remote} && mkdir -p {remote} && tar -C {remote} -xf -"], input=tar, check=True)
-    subprocess.run(ssh + [f"tar -C {remote} -xf -"], input=tar2, check=True)
+    on_host(f"rm -rf {remote} && mkdir -p {remote} && tar -C {remote} -xf -", tar, check=True)
+    on_host(f"tar -C {remote} -xf -", tar2, check=True)
 
     body = f"""
 set -u
@@ -414,8 +411,7 @@ echo "fastpath_script_system_account $((e-s))"
     body += 'printf "json_fastpath %s\\n" "$(tr -d "\\n" < fastpath.json)"\n'
     body += f"cd / && rm -rf {remote}\n"
     lab.check()
-    p = subprocess.run(ssh + ["/bin/sh -s"], input=body.encode(), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, check=False)
+    p = on_host("/bin/sh -s", body.encode(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     lab.check()
     text = p.stdout.decode(errors="replace")
     (results / "onhost.out").write_text(text)
