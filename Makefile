@@ -220,11 +220,11 @@ verify: setup inventory ## Run the verification checks A-D (docs/verification-sp
 
 itest: setup ## Golden Path: lab up, deploy, verify, idempotent re-deploy, lab down
 	@INVENTORY="$(INVENTORY)" LAB_KEEP="$(LAB_KEEP)" ANSIBLE_ARGS="$(ANSIBLE_ARGS)" \
-	  scripts/itest.sh
+	  $(VENV)/bin/python scripts/itest.py
 
 itest-fleet: setup ## The Golden Path with the aarch64 agent pi-01 too (LAB_ARM=1; qemu-user, slower)
 	@LAB_ARM=1 INVENTORY="$(INVENTORY)" LAB_KEEP="$(LAB_KEEP)" ANSIBLE_ARGS="$(ANSIBLE_ARGS)" \
-	  scripts/itest.sh
+	  $(VENV)/bin/python scripts/itest.py
 
 clean: ## Remove build output, installed binaries, venv, collections and Ansible state
 	rm -rf target build $(VENV) collections .ansible .pytest_cache

@@ -37,7 +37,6 @@ import os
 import platform
 import re
 import resource
-import shlex
 import shutil
 import signal
 import statistics
@@ -49,19 +48,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LAB = ROOT / "lab" / "lab"
+# The lab, the playbook runs and SSH to the hosts are the shared driver's (scripts/labdriver.py).
+sys.path.insert(0, str(ROOT / "scripts"))
+import labdriver  # noqa: E402
 
-
-def _lab_state_path() -> Path:
-    """lab.env of this clone's lab (`lab/lab id` prints its id and state dir)."""
-    try:
-        out = subprocess.run([str(LAB), "id"], cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=30).stdout.split()
-        return Path(out[1]) / "lab.env"
-    except (OSError, IndexError, subprocess.SubprocessError):
-        return Path("/run/homeops-labs/none/lab.env")
-
-
-LAB_STATE = _lab_state_path()
-INVENTORY = ROOT / ".lab" / "inventory.yml"
+INVENTORY = labdriver.LAB_INVENTORY
 VENV_BIN = ROOT / ".venv" / "bin"
 ANSIBLE_PLAYBOOK = VENV_BIN / "ansible-playbook"
 # BENCH_LIBRARY: another directory of module binaries (a harness test with stand-ins); the
@@ -150,12 +141,10 @@ def setup_tasks(alloy_version: str, kernel: str) -> list[dict]:
     ]
 
 
-class BenchError(Exception):
-    pass
-
-
-class Interference(BenchError):
-    pass
+# A failed lab command stops the bench as a failed series does; LabChanged is the driver's word
+# for somebody restarting the lab under us.
+BenchError = labdriver.DriverError
+Interference = labdriver.LabChanged
 
 
 def log(msg: str) -> None:
@@ -175,154 +164,66 @@ def cpu_jiffies() -> tuple[int, int]:
 
 # ---- the lab ------------------------------------------------------------------------------
 
-def read_lab_state() -> dict | None:
-    try:
-        text = LAB_STATE.read_text()
-    except OSError:
-        return None
-    out = {}
-    for line in text.splitlines():
-        k, sep, v = line.partition("=")
-        if sep:
-            try:
-                parts = shlex.split(v)
-            except ValueError:
-                parts = [v]
-            out[k] = " ".join(parts)
-    return out
+Lab = labdriver.Lab
 
 
-class Lab:
-    """Brings the lab up and down, and notices when somebody else restarted it."""
-    # `current_started` is the STARTED stamp of the lab in use: what the hosts' state (setup,
-    # fast-path cache) belongs to.
-
-    def __init__(self, hosts: int, results: Path):
-        self.hosts = hosts
-        self.results = results
-        self.mine: set[str] = set()      # STARTED stamps of labs this bench brought up
-        self.current_started = ""
-        self.cycles = 0
-
-    def _run(self, action: str) -> str:
-        # This bench owns the lab it brings up (a killed bench's lab is reaped by the next up).
-        env = dict(os.environ, LAB_HOSTS=str(self.hosts), LAB_OWNER_PID=str(os.getpid()))
-        t0 = time.perf_counter()
-        p = subprocess.run([str(LAB), action], cwd=ROOT, env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        with open(self.results / "lab.log", "a") as f:
-            f.write(f"==> lab {action} ({time.perf_counter() - t0:.1f} s, rc {p.returncode})\n{p.stdout}\n")
-        if p.returncode != 0:
-            raise BenchError(f"lab/lab {action} failed (rc {p.returncode}):\n{p.stdout[-2000:]}")
-        return p.stdout
-
-    def current(self) -> dict | None:
-        st = read_lab_state()
-        if not st or st.get("OWNER") != str(ROOT):
-            return None
-        return st
-
-    def up(self) -> None:
-        self._run("up")
-        st = self.current()
-        if not st:
-            raise BenchError(f"lab/lab up succeeded but {LAB_STATE} names no lab of this clone")
-        self.mine.add(st.get("STARTED", ""))
-        self.current_started = st.get("STARTED", "")
-        self.cycles += 1
-
-    def down(self) -> str:
-        out = self._run("down")
-        if "verified clean" not in out:
-            raise BenchError("lab/lab down did not report 'verified clean':\n" + out[-2000:])
-        return out
-
-    def cycle(self) -> None:
-        self.down()
-        self.up()
-
-    def check(self) -> None:
-        st = read_lab_state()
-        if not st:
-            raise Interference("the lab is no longer up: somebody brought it down during the bench")
-        if st.get("STARTED", "") != self.current_started:
-            raise Interference(
-                f"the lab was restarted by somebody else (started {st.get('STARTED')}, owner "
-                f"{st.get('OWNER')}): the numbers would mix two labs")
-
-    def is_ours_now(self) -> bool:
-        st = read_lab_state()
-        return bool(st) and st.get("STARTED", "") in self.mine
+def new_lab(hosts: int, results: Path) -> Lab:
+    """This clone's lab (labdriver.Lab: it notices when somebody else restarted it), every lab
+    command's output appended to results/lab.log."""
+    return Lab(hosts=hosts, log_file=results / "lab.log")
 
 
 def inventory_hosts() -> dict:
-    import yaml
-    inv = yaml.safe_load(INVENTORY.read_text())
-    return inv["all"]["hosts"]
+    return Lab().hostvars()
 
 
 # ---- ansible ------------------------------------------------------------------------------
 
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
 class Runner:
+    """A measured playbook run: the driver's runner (outputs numbered in results/out/, one
+    ansible.log for the whole bench), timed here with the controller's and the machine's CPU,
+    and refused when the lab under it changed."""
+
     def __init__(self, results: Path, lab: Lab):
         self.results = results
         self.lab = lab
-        self.env = dict(os.environ)
-        self.env.update({
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-            "LC_ALL": "C.UTF-8",
-            "ANSIBLE_LOG_PATH": str(results / "ansible.log"),
-        })
-        self.env.pop("HOMEOPS_FASTPATH", None)
         # The run's snapshot of the module binaries (see main), never a later build.
-        self.env["ANSIBLE_LIBRARY"] = str(LIBRARY)
-        (results / "out").mkdir(parents=True, exist_ok=True)
-        self.count = 0
+        self.ansible = labdriver.Runner(results / "out", INVENTORY, env={"ANSIBLE_LIBRARY": str(LIBRARY)},
+                                        ansible_log=results / "ansible.log", numbered=True)
+        # Each series sets the fast path itself.
+        self.ansible.env.pop("HOMEOPS_FASTPATH", None)
 
     def play(self, playbook: Path, name: str, env: dict | None = None, args: list[str] | None = None,
              expect_changed: bool | None = False) -> dict:
         """Runs ansible-playbook once and returns wall time, controller CPU, machine CPU, recap."""
         self.lab.check()
-        self.count += 1
-        out = self.results / "out" / f"{self.count:04d}-{name}.out"
-        e = dict(self.env, **(env or {}))
-        cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(INVENTORY), *(args or []), str(playbook)]
-        logf = Path(e["ANSIBLE_LOG_PATH"])
+        logf = self.ansible.ansible_log
         log0 = logf.stat().st_size if logf.exists() else 0
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy0, tot0 = cpu_jiffies()
         t0 = time.perf_counter()
-        with open(out, "w") as f:
-            p = subprocess.run(cmd, cwd=ROOT, env=e, stdout=f, stderr=subprocess.STDOUT)
+        p = self.ansible.play(name, playbook, *(args or []), env=env)
         wall = time.perf_counter() - t0
         busy1, tot1 = cpu_jiffies()
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        text = out.read_text(errors="replace")
         self.lab.check()
-        if p.returncode != 0:
+        if p.rc != 0:
             # A lab brought down under us fails the play before lab.env is gone: look again.
             time.sleep(3)
             self.lab.check()
-            raise BenchError(f"{name}: ansible-playbook exited {p.returncode} (output: {out}):\n"
-                             + "\n".join(text.splitlines()[-30:]))
-        recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]),
-                        "failed": int(m[4])} for m in RECAP.findall(text)}
-        changed = sum(v["changed"] for v in recap.values())
+            raise BenchError(f"{name}: ansible-playbook exited {p.rc} (output: {p.out}):\n"
+                             + "\n".join(p.text.splitlines()[-30:]))
+        changed = sum(p.changed().values())
         if expect_changed is False and changed:
             raise BenchError(f"{name}: expected a no-op, but {changed} task(s) reported changed "
-                             f"(output: {out}): the setup does not match the tasks")
+                             f"(output: {p.out}): the setup does not match the tasks")
         hz = os.sysconf("SC_CLK_TCK")
         return {
             "wall": wall,
             "ctrl_cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
             "machine_busy_cores": ((busy1 - busy0) / hz) / wall if wall > 0 else 0.0,
             "machine_busy_frac": (busy1 - busy0) / (tot1 - tot0) if tot1 > tot0 else 0.0,
-            "changed": changed, "hosts": len(recap), "out": str(out.relative_to(ROOT)),
+            "changed": changed, "hosts": len(p.recap), "out": str(p.out.relative_to(ROOT)),
             "log_slice": [log0, logf.stat().st_size if logf.exists() else 0],
         }
 
@@ -451,12 +352,6 @@ def bench_ssh_ops(runner: Runner, specs: list[dict], pdir: Path, host: str) -> d
     return out
 
 
-def ssh_base(hv: dict) -> list[str]:
-    return (["ssh", "-i", hv["ansible_ssh_private_key_file"], "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
-            + shlex.split(hv.get("ansible_ssh_common_args", ""))
-            + [f"{hv.get('ansible_user', 'root')}@{hv['ansible_host']}"])
-
-
 def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results: Path, lab: Lab) -> dict:
     """Each binary run directly on one host, `loops` times, timed inside the host."""
     sys.path.insert(0, str(ROOT / "action_plugins"))
@@ -464,7 +359,11 @@ def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results
 
     log(f"on-host: each module {loops}x in a loop on {host}, timed inside the host")
     hv = hosts[host]
-    ssh = ssh_base(hv)
+
+    def on_host(script: str, data: bytes, **kw) -> subprocess.CompletedProcess:
+        """script as root on the host, logged in as the inventory's user (through sudo)."""
+        cmd, stdin = labdriver.ssh_command(hv, script, data)
+        return subprocess.run(cmd, input=stdin, **kw)
     remote = "/tmp/homeops-bench"
     stage = results / "onhost"
     stage.mkdir(exist_ok=True)
@@ -486,8 +385,8 @@ def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results
     tar = subprocess.run(["tar", "-C", str(LIBRARY), "-cf", "-", *names], stdout=subprocess.PIPE, check=True).stdout
     tar2 = subprocess.run(["tar", "-C", str(stage), "-cf", "-", *[f"{m}.args" for m in names], "fastpath.sh"],
                           stdout=subprocess.PIPE, check=True).stdout
-    subprocess.run(ssh + [f"rm -rf {remote} && mkdir -p {remote} && tar -C {remote} -xf -"], input=tar, check=True)
-    subprocess.run(ssh + [f"tar -C {remote} -xf -"], input=tar2, check=True)
+    on_host(f"rm -rf {remote} && mkdir -p {remote} && tar -C {remote} -xf -", tar, check=True)
+    on_host(f"tar -C {remote} -xf -", tar2, check=True)
 
     body = f"""
 set -u
@@ -512,8 +411,7 @@ echo "fastpath_script_system_account $((e-s))"
     body += 'printf "json_fastpath %s\\n" "$(tr -d "\\n" < fastpath.json)"\n'
     body += f"cd / && rm -rf {remote}\n"
     lab.check()
-    p = subprocess.run(ssh + ["/bin/sh -s"], input=body.encode(), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, check=False)
+    p = on_host("/bin/sh -s", body.encode(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     lab.check()
     text = p.stdout.decode(errors="replace")
     (results / "onhost.out").write_text(text)
@@ -670,42 +568,13 @@ def machine_info() -> dict:
     }
 
 
-def other_ansible_runs(include_ssh: bool = False) -> list[str]:
-    """Ansible or lab runs on this machine that are not ours (they share the CPUs; our lab is
-    our own). With include_ssh, also ssh clients/control masters to the lab (somebody used it
-    < 60 s ago)."""
-    mine = {os.getpid()}
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if int(d.name) in mine or ppid in mine:
-            continue
-        if re.search(r"ansible-playbook|scripts/itest\.sh|lab/tests/integration\.sh|lab/lab (up|down|fault)", cmd):
-            found.append(f"{d.name}: {cmd[:120]}")
-        elif include_ssh and cmd.startswith("ssh ") and re.search(r"\.lab/|\.ansible/cp|hoplab", cmd):
-            found.append(f"{d.name}: {cmd[:120]}")
-    st = read_lab_state()
-    if include_ssh and st and st.get("STARTED"):
-        try:
-            age = time.time() - dt.datetime.strptime(st["STARTED"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=dt.timezone.utc).timestamp()
-        except ValueError:
-            age = 1e9
-        if age < 120:
-            found.append(f"a lab started {age:.0f} s ago by somebody else (probably in use)")
-    return found
-
-
-def wait_for_quiet(max_wait: int, include_ssh: bool = False) -> None:
+def wait_for_quiet(max_wait: int, lab: labdriver.Lab, include_ssh: bool = False) -> None:
+    """Waits until no Ansible or lab run of others goes on anywhere on this machine (they share
+    the CPUs; our lab is our own); include_ssh: nobody used a lab over SSH in the last minute
+    and this clone's lab was not just started by somebody else either."""
     t0 = time.time()
     while True:
-        others = other_ansible_runs(include_ssh)
+        others = labdriver.others_using(clone_only=False, include_ssh=include_ssh, lab=lab)
         if not others:
             return
         if time.time() - t0 > max_wait:
@@ -1050,7 +919,7 @@ def main() -> int:
         if (LIBRARY / m).is_file():
             shutil.copy2(LIBRARY / m, snap / m)
     source_library, LIBRARY = LIBRARY, snap
-    lab = Lab(a.hosts, results)
+    lab = new_lab(a.hosts, results)
     runner = Runner(results, lab)
     kernel = platform.release()
     import yaml
@@ -1078,9 +947,9 @@ def main() -> int:
         # Always a lab of our own, fresh: a lab that is already up is in a state nobody
         # vouches for (another session's half-done test), and the deploy series replaces it
         # anyway. Waiting first for quiet keeps us from reaping a lab that is in use.
-        wait_for_quiet(a.wait, include_ssh=True)
-        if read_lab_state():
-            log(f"lab: replacing the lab that is up (idle; started {read_lab_state().get('STARTED')}) with a fresh one of {a.hosts} hosts")
+        wait_for_quiet(a.wait, lab, include_ssh=True)
+        if lab.state():
+            log(f"lab: replacing the lab that is up (idle; started {lab.state().get('STARTED')}) with a fresh one of {a.hosts} hosts")
         else:
             log(f"lab: bringing up {a.hosts} hosts")
         lab.up()
@@ -1112,7 +981,7 @@ def main() -> int:
                     if attempt == a.retries:
                         raise
                     log(f"{name}: {e}; waiting for quiet, then again ({attempt + 2}/{a.retries + 1})")
-                    wait_for_quiet(a.wait)
+                    wait_for_quiet(a.wait, lab)
                     lab.up()
 
         first_host = next(iter(inventory_hosts()))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compare the state snapshots of playbooks/tests/upgrade_state.yml (scripts/itest-upgrade.sh).
+"""Compare the state snapshots of playbooks/tests/upgrade_state.yml (scripts/itest_upgrade.py).
 
   upgrade_check.py restarts BEFORE AFTER [--pins VERSIONS_YML]
       Every service restarted exactly when its package version or one of its config files

@@ -1,4 +1,5 @@
-"""The itest-faults runner's parsing (tests/faults/faults.py) and its bad-input table, no lab."""
+"""The itest-faults runner's parsing (tests/faults/faults.py) and its bad-input table, no lab. Its
+playbook runs and their recaps are scripts/labdriver.py's (tests/test_labdriver.py)."""
 import importlib.util
 import json
 import os
@@ -9,22 +10,6 @@ from conftest import REPO
 spec = importlib.util.spec_from_file_location("faults", os.path.join(REPO, "tests/faults/faults.py"))
 faults = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(faults)
-
-RECAP = """\
-PLAY RECAP *********************************************************************
-obs-01                     : ok=20   changed=12   unreachable=0    failed=0    skipped=10   rescued=0    ignored=0
-srv-01                     : ok=3    changed=0    unreachable=0    failed=1    skipped=7    rescued=1    ignored=0
-ws-01-linux                : ok=2    changed=0    unreachable=1    failed=0    skipped=3    rescued=0    ignored=0
-"""
-
-
-def test_recap_is_read_per_host():
-    play = faults.Play(0, "PLAY RECAP ****\nnot: a host\n" + RECAP, 1.0, "x")
-    assert play.recap["obs-01"]["changed"] == 12
-    assert play.recap["srv-01"]["failed"] == 1
-    assert play.recap["ws-01-linux"]["unreachable"] == 1
-    assert play.changed() == {"obs-01": 12}
-    assert play.clean(["obs-01"]) and not play.clean() and not play.clean(["nobody"])
 
 
 def test_wait_warnings_of_the_lockdown_and_the_apt_engine_are_found():

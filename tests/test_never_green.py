@@ -3,7 +3,6 @@ the inventory cannot be parsed or a group the spec needs is empty, and the verif
 when a group was checked on no host. Each runs the real ansible-playbook; nothing connects to a
 host (the preflight and the summary run on localhost)."""
 import os
-import subprocess
 import sys
 
 import pytest
@@ -14,7 +13,8 @@ from conftest import REPO
 DEPLOY = "playbooks/deploy-observability-stack.yml"
 VERIFY = "playbooks/tests/verify_observability.yml"
 PREFLIGHT = "playbooks/preflight.yml"
-BIN = os.path.dirname(sys.executable)
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import labdriver  # noqa: E402
 
 
 def playbook(tmp_path, inventory, path, *args):
@@ -25,12 +25,9 @@ def playbook(tmp_path, inventory, path, *args):
         inv.write_text(yaml.safe_dump(inventory))
     elif isinstance(inventory, str):
         inv.write_text(inventory)
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-               ANSIBLE_LOG_PATH=str(tmp_path / "ansible.log"), ANSIBLE_NOCOLOR="1",
-               PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
-    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", str(inv), path, *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    return proc.returncode, proc.stdout + proc.stderr
+    # The runners' own way of running a playbook (scripts/labdriver.py).
+    play = labdriver.Runner(tmp_path, inv).play("run", path, *args, timeout=120)
+    return play.rc, play.text
 
 
 def groups(loki=(), grafana=(), alloy_linux=(), hostvars=None, allvars=None):

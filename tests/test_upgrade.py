@@ -18,8 +18,11 @@ from test_loki_standin import lab_sh
 VERSIONS = yaml.safe_load(open(os.path.join(REPO, "roles/common/defaults/main/versions.yml")))
 COMPONENTS = ("loki", "grafana", "alloy")
 CHECK = os.path.join(REPO, "scripts", "upgrade_check.py")
-ENV = {**os.environ, "PATH": f"{REPO}/.venv/bin:{os.environ['PATH']}",
-       "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+# The environment of every Ansible run of the runners (scripts/labdriver.py).
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import labdriver  # noqa: E402
+
+ENV = labdriver.ansible_env()
 
 
 def dpkg_lt(a, b):

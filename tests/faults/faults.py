@@ -12,8 +12,9 @@ Environment: LAB_KEEP=1 (leave the last lab up), FAULTS_NO_DOC=1 (do not rewrite
 FAULTS_FORCE=1 (run even though another ansible-playbook/lab run is seen on this machine).
 Logs: logs/faults-<timestamp>/<scenario>-<step>.out (+ .log, Ansible's own log).
 
-Host-side commands are fixed strings run over ssh with the lab key; no value (and never a
-secret) is interpolated into a shell: secrets go to the hosts on standard input only.
+Host-side commands are fixed strings run over ssh as the inventory's user, through sudo; no
+value (and never a secret) is interpolated into a shell: secrets go to the hosts on standard
+input only. The lab, the playbook runs and their recaps are scripts/labdriver.py's.
 """
 from __future__ import annotations
 
@@ -31,7 +32,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-INV = ROOT / ".lab" / "inventory.yml"
+sys.path.insert(0, str(ROOT / "scripts"))
+import labdriver  # noqa: E402
+from labdriver import Play  # noqa: E402,F401  (the scenarios' and the tests' name for a run)
+
+INV = labdriver.LAB_INVENTORY
 # FAULTS_DEPLOY_PLAYBOOK: try a patched copy (it must live in playbooks/ for group_vars/templates).
 DEPLOY = os.environ.get("FAULTS_DEPLOY_PLAYBOOK", "playbooks/deploy-observability-stack.yml")
 ADD_REPO_BOOK = "tests/faults/add-repo.yml"
@@ -41,15 +46,7 @@ STAMP = time.strftime("%Y%m%d-%H%M%S")
 LOG_DIR = ROOT / "logs" / f"faults-{STAMP}"
 DOC = ROOT / "docs" / "reliability.md"
 
-ENV = dict(os.environ)
-ENV.update(
-    PATH=f"{ROOT}/.venv/bin:{ENV.get('PATH', '')}",
-    ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-    ANSIBLE_NOCOLOR="1",
-    ANSIBLE_FORCE_COLOR="0",
-    LC_ALL="C.UTF-8",
-)
-ENV.pop("ANSIBLE_LOG_PATH", None)
+ENV = labdriver.ansible_env()
 
 T0 = time.monotonic()
 
@@ -84,121 +81,46 @@ class Scenario:
 # ---- processes ---------------------------------------------------------------------------------
 
 def run(cmd: list[str], *, log: str | None = None, env: dict | None = None, input: bytes | None = None,
-        timeout: float = 900, check: bool = False) -> subprocess.CompletedProcess:
+        timeout: float = 900, check: bool = False) -> labdriver.Result:
     """Runs a command without a shell. With log=NAME, output goes to LOG_DIR/NAME.out too."""
-    e = dict(ENV)
-    if env:
-        e.update(env)
+    e = dict(ENV, **(env or {}))
     if log:
         e["ANSIBLE_LOG_PATH"] = str(LOG_DIR / f"{log}.log")
-    p = subprocess.run(cmd, env=e, input=input, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=timeout)
-    p.text = p.stdout.decode("utf-8", "replace")
-    if log:
-        (LOG_DIR / f"{log}.out").write_text(p.text)
+    p = labdriver.execute(cmd, out=LOG_DIR / f"{log}.out" if log else None, env=e, input=input, timeout=timeout)
+    if p.timed_out:
+        raise Failed(f"{' '.join(cmd[:3])} ... did not finish in {timeout:.0f} s")
     if check and p.returncode != 0:
         raise Failed(f"{' '.join(cmd[:3])} ... exited {p.returncode}: {p.text[-800:]}")
     return p
 
 
-class Lab:
-    hosts_up = 0
-
-    @staticmethod
-    def up(n: int) -> None:
-        # This clone's lab only (lab/lab acts on its own lab id); this run owns it, so a killed
-        # run's lab is reaped by the next `lab up` on the machine.
-        t = time.monotonic()
-        run(["lab/lab", "down"], log="lab-down-before", timeout=300)
-        p = run(["lab/lab", "up"], env={"LAB_HOSTS": str(n), "LAB_OWNER_PID": str(os.getpid())},
-                log=f"lab-up-{n}", timeout=600)
-        if p.returncode != 0:
-            raise Failed(f"lab up ({n} hosts) failed: {p.text[-1500:]}")
-        Lab.hosts_up = n
-        Lab._inv = None
-        say(f"  lab up: {n} hosts in {time.monotonic() - t:.1f} s")
-
-    @staticmethod
-    def down() -> bool:
-        p = run(["lab/lab", "down"], log="lab-down", timeout=300)
-        print(p.text.strip().splitlines()[-1] if p.text.strip() else "lab down", flush=True)
-        return p.returncode == 0
-
-    _inv = None
-
-    @staticmethod
-    def inventory() -> dict:
-        if Lab._inv is None:
-            Lab._inv = yaml.safe_load(INV.read_text())
-        return Lab._inv
-
-    @staticmethod
-    def address(host: str) -> str:
-        return Lab.inventory()["all"]["hosts"][host]["ansible_host"]
-
-    @staticmethod
-    def secrets() -> list[str]:
-        v = Lab.inventory()["all"]["vars"]
-        return [v["grafana_admin_password"], v["loki_datasource_password"]]
-
-    @staticmethod
-    def fault(host: str, fault: str) -> str:
-        p = run(["lab/lab", "fault", host, fault], log=f"fault-{host}-{fault.replace(':', '-')}", timeout=120)
-        if p.returncode != 0:
-            raise Failed(f"lab fault {host} {fault} failed: {p.text[-800:]}")
-        return p.text.strip()
+# This clone's lab (lab/lab acts on its own lab id); each command's output in LOG_DIR/<name>.out.
+lab = labdriver.Lab(log_dir=LOG_DIR)
 
 
-SSH_OPTS = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=5", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-            "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"]
+def lab_up(n: int) -> None:
+    """Fresh hosts: this clone's lab down, then n hosts up, owned by this run (a killed run's
+    lab is reaped by the next `lab up` on the machine)."""
+    t = time.monotonic()
+    lab.down(name="lab-down-before")
+    lab.up(n, name=f"lab-up-{n}")
+    say(f"  lab up: {n} hosts in {time.monotonic() - t:.1f} s")
 
 
 def sh(host: str, script: str, *, input: bytes | None = None, timeout: float = 120) -> str:
     """Runs a fixed script on a lab host as root (never built from data); returns stdout."""
-    cmd = ["ssh", *SSH_OPTS, "-i", str(ROOT / ".lab" / "id_ed25519"), f"root@{Lab.address(host)}",
-           "/bin/sh -c " + shlex.quote(script)]
-    p = subprocess.run(cmd, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    p = lab.sh(host, script, input=input, timeout=timeout)
     if p.returncode != 0:
-        raise Failed(f"on {host}: script exited {p.returncode}: {p.stderr.decode()[-500:]}")
-    return p.stdout.decode("utf-8", "replace")
+        raise Failed(f"on {host}: script exited {p.returncode}: {p.stderr[-500:]}")
+    return p.text
 
 
 # ---- Ansible ----------------------------------------------------------------------------------
 
-RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+"
-                      r"skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)", re.M)
-
-
-class Play:
-    def __init__(self, rc: int, text: str, secs: float, name: str):
-        self.rc, self.text, self.secs, self.name = rc, text, secs, name
-        self.recap = {}
-        tail = self.text.rsplit("PLAY RECAP", 1)[-1] if "PLAY RECAP" in self.text else ""
-        for m in RECAP_RE.finditer(tail):
-            # localhost runs the preflight and summary plays; it is not a managed host.
-            if m.group(1) == "localhost":
-                continue
-            keys = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
-            self.recap[m.group(1)] = dict(zip(keys, map(int, m.groups()[1:])))
-
-    def changed(self) -> dict:
-        return {h: r["changed"] for h, r in self.recap.items() if r["changed"]}
-
-    def clean(self, hosts=None) -> bool:
-        hosts = hosts or list(self.recap)
-        return all(self.recap.get(h, {}).get("failed", 1) == 0 and self.recap.get(h, {}).get("unreachable", 1) == 0
-                   for h in hosts)
-
-
 def playbook(name: str, path: str, *args: str, inventory: Path | str = INV, env: dict | None = None,
              timeout: float = 900) -> Play:
-    t = time.monotonic()
-    cmd = ["ansible-playbook", "-i", str(inventory), *args, path]
-    p = run(cmd, log=name, env=env, timeout=timeout)
-    secs = time.monotonic() - t
-    play = Play(p.returncode, p.text, secs, name)
-    say(f"  {name}: ansible-playbook {' '.join(args)} {Path(path).name} -> rc {p.returncode} in {secs:.1f} s "
+    play = labdriver.Runner(LOG_DIR, inventory).play(name, path, *args, env=env, timeout=timeout)
+    say(f"  {name}: ansible-playbook {' '.join(args)} {Path(path).name} -> rc {play.rc} in {play.secs:.1f} s "
         f"(logs/{LOG_DIR.name}/{name}.out)")
     return play
 
@@ -342,7 +264,7 @@ def bad_input(s: Scenario):
 def lock_wait(s: Scenario):
     """A process in srv-01 holds /var/lib/dpkg/lock-frontend for 30 s as the deploy starts: the
     deploy waits (the lockdown waits for running apt work) and succeeds, naming holder and wait."""
-    info = Lab.fault("srv-01", "dpkg-lock:30")
+    info = lab.fault("srv-01", "dpkg-lock:30")
     pid = re.search(r"PID (\d+)", info).group(1)
     play = deploy("deploy")
     s.check(play.rc == 0 and play.clean(), "deploy exits 0, no host failed or unreachable", f"rc={play.rc}")
@@ -360,22 +282,17 @@ def lock_timeout(s: Scenario):
     """srv-01's lock is taken after the lockdown (when the Loki play starts) and held 150 s; the
     deploy runs with observability_apt_lock_timeout=15: srv-01 fails naming holder and time
     waited, the others deploy, dpkg stays clean; after the lock goes a re-run converges."""
-    proc = subprocess.Popen(["ansible-playbook", "-i", str(INV), "-e", "observability_apt_lock_timeout=15",
-                             "-e", "observability_apt_retries=0", DEPLOY],
-                            env={**ENV, "ANSIBLE_LOG_PATH": str(LOG_DIR / "deploy.log")},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    t, lines, faulted = time.monotonic(), [], False
-    pid = None
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace")
-        lines.append(line)
+    faulted, pid = False, None
+
+    def fault_at_loki(line: str) -> bool:
+        nonlocal faulted, pid
         if not faulted and line.startswith("PLAY [Deploy Loki]"):
-            pid = re.search(r"PID (\d+)", Lab.fault("srv-01", "dpkg-lock:150")).group(1)
+            pid = re.search(r"PID (\d+)", lab.fault("srv-01", "dpkg-lock:150")).group(1)
             faulted = True
-    rc = proc.wait()
-    text = "".join(lines)
-    (LOG_DIR / "deploy.out").write_text(text)
-    play = Play(rc, text, time.monotonic() - t, "deploy")
+        return False
+    play = labdriver.Runner(LOG_DIR, INV).play("deploy", DEPLOY, "-e", "observability_apt_lock_timeout=15",
+                                               "-e", "observability_apt_retries=0", on_line=fault_at_loki)
+    rc, text = play.rc, play.text
     say(f"  deploy (lock_timeout 15, lock on srv-01 from the Loki play on) -> rc {rc} in {play.secs:.1f} s")
     s.check(faulted and pid, "the lock was taken on srv-01 after the lockdown")
     s.check(rc != 0, "the deploy fails (srv-01 could not get the lock)", f"rc={rc}")
@@ -393,7 +310,7 @@ def lock_timeout(s: Scenario):
             str(st))
     prog = os.path.basename(m.group(3).split()[0])
     s.measure("failed after", f"{m.group(1)} s waiting for {m.group(2)}, held by PID {pid} ({prog})")
-    Lab.fault("srv-01", "heal")
+    lab.fault("srv-01", "heal")
     again = deploy("redeploy")
     s.check(again.rc == 0 and again.clean() and again.recap.get("srv-01", {}).get("changed", 0) > 0,
             "after heal, a re-run succeeds and deploys srv-01", str(again.recap.get("srv-01")))
@@ -437,7 +354,7 @@ def dpkg_interrupted(s: Scenario):
 def unreachable(s: Scenario):
     """ws-01-linux drops SSH (blackhole route): the deploy exits 0 and reports it unreachable
     and skipped; verify check D names it; after healing, a re-run converges and verify passes."""
-    Lab.fault("ws-01-linux", "timeout")
+    lab.fault("ws-01-linux", "timeout")
     play = deploy("deploy")
     r = play.recap.get("ws-01-linux", {})
     s.check(play.rc == 0, "deploy exits 0", f"rc={play.rc}")
@@ -454,7 +371,7 @@ def unreachable(s: Scenario):
             and "Unreachable agents (reported, not failed): ws-01-linux" in ver.text,
             "verify check D3 names ws-01-linux as unreachable", f"verify rc={ver.rc}")
     s.check(ver.rc == 0, "verify passes on the reachable hosts", f"rc={ver.rc}")
-    Lab.fault("ws-01-linux", "heal")
+    lab.fault("ws-01-linux", "heal")
     again = deploy("redeploy")
     s.check(again.rc == 0 and again.clean() and again.recap.get("ws-01-linux", {}).get("changed", 0) > 0,
             "after heal, a re-run deploys ws-01-linux", str(again.recap.get("ws-01-linux")))
@@ -533,9 +450,9 @@ def storm(s: Scenario):
     obs-01 (16 inventory aliases of one host, forks 16), then the deploy across 16 hosts with 16
     forks: all succeed, each account is created once, no lock error reaches the user."""
     # No secrets in this inventory: the storm needs none.
-    inv = {"all": {"vars": {k: v for k, v in Lab.inventory()["all"]["vars"].items() if "password" not in k},
+    inv = {"all": {"vars": {k: v for k, v in lab.inventory()["all"]["vars"].items() if "password" not in k},
                    "hosts": {}}}
-    h = Lab.inventory()["all"]["hosts"]["obs-01"]
+    h = lab.inventory()["all"]["hosts"]["obs-01"]
     for i in range(16):
         inv["all"]["hosts"][f"storm-{i:02d}"] = dict(h)
     storm_inv = LOG_DIR / "storm-inventory.yml"
@@ -573,7 +490,7 @@ def storm(s: Scenario):
     s.check(not lock_err and "fatal:" not in big.text, "no lock error or fatal in the deploy output")
     counts = sh("obs-01", "grep -c '^loki:' /etc/passwd; grep -c '^loki:' /etc/group").split()
     s.check(counts == ["1", "1"], "loki created once on obs-01", str(counts))
-    hosts = [x for x in Lab.inventory()["all"]["hosts"] if x != "obs-01"]
+    hosts = [x for x in lab.inventory()["all"]["hosts"] if x != "obs-01"]
     bad = [x for x in hosts if sh(x, "grep -c '^alloy:' /etc/passwd; grep -c '^alloy:' /etc/group").split() != ["1", "1"]]
     s.check(not bad, f"alloy created once on each of the {len(hosts)} agents", str(bad))
     s.measure("deploy 16 hosts", f"{big.secs:.0f} s")
@@ -628,31 +545,26 @@ def killed(s: Scenario):
     """The deploy is SIGKILLed (its whole process group) while apt runs on obs-01 for the Loki
     package: a re-run converges and the lockdown is released (units as before, no record)."""
     before = {h: unit_state(h) for h in ("obs-01", "srv-01", "ws-01-linux")}
-    proc = subprocess.Popen(["ansible-playbook", "-i", str(INV), DEPLOY],
-                            env={**ENV, "ANSIBLE_LOG_PATH": str(LOG_DIR / "deploy-killed.log")},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    lines, killed_at, apt_seen = [], None, ""
+    killed_at, apt_seen = None, ""
     t = time.monotonic()
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace")
-        lines.append(line)
-        if killed_at is None and line.startswith("TASK [") and "Install the Loki package]" in line:
-            for _ in range(100):
-                try:
-                    # Live apt-get/dpkg processes only (a zombie has already finished).
-                    apt_seen = sh("obs-01", "ps -eo stat=,args= | awk '$1 !~ /Z/ && ($2 ~ /(^|\\/)(apt-get|dpkg)$/)' "
-                                            "| cut -d' ' -f2- | head -3", timeout=10).strip()
-                except Failed:
-                    apt_seen = ""
-                if apt_seen:
-                    break
-                time.sleep(0.1)
-            os.killpg(proc.pid, signal.SIGKILL)
-            killed_at = time.monotonic() - t
-            break
-    proc.wait()
-    proc.stdout.close()
-    (LOG_DIR / "deploy-killed.out").write_text("".join(lines))
+
+    def kill_during_apt(line: str) -> bool:
+        nonlocal killed_at, apt_seen
+        if not (line.startswith("TASK [") and "Install the Loki package]" in line):
+            return False
+        for _ in range(100):
+            try:
+                # Live apt-get/dpkg processes only (a zombie has already finished).
+                apt_seen = sh("obs-01", "ps -eo stat=,args= | awk '$1 !~ /Z/ && ($2 ~ /(^|\\/)(apt-get|dpkg)$/)' "
+                                        "| cut -d' ' -f2- | head -3", timeout=10).strip()
+            except Failed:
+                apt_seen = ""
+            if apt_seen:
+                break
+            time.sleep(0.1)
+        killed_at = time.monotonic() - t
+        return True   # the runner SIGKILLs the deploy's whole process group here
+    labdriver.Runner(LOG_DIR, INV).play("deploy-killed", DEPLOY, on_line=kill_during_apt)
     s.check(killed_at is not None and bool(apt_seen), "the deploy was SIGKILLed while apt-get/dpkg ran on obs-01",
             apt_seen.replace("\n", ", "))
     what = re.search(r" (install|remove|update)( \S+)?", apt_seen)
@@ -728,8 +640,9 @@ def secrets(s: Scenario):
     log of this run, all of logs/, the controller's .ansible/, and on each host ~/.ansible/tmp,
     ~/.cache/homeops-modules, /var/lib/homeops, /tmp, /var/tmp, /var/log and the journal are
     searched for the values: zero hits."""
-    secrets_ = Lab.secrets()
-    s.check(all(len(x) >= 20 and x.startswith("hoplab-") for x in secrets_), "two distinctive secrets in the inventory")
+    secrets_ = lab.secrets()
+    s.check(len(secrets_) >= 2 and all(len(x) >= 20 and x.startswith("hoplab-") for x in secrets_),
+            f"{len(secrets_)} distinctive secrets in the inventory (Grafana, Loki, and sudo where it asks)")
     runs = []
     runs.append(deploy("deploy-vvv-diff", "--diff", "-vvv"))
     s.check(runs[-1].rc == 0 and runs[-1].clean(), "deploy --diff -vvv succeeds", f"rc={runs[-1].rc}")
@@ -998,21 +911,16 @@ def upgrade_interrupted(s: Scenario):
     s.check(w.rc == 0 and markers.exists(), "marker lines written on every agent are in Loki", f"rc={w.rc}")
     written = len(json.loads(markers.read_text())["markers"])
     before = {h: unit_state(h) for h in ("obs-01", "srv-01", "ws-01-linux")}
-    proc = subprocess.Popen(["ansible-playbook", "-i", str(INV), DEPLOY],
-                            env={**ENV, "ANSIBLE_LOG_PATH": str(LOG_DIR / "deploy-upgrade-killed.log")},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    lines, killed_at, t = [], None, time.monotonic()
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace")
-        lines.append(line)
+    killed_at, t = None, time.monotonic()
+
+    def kill_at_grafana(line: str) -> bool:
+        nonlocal killed_at
         # The Loki play is over (its handlers flushed, /ready waited for) when the next play starts.
         if line.startswith("PLAY [Deploy Grafana]"):
-            os.killpg(proc.pid, signal.SIGKILL)
             killed_at = time.monotonic() - t
-            break
-    proc.wait()
-    proc.stdout.close()
-    (LOG_DIR / "deploy-upgrade-killed.out").write_text("".join(lines))
+            return True   # the runner SIGKILLs the deploy's whole process group here
+        return False
+    labdriver.Runner(LOG_DIR, INV).play("deploy-upgrade-killed", DEPLOY, on_line=kill_at_grafana)
     s.check(killed_at is not None, "the upgrade deploy was SIGKILLed as the Grafana play started")
     half = installed_versions("obs-01")
     s.measure("killed", f"after {killed_at:.1f} s; obs-01 then had " + ", ".join(f"{k} {v}" for k, v in half.items()))
@@ -1045,24 +953,6 @@ def upgrade_interrupted(s: Scenario):
 
 # ---- the run -------------------------------------------------------------------------------------
 
-def others_running() -> list[str]:
-    """Ansible/lab runs of this clone (others' labs live side by side and are not ours to mind)."""
-    p = subprocess.run(["pgrep", "-af", r"ansible-playbook|lab/lab (up|down|fault)|bench\.py"], stdout=subprocess.PIPE)
-    mine = {str(os.getpid()), str(os.getppid())}
-    out = []
-    for line in p.stdout.decode().splitlines():
-        pid = line.split()[0]
-        if pid in mine or "pgrep" in line:
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if cwd == str(ROOT) or cwd.startswith(str(ROOT) + "/"):
-            out.append(line)
-    return out
-
-
 def write_doc(results: list) -> None:
     intro = (HERE / "reliability-intro.md").read_text()
     rows = ["| # | scenario | result | measured | time |", "|---|---|---|---|---|"]
@@ -1094,7 +984,8 @@ def main(argv: list[str]) -> int:
     if not chosen:
         print(f"no such scenario: {wanted}; have: {[x[1] for x in SCENARIOS]}", file=sys.stderr)
         return 2
-    busy = others_running()
+    # Ansible/lab runs of this clone (others' labs live side by side and are not ours to mind).
+    busy = labdriver.others_using(clone_only=True)
     if busy and os.environ.get("FAULTS_FORCE") != "1":
         print("itest-faults: the lab looks in use on this machine (FAULTS_FORCE=1 to run anyway):", file=sys.stderr)
         print("\n".join("    " + b for b in busy), file=sys.stderr)
@@ -1106,7 +997,10 @@ def main(argv: list[str]) -> int:
     def teardown(*_):
         if lab_started and os.environ.get("LAB_KEEP") != "1":
             say("==> itest-faults: lab down")
-            Lab.down()
+            try:
+                print(lab.down(name="lab-down").strip().splitlines()[-1], flush=True)
+            except labdriver.LabError as e:
+                print(f"itest-faults: ERROR: {e}", flush=True)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
@@ -1117,9 +1011,9 @@ def main(argv: list[str]) -> int:
             ok = True
             try:
                 lab_started = True
-                Lab.up(hosts)
+                lab_up(hosts)
                 fn(sc)
-            except Failed as e:
+            except (Failed, labdriver.DriverError) as e:
                 ok = False
                 print(f"      FAILED: {e}", flush=True)
             except Exception as e:  # a bug in the scenario itself is a failure too

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""The Golden Path end to end (`make itest` runs this after `make setup`):
+  1. lab up (only when no INVENTORY is given)
+  2. deploy          playbooks/deploy-observability-stack.yml, with --diff
+  3. verify          playbooks/tests/verify_observability.yml (checks A-E)
+  Every playbook run must report on exactly the hosts the inventory had at the start.
+  4. idempotence     the deploy again at -vvv: FAILS if any host reports changed>0
+                     (Molecule's rule, read from the PLAY RECAP)
+  5. secrets scan    the secrets of the inventory must appear in no log of this run
+  6. lab down        always, also on failure, Ctrl-C and SIGTERM, unless LAB_KEEP=1; only a lab
+                     this run started (a refused `lab up` leaves another run's lab alone), and
+                     `lab down` acts on this clone's lab (its LAB_ID) only
+Environment: INVENTORY=path (real hosts: the lab is never touched), LAB_KEEP=1,
+ANSIBLE_ARGS (extra ansible-playbook arguments). Logs: logs/itest-<timestamp>/.
+The lab, the runs and the checks are scripts/labdriver.py's.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import labdriver  # noqa: E402
+from labdriver import DEPLOY, VERIFY  # noqa: E402
+
+# Progress lines of a quiet run: task headers and per-host outcomes, without -vvv payloads.
+PROGRESS = re.compile(r"^(PLAY|TASK|RUNNING HANDLER|ok:|changed:|fatal:|failed:|skipping:|unreachable:|\S+ +: ok=)")
+
+
+def main() -> int:
+    os.chdir(labdriver.ROOT)
+    inventory = os.environ.get("INVENTORY", "")
+    extra = os.environ.get("ANSIBLE_ARGS", "").split()
+    log_dir = Path("logs") / f"itest-{time.strftime('%Y%m%d-%H%M%S')}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    lab = None if inventory else labdriver.Lab(echo=True, via_make=True)
+    steps = labdriver.Steps("itest", "docs/runbook.md", log_dir, lab)
+
+    def body():
+        # ---- 1. inventory / lab
+        if inventory:
+            steps.step(f"inventory: {inventory} (real hosts; the lab is not touched)")
+            if not Path(inventory).is_file():
+                steps.fail(f"INVENTORY={inventory} does not exist", rc=2)
+            inv = inventory
+        else:
+            inv = steps.lab_up()
+            lab.status()
+        # Ctrl-C reaches ansible-playbook from the terminal, and it can prompt there (-K).
+        runner = labdriver.Runner(log_dir, inv, extra_args=extra, new_session=False)
+
+        # The deploy targets all four groups; verify has no Windows checks yet.
+        start_hosts = labdriver.list_hosts(inv, "loki:grafana:alloy_linux:alloy_windows")
+        verify_hosts = labdriver.list_hosts(inv, "loki:grafana:alloy_linux")
+        if not start_hosts:
+            steps.fail(f"the inventory {inv} has no host in loki, grafana, alloy_linux or alloy_windows: "
+                       "nothing to test")
+        print(f"    hosts: {' '.join(start_hosts)}")
+
+        def run(name, playbook, *args, echo=True):
+            return runner.play(name, playbook, *args, echo=echo, announce=True, check=True)
+
+        # ---- 2. deploy: --diff on the first run: every secret-bearing task changes here, so this
+        # is where a secret would leak into a diff if a task lacked diff: false.
+        steps.step(f"deploy: {DEPLOY} --diff")
+        print(labdriver.check_same_hosts("itest", run("deploy", DEPLOY, "--diff"), start_hosts))
+
+        # ---- 3. verify
+        steps.step(f"verify: {VERIFY}")
+        print(labdriver.check_same_hosts("itest", run("verify", VERIFY), verify_hosts))
+
+        # ---- 4. idempotence: -vvv, so the secrets must stay hidden at the highest verbosity too
+        # (scanned in step 5).
+        steps.step(f"idempotence: {DEPLOY} again at -vvv, every host must report changed=0")
+        again = run("idempotence", DEPLOY, "-vvv", echo=PROGRESS)
+        if not again.has_recap:
+            steps.fail("no PLAY RECAP in the second deploy")
+        print(labdriver.check_same_hosts("itest", again, start_hosts))
+        print(labdriver.check_no_change("itest", again, "the second deploy"))
+
+        # ---- 5. secrets scan: the values stay in this process, never on a terminal or in a file.
+        steps.step("secrets scan: no secret of the inventory in any output or log of this run")
+        secrets = labdriver.inventory_secrets(inv)
+        if not secrets:
+            print("    no plain secret values found in the inventory (vault without a password?): scan skipped")
+            return
+        files = labdriver.files_under([log_dir])
+        leaks = labdriver.files_with(secrets, files + labdriver.files_under([Path("logs/ansible.log")]))
+        if leaks:
+            steps.fail("SECRET LEAK: a secret value appears in:\n" + "\n".join(f"    {p}" for p in leaks))
+        print(f"    {len(secrets)} secret values, found in none of {len(files)} files of {log_dir}")
+
+    return steps.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
