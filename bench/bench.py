@@ -8,9 +8,10 @@ Series (all against the lab inventory, ANSIBLE_CONFIG = this clone's ansible.cfg
              empty play and N x `raw: /bin/true` as the floor. One round runs every series once;
              per-task time is (total - empty) / N of the same round, ratios are taken per round,
              and the report gives medians over the rounds.
-  deploy     playbooks/deploy-observability-stack.yml against bench/playbooks/deploy-builtin.yml
-             (the same deploy with ansible.builtin modules only): first run on fresh hosts
-             (lab down + up before each) and the idempotent re-run right after it.
+  deploy     playbooks/deploy-observability-stack.yml against bench/twin/deploy-builtin.yml
+             (the same deploy and copies of its roles with ansible.builtin modules only, generated
+             by bench/builtin_twin.py): first run on fresh hosts (lab down + up before each) and
+             the idempotent re-run right after it.
   on-host    each module binary run directly on one lab host, K times in a loop timed inside the
              host (date +%s%N), plus the fast path's remote script alone and exec floors.
   ssh-ops    one task of each kind at -vvv on one host, counting the SSH commands it makes.
@@ -68,7 +69,8 @@ ANSIBLE_PLAYBOOK = VENV_BIN / "ansible-playbook"
 # report names it, and Ansible gets it as ANSIBLE_LIBRARY.
 LIBRARY = Path(os.environ.get("BENCH_LIBRARY") or ROOT / "library")
 DEPLOY_OURS = ROOT / "playbooks" / "deploy-observability-stack.yml"
-DEPLOY_BUILTIN = BENCH / "playbooks" / "deploy-builtin.yml"
+TWIN = BENCH / "twin"                      # generated, git-ignored (bench/builtin_twin.py)
+DEPLOY_BUILTIN = TWIN / "deploy-builtin.yml"
 DOC = ROOT / "docs" / "benchmarks.md"
 MODULES = ["system_account", "apt_packages", "apt_lockdown", "kernel_headers", "safe_grep"]
 MIB = 1024 * 1024
@@ -574,36 +576,38 @@ def task_times(logfile: Path, start: int, end: int) -> list[tuple[str, float]]:
 
 
 def our_task_names() -> tuple[set[str], set[str]]:
-    """Names of the deploy's tasks that use our modules, and of their builtin replacements in
-    the twin (from bench/builtin_twin.py, the same code that writes the twin)."""
+    """Names of the deploy's tasks (playbook and roles) that use our modules, and of their
+    builtin replacements in the twin (from bench/builtin_twin.py, the same code that writes the
+    twin)."""
     sys.path.insert(0, str(BENCH))
     import builtin_twin
-    import yaml
-    ours, repl = set(), set()
+    return builtin_twin.task_names()
 
-    def visit(tasks):
-        for t in tasks or []:
-            for k in ("block", "rescue", "always"):
-                visit(t.get(k))
-            if builtin_twin.module_of(t):
-                ours.add(t.get("name", ""))
-                repl.update(x.get("name", "") for x in builtin_twin.convert(t))
-    for play in yaml.safe_load(DEPLOY_OURS.read_text()):
-        for k in ("pre_tasks", "tasks", "post_tasks", "handlers"):
-            visit(play.get(k))
-    return ours, repl
+
+def name_matcher(names: set[str]):
+    """A test for task headers of ansible.log against task names: a role's task is logged as
+    `<role> : <name>`, and a templated name (`Set the apt lockdown to {{ apt_lockdown_state }}`)
+    with its value, so `{{ ... }}` matches anything."""
+    pats = [re.compile(".*".join(re.escape(part) for part in re.split(r"\{\{.*?\}\}", n)) + r"\Z")
+            for n in names if n]
+
+    def match(header: str) -> bool:
+        name = header.split(" : ", 1)[1] if " : " in header else header
+        return any(p.match(name) for p in pats)
+    return match
 
 
 def attribute(runner: Runner, res: dict, names: set[str]) -> dict:
     times = task_times(runner.results / "ansible.log", *res["log_slice"])
-    mod = sum(d for n, d in times if n in names)
+    ours = name_matcher(names)
+    mod = sum(d for n, d in times if ours(n))
     return {"module_tasks_s": mod, "other_tasks_s": sum(d for _, d in times) - mod,
             "slowest": sorted(((round(d, 2), n) for n, d in times), reverse=True)[:6]}
 
 
-def bench_deploy(runner: Runner, lab: Lab, runs: int, guarded) -> dict:
+def bench_deploy(runner: Runner, lab: Lab, runs: int, guarded, twin: Path = DEPLOY_BUILTIN) -> dict:
     log(f"deploy: {runs} run(s) per variant; each: lab down + up (fresh hosts), first run, idempotent re-run")
-    variants = [("ours", DEPLOY_OURS), ("builtin", DEPLOY_BUILTIN)]
+    variants = [("ours", DEPLOY_OURS), ("builtin", twin)]
     names = dict(zip(("ours", "builtin"), our_task_names()))
     data = {v: {"first": [], "again": []} for v, _ in variants}
     for k in range(runs):
@@ -772,7 +776,7 @@ def render_section(r: dict, prev: dict | None) -> str:
         L.append("| playbook | first run, fresh hosts (s) | idempotent re-run (s) | re-run controller CPU (s) |")
         L.append("|---|---:|---:|---:|")
         L.append(f"| `playbooks/deploy-observability-stack.yml` (ours) | {fmt(dep['ours_first_s'], 2)} | {fmt(dep['ours_again_s'], 2)} | {fmt(dep['ours_again_ctrl_cpu_s'], 2)} |")
-        L.append(f"| `bench/playbooks/deploy-builtin.yml` (builtin only) | {fmt(dep['builtin_first_s'], 2)} | {fmt(dep['builtin_again_s'], 2)} | {fmt(dep['builtin_again_ctrl_cpu_s'], 2)} |")
+        L.append(f"| `bench/twin/deploy-builtin.yml` (builtin-only twin, generated) | {fmt(dep['builtin_first_s'], 2)} | {fmt(dep['builtin_again_s'], 2)} | {fmt(dep['builtin_again_ctrl_cpu_s'], 2)} |")
         L.append(f"| **builtin / ours** (same run) | **{fmt(dep['first_ratio'], 2)}x** | **{fmt(dep['again_ratio'], 2)}x** | |")
         L.append("")
         if "ours_again_module_tasks_s" in dep:
@@ -954,7 +958,7 @@ def draw_chart(r: dict, path: Path) -> None:
         ours = [dep["ours_first_s"], dep["ours_again_s"]]
         blt = [dep["builtin_first_s"], dep["builtin_again_s"]]
         ax.bar([0 - 0.2, 1 - 0.2], ours, 0.4, label="ours (deploy-observability-stack.yml)", color=colors["fast"])
-        ax.bar([0 + 0.2, 1 + 0.2], blt, 0.4, label="builtin only (bench/playbooks)", color=colors["builtin"])
+        ax.bar([0 + 0.2, 1 + 0.2], blt, 0.4, label="builtin-only twin (bench/twin)", color=colors["builtin"])
         # The same ratios as the table: per run (same run), then the median.
         for x, o, b, ratio in zip((0, 1), ours, blt, (dep["first_ratio"], dep["again_ratio"])):
             ax.text(x, max(o, b) * 1.02, f"builtin / ours {ratio:.2f}x", ha="center")
@@ -1026,18 +1030,17 @@ def main() -> int:
     if "deploy" in only:
         if not DEPLOY_OURS.exists():
             raise SystemExit(f"bench: {DEPLOY_OURS} does not exist yet")
-        # The twin is generated from a deploy that held its tasks inline, with group_vars/, tasks/
-        # and templates/ beside it; the deploy now calls roles (issue 13) and those are gone.
-        broken = [p.name for p in (BENCH / "playbooks").iterdir() if p.is_symlink() and not p.exists()]
-        if broken:
-            raise SystemExit("bench: the builtin-only twin of the deploy is not ported to the roles layout yet "
-                             f"(bench/playbooks/{', '.join(broken)} point at paths that moved to roles/): "
-                             "run the other series with BENCH_ONLY=per-task,ssh-ops,on-host")
+        # The twin is generated from the roles and playbooks (git-ignored): regenerate it when
+        # they have moved on, so it never lags behind the deploy it is compared with.
         sys.path.insert(0, str(BENCH))
         import builtin_twin
-        if not builtin_twin.is_current():
-            builtin_twin.write()
-            log(f"regenerated {DEPLOY_BUILTIN.relative_to(ROOT)}: the deploy playbook has changed since it was written")
+        try:
+            diffs = builtin_twin.differences()
+            if diffs:
+                builtin_twin.write()
+                log(f"regenerated {TWIN.relative_to(ROOT)}/ ({len(diffs)} difference(s), e.g. {diffs[0]})")
+        except builtin_twin.TwinError as e:
+            raise SystemExit(f"bench: cannot generate the builtin-only twin of the deploy: {e}")
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = BENCH / "results" / f"{stamp}-{a.hosts}hosts"
@@ -1050,6 +1053,11 @@ def main() -> int:
         if (LIBRARY / m).is_file():
             shutil.copy2(LIBRARY / m, snap / m)
     source_library, LIBRARY = LIBRARY, snap
+    twin_playbook = DEPLOY_BUILTIN
+    if "deploy" in only:
+        # The twin runs from the results (exactly what was timed, kept with the numbers).
+        shutil.copytree(TWIN, results / "twin")
+        twin_playbook = results / "twin" / DEPLOY_BUILTIN.name
     lab = Lab(a.hosts, results)
     runner = Runner(results, lab)
     kernel = platform.release()
@@ -1124,7 +1132,7 @@ def main() -> int:
             r["on_host"] = guarded("on-host", lambda: (prepare(), bench_on_host(specs, inventory_hosts(), first_host,
                                                                                  a.loops, results, lab))[1])
         if "deploy" in only:
-            r["deploy"] = bench_deploy(runner, lab, a.deploy_runs, guarded)
+            r["deploy"] = bench_deploy(runner, lab, a.deploy_runs, guarded, twin_playbook)
         ok = True
     except KeyboardInterrupt as e:
         log(f"interrupted ({e or 'Ctrl-C'})")
