@@ -176,3 +176,22 @@ def test_the_twin_passes_the_syntax_check(generated):
     p = run([venv_bin("ansible-playbook"), "-i", os.path.join(REPO, "tests/inventory/syntax-check.yml"),
              "--syntax-check", str(generated / "deploy-builtin.yml")], env=env, cwd=REPO)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_the_bench_attributes_role_tasks_and_templated_names_to_our_modules(twin):
+    """bench.py splits the deploy's time by task header in ansible.log: a role's task is logged as
+    `<role> : <name>` and a templated name with its value; a longer name must not match."""
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    try:
+        import bench
+    finally:
+        sys.path.pop(0)
+    ours, replacements = bench.our_task_names()
+    is_ours, is_twin = bench.name_matcher(ours), bench.name_matcher(replacements)
+    assert is_ours("homeops.observability.loki : Install the Loki package")
+    assert is_ours("apt_lockdown : Set the apt lockdown to released")
+    assert is_ours("Release the apt lockdown on this host before giving up on it")
+    assert is_twin("loki : Ensure the loki system user exists")
+    assert not is_ours("loki : Ensure the loki system user exists")
+    assert not is_ours("homeops.observability.common : Refresh the apt package lists now if the repository changed")
+    assert not is_twin("loki : Ensure Loki data directories exist")
