@@ -916,6 +916,43 @@ def render_targets(r: dict, prev: dict | None) -> list[str]:
     return L
 
 
+# The subsection of a host-count section that each series writes.
+SERIES_HEADINGS = {"per_task": "### Per task:", "deploy": "### Whole deploy:", "on_host": "### On the host:",
+                   "ssh_ops": "### SSH commands per task"}
+
+
+def carry_over(old: str, r: dict, section: str) -> str:
+    """A run of some series only (BENCH_ONLY) keeps the other series' tables of the section it
+    replaces, marked with the run they come from, and their numbers in the bench-data summary
+    (a later run of another host count compares against them)."""
+    missing = [k for k in SERIES_HEADINGS if not r.get(k)]
+    m = re.search(r"^## \d+ hosts: run of (.+)$", old, re.M)
+    if not missing or not m:
+        return section
+    when = m.group(1).strip()
+    chunks = re.split(r"(?m)^(?=### |!\[|<!-- bench-data )", old)
+    kept = []
+    for key in missing:
+        chunk = next((c for c in chunks if c.startswith(SERIES_HEADINGS[key])), None)
+        if chunk:
+            head, _, body = chunk.partition("\n")
+            note = "_Kept from the run of " + when + " (this run did not measure this series)._\n"
+            kept.append(head + "\n" + (body if body.lstrip().startswith("_Kept from") else "\n" + note + body))
+    if kept:
+        at = section.index("### Binary sizes")
+        section = section[:at] + "".join(c.rstrip("\n") + "\n\n" for c in kept) + section[at:]
+    old_data = re.search(r"<!-- bench-data (\{.*?\}) -->", old)
+    new_data = re.search(r"<!-- bench-data (\{.*?\}) -->", section)
+    if old_data and new_data:
+        o, n = json.loads(old_data.group(1)), json.loads(new_data.group(1))
+        for k, v in o.items():
+            if n.get(k) in (None, {}, []):
+                n[k] = v
+        section = (section[:new_data.start()] + "<!-- bench-data " + json.dumps(n, separators=(",", ":")) + " -->"
+                   + section[new_data.end():])
+    return section
+
+
 def update_doc(r: dict) -> None:
     h = r["hosts"]
     begin, end = f"<!-- bench:{h}hosts:begin -->", f"<!-- bench:{h}hosts:end -->"
@@ -925,7 +962,10 @@ def update_doc(r: dict) -> None:
         d = json.loads(mm.group(1))
         if d.get("hosts") != h and (prev is None or d["hosts"] < prev["hosts"]):
             prev = d
-    section = begin + "\n" + render_section(r, prev) + "\n" + end
+    section = render_section(r, prev)
+    if begin in text and end in text:
+        section = carry_over(text[text.index(begin) + len(begin):text.index(end)], r, section)
+    section = begin + "\n" + section + "\n" + end
     if begin in text and end in text:
         text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
     else:

@@ -195,3 +195,27 @@ def test_the_bench_attributes_role_tasks_and_templated_names_to_our_modules(twin
     assert not is_ours("loki : Ensure the loki system user exists")
     assert not is_ours("homeops.observability.common : Refresh the apt package lists now if the repository changed")
     assert not is_twin("loki : Ensure Loki data directories exist")
+
+
+def test_a_run_of_some_series_keeps_the_others_tables_in_the_doc():
+    """`BENCH_ONLY=deploy` rewrites a host count's section: the per-task tables of the run before
+    stay, marked with their date, and so do their numbers in the bench-data summary."""
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    try:
+        import bench
+    finally:
+        sys.path.pop(0)
+    old = ("## 3 hosts: run of 2026-11-22 06:37 UTC\n\n| | |\n\n"
+           "### Per task: 10 identical no-op tasks per play, median of 5 rounds\n\nPER-TASK TABLE\n\n"
+           "### Whole deploy: median of 5 run(s)\n\nOLD DEPLOY TABLE\n\n### Binary sizes\n\nSIZES\n\n"
+           '![3 hosts](benchmarks-3hosts.png)\n\n<!-- bench-data {"hosts":3,"raw_ms":48.8,"deploy":{"x":1}} -->\n')
+    new = ("## 3 hosts: run of NOW\n\n### Whole deploy: median of 5 run(s)\n\nNEW DEPLOY TABLE\n\n"
+           '### Binary sizes\n\nSIZES\n\n<!-- bench-data {"hosts":3,"raw_ms":null,"deploy":{"y":2}} -->')
+    out = bench.carry_over(old, {"hosts": 3, "deploy": {"runs": 5}}, new)
+    assert "NEW DEPLOY TABLE" in out and "OLD DEPLOY TABLE" not in out
+    assert "PER-TASK TABLE" in out and "_Kept from the run of 2026-11-22 06:37 UTC" in out
+    assert out.index("PER-TASK TABLE") < out.index("### Binary sizes")
+    assert '"raw_ms":48.8' in out and '"deploy":{"y":2}' in out
+    # Kept again by the next partial run: one note, the original date.
+    again = bench.carry_over(out.replace("NOW", "LATER"), {"hosts": 3, "deploy": {"runs": 5}}, new)
+    assert again.count("_Kept from") == 1 and "2026-11-22 06:37 UTC" in again
