@@ -8,9 +8,10 @@ Series (all against the lab inventory, ANSIBLE_CONFIG = this clone's ansible.cfg
              empty play and N x `raw: /bin/true` as the floor. One round runs every series once;
              per-task time is (total - empty) / N of the same round, ratios are taken per round,
              and the report gives medians over the rounds.
-  deploy     playbooks/deploy-observability-stack.yml against bench/playbooks/deploy-builtin.yml
-             (the same deploy with ansible.builtin modules only): first run on fresh hosts
-             (lab down + up before each) and the idempotent re-run right after it.
+  deploy     playbooks/deploy-observability-stack.yml against bench/twin/deploy-builtin.yml
+             (the same deploy and copies of its roles with ansible.builtin modules only, generated
+             by bench/builtin_twin.py): first run on fresh hosts (lab down + up before each) and
+             the idempotent re-run right after it.
   on-host    each module binary run directly on one lab host, K times in a loop timed inside the
              host (date +%s%N), plus the fast path's remote script alone and exec floors.
   ssh-ops    one task of each kind at -vvv on one host, counting the SSH commands it makes.
@@ -59,7 +60,8 @@ ANSIBLE_PLAYBOOK = VENV_BIN / "ansible-playbook"
 # report names it, and Ansible gets it as ANSIBLE_LIBRARY.
 LIBRARY = Path(os.environ.get("BENCH_LIBRARY") or ROOT / "library")
 DEPLOY_OURS = ROOT / "playbooks" / "deploy-observability-stack.yml"
-DEPLOY_BUILTIN = BENCH / "playbooks" / "deploy-builtin.yml"
+TWIN = BENCH / "twin"                      # generated, git-ignored (bench/builtin_twin.py)
+DEPLOY_BUILTIN = TWIN / "deploy-builtin.yml"
 DOC = ROOT / "docs" / "benchmarks.md"
 MODULES = ["system_account", "apt_packages", "apt_lockdown", "kernel_headers", "safe_grep"]
 MIB = 1024 * 1024
@@ -472,36 +474,38 @@ def task_times(logfile: Path, start: int, end: int) -> list[tuple[str, float]]:
 
 
 def our_task_names() -> tuple[set[str], set[str]]:
-    """Names of the deploy's tasks that use our modules, and of their builtin replacements in
-    the twin (from bench/builtin_twin.py, the same code that writes the twin)."""
+    """Names of the deploy's tasks (playbook and roles) that use our modules, and of their
+    builtin replacements in the twin (from bench/builtin_twin.py, the same code that writes the
+    twin)."""
     sys.path.insert(0, str(BENCH))
     import builtin_twin
-    import yaml
-    ours, repl = set(), set()
+    return builtin_twin.task_names()
 
-    def visit(tasks):
-        for t in tasks or []:
-            for k in ("block", "rescue", "always"):
-                visit(t.get(k))
-            if builtin_twin.module_of(t):
-                ours.add(t.get("name", ""))
-                repl.update(x.get("name", "") for x in builtin_twin.convert(t))
-    for play in yaml.safe_load(DEPLOY_OURS.read_text()):
-        for k in ("pre_tasks", "tasks", "post_tasks", "handlers"):
-            visit(play.get(k))
-    return ours, repl
+
+def name_matcher(names: set[str]):
+    """A test for task headers of ansible.log against task names: a role's task is logged as
+    `<role> : <name>`, and a templated name (`Set the apt lockdown to {{ apt_lockdown_state }}`)
+    with its value, so `{{ ... }}` matches anything."""
+    pats = [re.compile(".*".join(re.escape(part) for part in re.split(r"\{\{.*?\}\}", n)) + r"\Z")
+            for n in names if n]
+
+    def match(header: str) -> bool:
+        name = header.split(" : ", 1)[1] if " : " in header else header
+        return any(p.match(name) for p in pats)
+    return match
 
 
 def attribute(runner: Runner, res: dict, names: set[str]) -> dict:
     times = task_times(runner.results / "ansible.log", *res["log_slice"])
-    mod = sum(d for n, d in times if n in names)
+    ours = name_matcher(names)
+    mod = sum(d for n, d in times if ours(n))
     return {"module_tasks_s": mod, "other_tasks_s": sum(d for _, d in times) - mod,
             "slowest": sorted(((round(d, 2), n) for n, d in times), reverse=True)[:6]}
 
 
-def bench_deploy(runner: Runner, lab: Lab, runs: int, guarded) -> dict:
+def bench_deploy(runner: Runner, lab: Lab, runs: int, guarded, twin: Path = DEPLOY_BUILTIN) -> dict:
     log(f"deploy: {runs} run(s) per variant; each: lab down + up (fresh hosts), first run, idempotent re-run")
-    variants = [("ours", DEPLOY_OURS), ("builtin", DEPLOY_BUILTIN)]
+    variants = [("ours", DEPLOY_OURS), ("builtin", twin)]
     names = dict(zip(("ours", "builtin"), our_task_names()))
     data = {v: {"first": [], "again": []} for v, _ in variants}
     for k in range(runs):
@@ -641,7 +645,7 @@ def render_section(r: dict, prev: dict | None) -> str:
         L.append("| playbook | first run, fresh hosts (s) | idempotent re-run (s) | re-run controller CPU (s) |")
         L.append("|---|---:|---:|---:|")
         L.append(f"| `playbooks/deploy-observability-stack.yml` (ours) | {fmt(dep['ours_first_s'], 2)} | {fmt(dep['ours_again_s'], 2)} | {fmt(dep['ours_again_ctrl_cpu_s'], 2)} |")
-        L.append(f"| `bench/playbooks/deploy-builtin.yml` (builtin only) | {fmt(dep['builtin_first_s'], 2)} | {fmt(dep['builtin_again_s'], 2)} | {fmt(dep['builtin_again_ctrl_cpu_s'], 2)} |")
+        L.append(f"| `bench/twin/deploy-builtin.yml` (builtin-only twin, generated) | {fmt(dep['builtin_first_s'], 2)} | {fmt(dep['builtin_again_s'], 2)} | {fmt(dep['builtin_again_ctrl_cpu_s'], 2)} |")
         L.append(f"| **builtin / ours** (same run) | **{fmt(dep['first_ratio'], 2)}x** | **{fmt(dep['again_ratio'], 2)}x** | |")
         L.append("")
         if "ours_again_module_tasks_s" in dep:
@@ -717,6 +721,7 @@ def render_targets(r: dict, prev: dict | None) -> list[str]:
         for name, x in pt["modules"].items():
             L.append(f"| `{name}` >= 4x faster than {x['builtin_label']} | {fmt(x['builtin_over_fast'], 2)}x | {mark(x['builtin_over_fast'] >= 4)} |")
     if dep:
+        L.append(f"| first deploy (fresh hosts) >= 2x faster than builtin-only | {fmt(dep['first_ratio'], 2)}x ({fmt(dep['ours_first_s'], 2)} vs {fmt(dep['builtin_first_s'], 2)} s) | {mark(dep['first_ratio'] >= 2)} |")
         L.append(f"| idempotent re-deploy >= 3x faster than builtin-only | {fmt(dep['again_ratio'], 2)}x ({fmt(dep['ours_again_s'], 2)} vs {fmt(dep['builtin_again_s'], 2)} s) | {mark(dep['again_ratio'] >= 3)} |")
     sz = r["sizes"]
     L.append(f"| every binary <= 1 MiB | largest {max(x['bytes'] for x in sz.values())} bytes | {mark(all(x['ok'] for x in sz.values()))} |")
@@ -765,6 +770,43 @@ def render_targets(r: dict, prev: dict | None) -> list[str]:
     return L
 
 
+# The subsection of a host-count section that each series writes.
+SERIES_HEADINGS = {"per_task": "### Per task:", "deploy": "### Whole deploy:", "on_host": "### On the host:",
+                   "ssh_ops": "### SSH commands per task"}
+
+
+def carry_over(old: str, r: dict, section: str) -> str:
+    """A run of some series only (BENCH_ONLY) keeps the other series' tables of the section it
+    replaces, marked with the run they come from, and their numbers in the bench-data summary
+    (a later run of another host count compares against them)."""
+    missing = [k for k in SERIES_HEADINGS if not r.get(k)]
+    m = re.search(r"^## \d+ hosts: run of (.+)$", old, re.M)
+    if not missing or not m:
+        return section
+    when = m.group(1).strip()
+    chunks = re.split(r"(?m)^(?=### |!\[|<!-- bench-data )", old)
+    kept = []
+    for key in missing:
+        chunk = next((c for c in chunks if c.startswith(SERIES_HEADINGS[key])), None)
+        if chunk:
+            head, _, body = chunk.partition("\n")
+            note = "_Kept from the run of " + when + " (this run did not measure this series)._\n"
+            kept.append(head + "\n" + (body if body.lstrip().startswith("_Kept from") else "\n" + note + body))
+    if kept:
+        at = section.index("### Binary sizes")
+        section = section[:at] + "".join(c.rstrip("\n") + "\n\n" for c in kept) + section[at:]
+    old_data = re.search(r"<!-- bench-data (\{.*?\}) -->", old)
+    new_data = re.search(r"<!-- bench-data (\{.*?\}) -->", section)
+    if old_data and new_data:
+        o, n = json.loads(old_data.group(1)), json.loads(new_data.group(1))
+        for k, v in o.items():
+            if n.get(k) in (None, {}, []):
+                n[k] = v
+        section = (section[:new_data.start()] + "<!-- bench-data " + json.dumps(n, separators=(",", ":")) + " -->"
+                   + section[new_data.end():])
+    return section
+
+
 def update_doc(r: dict) -> None:
     h = r["hosts"]
     begin, end = f"<!-- bench:{h}hosts:begin -->", f"<!-- bench:{h}hosts:end -->"
@@ -774,7 +816,10 @@ def update_doc(r: dict) -> None:
         d = json.loads(mm.group(1))
         if d.get("hosts") != h and (prev is None or d["hosts"] < prev["hosts"]):
             prev = d
-    section = begin + "\n" + render_section(r, prev) + "\n" + end
+    section = render_section(r, prev)
+    if begin in text and end in text:
+        section = carry_over(text[text.index(begin) + len(begin):text.index(end)], r, section)
+    section = begin + "\n" + section + "\n" + end
     if begin in text and end in text:
         text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
@@ -823,7 +868,7 @@ def draw_chart(r: dict, path: Path) -> None:
         ours = [dep["ours_first_s"], dep["ours_again_s"]]
         blt = [dep["builtin_first_s"], dep["builtin_again_s"]]
         ax.bar([0 - 0.2, 1 - 0.2], ours, 0.4, label="ours (deploy-observability-stack.yml)", color=colors["fast"])
-        ax.bar([0 + 0.2, 1 + 0.2], blt, 0.4, label="builtin only (bench/playbooks)", color=colors["builtin"])
+        ax.bar([0 + 0.2, 1 + 0.2], blt, 0.4, label="builtin-only twin (bench/twin)", color=colors["builtin"])
         # The same ratios as the table: per run (same run), then the median.
         for x, o, b, ratio in zip((0, 1), ours, blt, (dep["first_ratio"], dep["again_ratio"])):
             ax.text(x, max(o, b) * 1.02, f"builtin / ours {ratio:.2f}x", ha="center")
@@ -895,18 +940,17 @@ def main() -> int:
     if "deploy" in only:
         if not DEPLOY_OURS.exists():
             raise SystemExit(f"bench: {DEPLOY_OURS} does not exist yet")
-        # The twin is generated from a deploy that held its tasks inline, with group_vars/, tasks/
-        # and templates/ beside it; the deploy now calls roles (issue 13) and those are gone.
-        broken = [p.name for p in (BENCH / "playbooks").iterdir() if p.is_symlink() and not p.exists()]
-        if broken:
-            raise SystemExit("bench: the builtin-only twin of the deploy is not ported to the roles layout yet "
-                             f"(bench/playbooks/{', '.join(broken)} point at paths that moved to roles/): "
-                             "run the other series with BENCH_ONLY=per-task,ssh-ops,on-host")
+        # The twin is generated from the roles and playbooks (git-ignored): regenerate it when
+        # they have moved on, so it never lags behind the deploy it is compared with.
         sys.path.insert(0, str(BENCH))
         import builtin_twin
-        if not builtin_twin.is_current():
-            builtin_twin.write()
-            log(f"regenerated {DEPLOY_BUILTIN.relative_to(ROOT)}: the deploy playbook has changed since it was written")
+        try:
+            diffs = builtin_twin.differences()
+            if diffs:
+                builtin_twin.write()
+                log(f"regenerated {TWIN.relative_to(ROOT)}/ ({len(diffs)} difference(s), e.g. {diffs[0]})")
+        except builtin_twin.TwinError as e:
+            raise SystemExit(f"bench: cannot generate the builtin-only twin of the deploy: {e}")
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = BENCH / "results" / f"{stamp}-{a.hosts}hosts"
@@ -919,6 +963,11 @@ def main() -> int:
         if (LIBRARY / m).is_file():
             shutil.copy2(LIBRARY / m, snap / m)
     source_library, LIBRARY = LIBRARY, snap
+    twin_playbook = DEPLOY_BUILTIN
+    if "deploy" in only:
+        # The twin runs from the results (exactly what was timed, kept with the numbers).
+        shutil.copytree(TWIN, results / "twin")
+        twin_playbook = results / "twin" / DEPLOY_BUILTIN.name
     lab = new_lab(a.hosts, results)
     runner = Runner(results, lab)
     kernel = platform.release()
@@ -993,7 +1042,7 @@ def main() -> int:
             r["on_host"] = guarded("on-host", lambda: (prepare(), bench_on_host(specs, inventory_hosts(), first_host,
                                                                                  a.loops, results, lab))[1])
         if "deploy" in only:
-            r["deploy"] = bench_deploy(runner, lab, a.deploy_runs, guarded)
+            r["deploy"] = bench_deploy(runner, lab, a.deploy_runs, guarded, twin_playbook)
         ok = True
     except KeyboardInterrupt as e:
         log(f"interrupted ({e or 'Ctrl-C'})")
