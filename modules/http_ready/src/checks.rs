@@ -58,7 +58,9 @@ pub fn check_json(
         values.insert(path.clone(), shown(actual));
         if mismatch.is_none() {
             mismatch = match actual {
-                None => Some(format!("the JSON field '{path}' is missing (expected {want})")),
+                None => Some(format!(
+                    "the JSON field '{path}' is missing (expected {want})"
+                )),
                 Some(v) if !matches(v, want) => Some(format!(
                     "the JSON field '{path}' is {} (expected {want})",
                     shown(Some(v))
@@ -92,7 +94,10 @@ mod tests {
         assert!(!matches(&json!("OK"), &json!("ok")));
         assert!(matches(&json!(1), &json!("1")) && matches(&json!(1), &json!(1)));
         assert!(matches(&json!(true), &json!("True")));
-        assert!(!matches(&json!("1"), &json!(1)), "a number expectation wants a number");
+        assert!(
+            !matches(&json!("1"), &json!(1)),
+            "a number expectation wants a number"
+        );
         assert!(!matches(&json!(null), &json!("null")));
     }
 
@@ -102,10 +107,21 @@ mod tests {
             serde_json::from_value(json!({"database": "ok", "version": "11.3.0"})).unwrap();
         let body = br#"{"database": "failing", "version": "11.3.0", "secret": "s3cr3t"}"#;
         let (values, mismatch) = check_json(body, &want).unwrap();
-        assert_eq!(values, *json!({"database": "failing", "version": "11.3.0"}).as_object().unwrap());
-        assert_eq!(mismatch.unwrap(), r#"the JSON field 'database' is "failing" (expected "ok")"#);
+        assert_eq!(
+            values,
+            *json!({"database": "failing", "version": "11.3.0"})
+                .as_object()
+                .unwrap()
+        );
+        assert_eq!(
+            mismatch.unwrap(),
+            r#"the JSON field 'database' is "failing" (expected "ok")"#
+        );
         let (_, mismatch) = check_json(br#"{"version": "11.3.0"}"#, &want).unwrap();
-        assert_eq!(mismatch.unwrap(), r#"the JSON field 'database' is missing (expected "ok")"#);
+        assert_eq!(
+            mismatch.unwrap(),
+            r#"the JSON field 'database' is missing (expected "ok")"#
+        );
         let (values, _) = check_json(br#"{"database": {"a": 1}}"#, &want).unwrap();
         assert_eq!(values["database"], json!("(a dict of 1 keys)"));
         let e = check_json(b"<html>secret</html>", &want).unwrap_err();

@@ -68,7 +68,11 @@ pub fn base64(data: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -144,7 +148,10 @@ pub fn read_response(stream: &mut dyn Read, timeout: Duration) -> Result<Respons
 
 fn unreachable_incomplete(buf: &[u8]) -> String {
     // parse(.., eof = true) answers Some or an error; keep a message anyway, never a panic.
-    format!("the connection ended after {} bytes of an incomplete answer", buf.len())
+    format!(
+        "the connection ended after {} bytes of an incomplete answer",
+        buf.len()
+    )
 }
 
 fn io_words(e: &std::io::Error, timeout: Duration) -> String {
@@ -311,7 +318,10 @@ mod tests {
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert_eq!(r.body, br#"{"database": "ok"}"#);
-        assert_eq!(parse(&text.as_bytes()[..text.len() - 1], false).unwrap(), None);
+        assert_eq!(
+            parse(&text.as_bytes()[..text.len() - 1], false).unwrap(),
+            None
+        );
         let e = parse(&text.as_bytes()[..text.len() - 1], true).unwrap_err();
         assert_eq!(e, "the connection ended after 17 of 18 body bytes");
     }
@@ -322,13 +332,20 @@ mod tests {
         assert_eq!(done(text).body, br#"{"database": "ok"}"#);
         // Incomplete at every cut before the end.
         for cut in 45..text.len() - 1 {
-            assert_eq!(parse(&text.as_bytes()[..cut], false).unwrap(), None, "cut {cut}");
+            assert_eq!(
+                parse(&text.as_bytes()[..cut], false).unwrap(),
+                None,
+                "cut {cut}"
+            );
         }
         let e = parse(&text.as_bytes()[..60], true).unwrap_err();
         assert!(e.contains("inside a chunked body"), "{e}");
         let bad = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n";
-        assert!(parse(bad.as_bytes(), true).unwrap_err().contains("invalid chunk size"));
-        let trailers = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n";
+        assert!(parse(bad.as_bytes(), true)
+            .unwrap_err()
+            .contains("invalid chunk size"));
+        let trailers =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n";
         assert_eq!(done(trailers).body, b"ok");
     }
 
@@ -337,7 +354,10 @@ mod tests {
         let text = "HTTP/1.0 503 Service Unavailable\r\n\r\nnot ready";
         assert_eq!(parse(text.as_bytes(), false).unwrap(), None);
         let r = done(text);
-        assert_eq!((r.status, r.body.as_slice()), (503, b"not ready".as_slice()));
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (503, b"not ready".as_slice())
+        );
         let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
         assert_eq!(parse(text.as_bytes(), false).unwrap().unwrap().status, 204);
     }
@@ -345,19 +365,34 @@ mod tests {
     #[test]
     fn garbage_and_cut_answers_are_errors() {
         assert!(parse(b"", true).unwrap_err().contains("without an answer"));
-        assert!(parse(b"HTTP/1.1 200 OK\r\nX", true).unwrap_err().contains("inside the answer's headers"));
-        assert!(parse(b"SSH-2.0-OpenSSH\r\n\r\n", true).unwrap_err().contains("not an HTTP/1.x answer"));
-        assert!(parse(b"HTTP/1.1 2000 OK\r\n\r\n", true).unwrap_err().contains("not an HTTP/1.x answer"));
+        assert!(parse(b"HTTP/1.1 200 OK\r\nX", true)
+            .unwrap_err()
+            .contains("inside the answer's headers"));
+        assert!(parse(b"SSH-2.0-OpenSSH\r\n\r\n", true)
+            .unwrap_err()
+            .contains("not an HTTP/1.x answer"));
+        assert!(parse(b"HTTP/1.1 2000 OK\r\n\r\n", true)
+            .unwrap_err()
+            .contains("not an HTTP/1.x answer"));
         let e = parse(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", true).unwrap_err();
         assert!(e.contains("invalid Content-Length"), "{e}");
-        let huge = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
-        assert!(parse(huge.as_bytes(), false).unwrap_err().contains("larger than 1024 KiB"));
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert!(parse(huge.as_bytes(), false)
+            .unwrap_err()
+            .contains("larger than 1024 KiB"));
     }
 
     #[test]
     fn requests_close_the_connection_and_carry_the_headers() {
         let url = crate::url::parse("http://127.0.0.1:3000/api/health").unwrap();
-        let req = String::from_utf8(request(&url, &[("Authorization".into(), "Basic eDp5".into())])).unwrap();
+        let req = String::from_utf8(request(
+            &url,
+            &[("Authorization".into(), "Basic eDp5".into())],
+        ))
+        .unwrap();
         assert_eq!(
             req,
             "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nUser-Agent: homeops-http_ready\r\nAccept: */*\r\nConnection: close\r\nAuthorization: Basic eDp5\r\n\r\n"
@@ -365,8 +400,12 @@ mod tests {
         assert!(check_header("X-Scope-OrgID", "tenant-1").is_ok());
         let e = check_header("X-A", "v\r\nEvil: 1").unwrap_err();
         assert!(e.contains("'X-A'") && !e.contains("Evil"), "{e}");
-        assert!(check_header("Bad Name", "x").unwrap_err().contains("not a valid header name"));
-        assert!(check_header("Host", "x").unwrap_err().contains("set by http_ready itself"));
+        assert!(check_header("Bad Name", "x")
+            .unwrap_err()
+            .contains("not a valid header name"));
+        assert!(check_header("Host", "x")
+            .unwrap_err()
+            .contains("set by http_ready itself"));
     }
 
     #[test]

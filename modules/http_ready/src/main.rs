@@ -26,7 +26,9 @@ const SPEC: &[Param] = &[
     Param::str("body_regex"),
     Param::int("timeout").default(Default::Int(60)).min(0),
     Param::int("interval").default(Default::Int(1)).min(1),
-    Param::int("request_timeout").default(Default::Int(5)).min(1),
+    Param::int("request_timeout")
+        .default(Default::Int(5))
+        .min(1),
     Param::dict("headers").no_log(),
     Param::str("url_username"),
     Param::str("url_password").no_log(),
@@ -69,15 +71,15 @@ impl Probe {
         for code in params.list("status_code") {
             match code.trim().parse::<u16>() {
                 Ok(n) if (100..=599).contains(&n) => statuses.push(n),
-                _ => {
-                    return Err(Failure::new(format!(
-                        "status_code: '{code}' is not an HTTP status (100-599); write e.g. [200, 204]"
-                    )))
-                }
+                _ => return Err(Failure::new(format!(
+                    "status_code: '{code}' is not an HTTP status (100-599); write e.g. [200, 204]"
+                ))),
             }
         }
         if statuses.is_empty() {
-            return Err(Failure::new("status_code is empty: list the statuses that mean ready, e.g. [200]"));
+            return Err(Failure::new(
+                "status_code is empty: list the statuses that mean ready, e.g. [200]",
+            ));
         }
         let body_regex = match params.str("body_regex") {
             None => None,
@@ -107,7 +109,9 @@ impl Probe {
         let password = params.str("url_password");
         match (user, password) {
             (None, Some(_)) => {
-                return Err(Failure::new("url_password is set without url_username; set both"))
+                return Err(Failure::new(
+                    "url_password is set without url_username; set both",
+                ))
             }
             (Some(user), password) => {
                 if user.contains(':') {
@@ -115,7 +119,10 @@ impl Probe {
                         "url_username must not contain ':' (Basic authentication separates user and password with it)",
                     ));
                 }
-                if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+                if headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                {
                     return Err(Failure::new(
                         "set either url_username/url_password or an Authorization header, not both",
                     ));
@@ -210,7 +217,10 @@ impl Probe {
                     ("json", Json::Object(attempt.fields.clone())),
                     ("body_regex_matched", json!(attempt.regex_matched)),
                     ("attempts", json!(attempts)),
-                    ("elapsed", json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0)),
+                    (
+                        "elapsed",
+                        json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0),
+                    ),
                 ]
             };
             let Some(why) = &attempt.not_ready else {

@@ -19,7 +19,10 @@ pub fn parse(url: &str) -> Result<Url, String> {
             "url '{url}': https is not supported: http_ready has no TLS (it would need crates this collection does not ship); use ansible.builtin.uri for https endpoints"
         ));
     }
-    let Some(rest) = lower.starts_with("http://").then(|| &url["http://".len()..]) else {
+    let Some(rest) = lower
+        .starts_with("http://")
+        .then(|| &url["http://".len()..])
+    else {
         return Err(format!(
             "url '{url}' must start with http://, e.g. http://127.0.0.1:3000/api/health"
         ));
@@ -44,14 +47,17 @@ pub fn parse(url: &str) -> Result<Url, String> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let Some((host, after)) = v6.split_once(']') else {
-            return Err(format!("url '{url}': an IPv6 address needs its closing ']'"));
+            return Err(format!(
+                "url '{url}': an IPv6 address needs its closing ']'"
+            ));
         };
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| {
-                format!("url '{url}': expected ':PORT' after the IPv6 address")
-            })?),
-        };
+        let port =
+            match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(|| {
+                    format!("url '{url}': expected ':PORT' after the IPv6 address")
+                })?),
+            };
         (host, port)
     } else {
         match authority.rsplit_once(':') {
@@ -59,14 +65,22 @@ pub fn parse(url: &str) -> Result<Url, String> {
             None => (authority, None),
         }
     };
-    if host.is_empty() || host.chars().any(|c| c.is_ascii_control() || c == ' ' || c == '/') {
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_ascii_control() || c == ' ' || c == '/')
+    {
         return Err(format!("url '{url}' has no valid host"));
     }
     let port = match port {
         None => 80,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
-            _ => return Err(format!("url '{url}': port '{p}' is not a number from 1 to 65535")),
+            _ => {
+                return Err(format!(
+                    "url '{url}': port '{p}' is not a number from 1 to 65535"
+                ))
+            }
         },
     };
     Ok(Url {
@@ -84,12 +98,21 @@ mod tests {
     #[test]
     fn the_urls_of_our_readiness_checks_parse() {
         let u = parse("http://127.0.0.1:3000/api/health").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.target.as_str()), ("127.0.0.1", 3000, "/api/health"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.target.as_str()),
+            ("127.0.0.1", 3000, "/api/health")
+        );
         assert_eq!(u.authority, "127.0.0.1:3000");
         let u = parse("HTTP://localhost").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.target.as_str()), ("localhost", 80, "/"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.target.as_str()),
+            ("localhost", 80, "/")
+        );
         let u = parse("http://[::1]:3100/ready?x=1#frag").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.target.as_str()), ("::1", 3100, "/ready?x=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.target.as_str()),
+            ("::1", 3100, "/ready?x=1")
+        );
         assert_eq!(u.authority, "[::1]:3100");
         let u = parse("http://host?q=1").unwrap();
         assert_eq!(u.target, "/?q=1");
@@ -105,8 +128,12 @@ mod tests {
         assert!(e.contains("url_username") && !e.contains("hunter2"), "{e}");
         assert!(parse("http://:80/").unwrap_err().contains("no valid host"));
         assert!(parse("http://h:0/").unwrap_err().contains("port '0'"));
-        assert!(parse("http://h:99999/").unwrap_err().contains("port '99999'"));
+        assert!(parse("http://h:99999/")
+            .unwrap_err()
+            .contains("port '99999'"));
         assert!(parse("http://[::1/").unwrap_err().contains("closing ']'"));
-        assert!(parse("http://h/a b").unwrap_err().contains("percent-encode"));
+        assert!(parse("http://h/a b")
+            .unwrap_err()
+            .contains("percent-encode"));
     }
 }

@@ -6,7 +6,9 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use runtime::testing::{assert_refused, assert_rejects_malformed_arguments, run_with_file, run_with_stdin, Run};
+use runtime::testing::{
+    assert_refused, assert_rejects_malformed_arguments, run_with_file, run_with_stdin, Run,
+};
 use serde_json::{json, Value as Json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_http_ready");
@@ -41,7 +43,9 @@ impl Server {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
-                seen.lock().unwrap().push(String::from_utf8_lossy(&buf).into_owned());
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf).into_owned());
                 let answer = &answers[i.min(answers.len() - 1)];
                 let _ = conn.write_all(answer.as_bytes());
             }
@@ -68,7 +72,10 @@ fn broken_arguments_fail_clearly() {
     assert_refused(&run(json!({})), &["missing required parameter 'url'"]);
     assert_refused(
         &run(json!({"url": "https://127.0.0.1/"})),
-        &["https is not supported", "use ansible.builtin.uri for https"],
+        &[
+            "https is not supported",
+            "use ansible.builtin.uri for https",
+        ],
     );
     assert_refused(
         &run(json!({"url": "http://127.0.0.1/", "status_code": [200, 999]})),
@@ -90,7 +97,9 @@ fn broken_arguments_fail_clearly() {
         &run(json!({"url": "http://127.0.0.1/", "interval": 0})),
         &["'interval' must be at least 1"],
     );
-    let injected = run(json!({"url": "http://127.0.0.1/", "headers": {"X-Token": format!("{PASSWORD}\r\nEvil: 1")}}));
+    let injected = run(
+        json!({"url": "http://127.0.0.1/", "headers": {"X-Token": format!("{PASSWORD}\r\nEvil: 1")}}),
+    );
     assert_refused(&injected, &["the value of 'X-Token' contains a line break"]);
     assert!(!injected.stdout.contains(PASSWORD), "{}", injected.stdout);
 }
@@ -115,15 +124,31 @@ fn waits_through_503_until_the_json_field_is_ok() {
     assert_eq!(run.json["attempts"], json!(2));
     assert_eq!(run.json["json"], json!({"database": "ok"}));
     assert_eq!(run.json["body_regex_matched"], json!(true));
-    assert!(run.json["elapsed"].as_f64().unwrap() >= 1.0, "one interval waited: {}", run.json);
-    assert!(!run.stdout.contains("private-abc123"), "the body stays private: {}", run.stdout);
+    assert!(
+        run.json["elapsed"].as_f64().unwrap() >= 1.0,
+        "one interval waited: {}",
+        run.json
+    );
+    assert!(
+        !run.stdout.contains("private-abc123"),
+        "the body stays private: {}",
+        run.stdout
+    );
     assert!(!run.stdout.contains(PASSWORD), "{}", run.stdout);
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     let host = server.url.trim_start_matches("http://");
-    assert!(requests[1].starts_with(&format!("GET /api/health HTTP/1.1\r\nHost: {host}\r\n")), "{}", requests[1]);
+    assert!(
+        requests[1].starts_with(&format!("GET /api/health HTTP/1.1\r\nHost: {host}\r\n")),
+        "{}",
+        requests[1]
+    );
     // admin:pw-Secret-4711
-    assert!(requests[1].contains("Authorization: Basic YWRtaW46cHctU2VjcmV0LTQ3MTE=\r\n"), "{}", requests[1]);
+    assert!(
+        requests[1].contains("Authorization: Basic YWRtaW46cHctU2VjcmV0LTQ3MTE=\r\n"),
+        "{}",
+        requests[1]
+    );
     assert!(requests[1].contains("Connection: close\r\n"));
 }
 
@@ -139,10 +164,16 @@ fn a_timeout_fails_with_the_last_status_and_the_checked_values_only() {
     }));
     assert_eq!(run.json["failed"], json!(true), "{}", run.json);
     assert_eq!(run.json["changed"], json!(false));
-    assert!(start.elapsed().as_secs_f64() < 6.0, "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed().as_secs_f64() < 6.0,
+        "took {:?}",
+        start.elapsed()
+    );
     assert!(
         run.msg().contains(r#"is not ready after"#)
-            && run.msg().ends_with(r#"last: the JSON field 'database' is "failing" (expected "ok")"#),
+            && run
+                .msg()
+                .ends_with(r#"last: the JSON field 'database' is "failing" (expected "ok")"#),
         "{}",
         run.msg()
     );
@@ -157,10 +188,20 @@ fn a_timeout_fails_with_the_last_status_and_the_checked_values_only() {
 #[test]
 fn nobody_listening_is_a_clear_failure() {
     // A port that was free a moment ago: bind, note it, close.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let run = run(json!({"url": format!("http://127.0.0.1:{port}/ready"), "timeout": 0}));
     assert_eq!(run.json["failed"], json!(true), "{}", run.json);
     assert_eq!(run.json["attempts"], json!(1));
     assert_eq!(run.json["status"], json!(null));
-    assert!(run.msg().ends_with(&format!("last: cannot connect to 127.0.0.1:{port}: connection refused")), "{}", run.msg());
+    assert!(
+        run.msg().ends_with(&format!(
+            "last: cannot connect to 127.0.0.1:{port}: connection refused"
+        )),
+        "{}",
+        run.msg()
+    );
 }

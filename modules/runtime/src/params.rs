@@ -677,7 +677,6 @@ mod tests {
         assert!(!e.contains("s3cr3t-value"), "{e}");
     }
 
-
     const UNIT: &[Param] = &[
         Param::str("name").required(),
         Param::bool("enabled"),
@@ -720,20 +719,31 @@ mod tests {
         let e = |args: Json| parse("demo", NESTED, &args).expect_err("should fail");
         let msg = e(json!({"units": [{"name": "a"}, {"name": "b", "state": "gone"}]}));
         assert!(
-            msg.starts_with("units[1]: value of parameter 'state' must be one of: started, stopped"),
+            msg.starts_with(
+                "units[1]: value of parameter 'state' must be one of: started, stopped"
+            ),
             "{msg}"
         );
         let msg = e(json!({"units": [{"enabled": true}]}));
-        assert!(msg.contains("units[0]: missing required parameter 'name'"), "{msg}");
+        assert!(
+            msg.contains("units[0]: missing required parameter 'name'"),
+            "{msg}"
+        );
         let msg = e(json!({"units": [{"name": "a", "enable": true}]}));
         assert!(
             msg.contains("units[0]: unsupported keys in 'units': enable. Supported keys: enabled, name, restart, state, token."),
             "{msg}"
         );
         let msg = e(json!({"units": ["a.service"]}));
-        assert!(msg.contains("units[0]: each entry of 'units' must be a dict, got a string"), "{msg}");
+        assert!(
+            msg.contains("units[0]: each entry of 'units' must be a dict, got a string"),
+            "{msg}"
+        );
         let msg = e(json!({"units": {"name": "a"}}));
-        assert!(msg.contains("'units' must be of type list of dicts"), "{msg}");
+        assert!(
+            msg.contains("'units' must be of type list of dicts"),
+            "{msg}"
+        );
         let msg = e(json!({"json": ["database"]}));
         assert!(msg.contains("'json' must be of type dict"), "{msg}");
     }
@@ -752,7 +762,10 @@ mod tests {
         secrets.sort();
         assert_eq!(secrets, ["42", "Bearer tok-123", "unit-secret"]);
         let inv = p.invocation().to_string();
-        assert!(!inv.contains("tok-123") && !inv.contains("unit-secret"), "{inv}");
+        assert!(
+            !inv.contains("tok-123") && !inv.contains("unit-secret"),
+            "{inv}"
+        );
         assert_eq!(p.dict("json").unwrap()["database"], json!("ok"));
         assert!(p.dict("headers").is_some());
     }

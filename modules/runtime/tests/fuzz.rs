@@ -250,7 +250,10 @@ fn check_parsed(args: &Json, params: &Params) {
             }
             Kind::Entries => {
                 for entry in params.entries(param.name) {
-                    assert!(entry.str("name").is_some(), "an entry without its required name");
+                    assert!(
+                        entry.str("name").is_some(),
+                        "an entry without its required name"
+                    );
                     if let Some(state) = entry.str("state") {
                         assert!(["started", "stopped"].contains(&state), "{state:?}");
                     }

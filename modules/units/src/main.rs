@@ -272,8 +272,11 @@ impl Task {
                     &after,
                 ));
             }
-            self.outcome(&done, &before, &after, false)
-                .with_diff(diff(&self.names(), &before, &after))
+            self.outcome(&done, &before, &after, false).with_diff(diff(
+                &self.names(),
+                &before,
+                &after,
+            ))
         };
         if ctx.check_mode {
             outcome = outcome.with_diff(diff(&self.names(), &before, &predicted));
@@ -281,7 +284,12 @@ impl Task {
         Ok(outcome)
     }
 
-    fn fields(&self, done: &Done, before: &[UnitState], after: &[UnitState]) -> Vec<(&'static str, Json)> {
+    fn fields(
+        &self,
+        done: &Done,
+        before: &[UnitState],
+        after: &[UnitState],
+    ) -> Vec<(&'static str, Json)> {
         let units: Vec<Json> = self
             .wanted
             .iter()
@@ -310,7 +318,13 @@ impl Task {
         ]
     }
 
-    fn outcome(&self, done: &Done, before: &[UnitState], after: &[UnitState], check: bool) -> Outcome {
+    fn outcome(
+        &self,
+        done: &Done,
+        before: &[UnitState],
+        after: &[UnitState],
+        check: bool,
+    ) -> Outcome {
         let changed = done.daemon_reloaded || !done.plan.is_empty();
         let mut parts = Vec::new();
         if done.daemon_reloaded {
@@ -333,7 +347,13 @@ impl Task {
         outcome
     }
 
-    fn failure(&self, msg: String, done: &Done, before: &[UnitState], after: &[UnitState]) -> Failure {
+    fn failure(
+        &self,
+        msg: String,
+        done: &Done,
+        before: &[UnitState],
+        after: &[UnitState],
+    ) -> Failure {
         let mut failure = Failure::new(msg).after_change(done.acted);
         for (key, value) in self.fields(done, before, after) {
             failure = failure.with(key, value);
@@ -388,7 +408,12 @@ mod tests {
                         id: name.to_string(),
                         load: "loaded".into(),
                         active: active.to_string(),
-                        sub: if *active == "active" { "running" } else { "dead" }.into(),
+                        sub: if *active == "active" {
+                            "running"
+                        } else {
+                            "dead"
+                        }
+                        .into(),
                         file_state: file.to_string(),
                         result: "success".into(),
                         ..UnitState::default()
@@ -403,10 +428,20 @@ mod tests {
     }
 
     impl Systemctl for Fake {
-        fn run(&self, args: &[String], _changes: bool, _timeout: Duration) -> Result<Output, String> {
+        fn run(
+            &self,
+            args: &[String],
+            _changes: bool,
+            _timeout: Duration,
+        ) -> Result<Output, String> {
             self.calls.borrow_mut().push(args.join(" "));
             let mut units = self.units.borrow_mut();
-            let ok = |stdout: String| Ok(Output { stdout, ..Output::default() });
+            let ok = |stdout: String| {
+                Ok(Output {
+                    stdout,
+                    ..Output::default()
+                })
+            };
             match args[0].as_str() {
                 "show" => {
                     let blocks: Vec<String> = args[3..]
@@ -476,7 +511,10 @@ mod tests {
         let fake = Fake::with(&[("grafana-server.service", "disabled", "inactive")]);
         let json = converge(&fake, grafana(true), false).unwrap();
         assert_eq!(json["changed"], json!(true));
-        assert_eq!(json["msg"], json!("enabled grafana-server.service; started grafana-server.service"));
+        assert_eq!(
+            json["msg"],
+            json!("enabled grafana-server.service; started grafana-server.service")
+        );
         assert_eq!(
             fake.calls(),
             [
@@ -487,8 +525,14 @@ mod tests {
             ]
         );
         assert_eq!(json["units"][0]["actions"], json!(["enabled", "started"]));
-        assert_eq!(json["diff"]["before"], json!("grafana-server.service: disabled, inactive (dead)\n"));
-        assert_eq!(json["diff"]["after"], json!("grafana-server.service: enabled, active (running)\n"));
+        assert_eq!(
+            json["diff"]["before"],
+            json!("grafana-server.service: disabled, inactive (dead)\n")
+        );
+        assert_eq!(
+            json["diff"]["after"],
+            json!("grafana-server.service: enabled, active (running)\n")
+        );
         assert_eq!(json["systemctl_calls"], json!(4));
     }
 
@@ -545,8 +589,14 @@ mod tests {
         );
         assert_eq!(fake.calls().len(), 1, "{:?}", fake.calls());
         assert!(fake.calls()[0].starts_with("show "));
-        assert_eq!(json["diff"]["after"], json!("grafana-server.service: enabled, active (running)\n"));
-        assert_eq!(fake.units.borrow()["grafana-server.service"].active, "inactive");
+        assert_eq!(
+            json["diff"]["after"],
+            json!("grafana-server.service: enabled, active (running)\n")
+        );
+        assert_eq!(
+            fake.units.borrow()["grafana-server.service"].active,
+            "inactive"
+        );
     }
 
     #[test]
@@ -554,10 +604,20 @@ mod tests {
         let fake = Fake::with(&[("a.service", "enabled", "active")]);
         let args = json!({"daemon_reload": true, "units": [{"name": "a", "state": "started"}]});
         let json = converge(&fake, args.clone(), false).unwrap();
-        assert_eq!((json["changed"].clone(), json["daemon_reloaded"].clone()), (json!(false), json!(false)));
-        fake.units.borrow_mut().get_mut("a.service").unwrap().needs_reload = true;
+        assert_eq!(
+            (json["changed"].clone(), json["daemon_reloaded"].clone()),
+            (json!(false), json!(false))
+        );
+        fake.units
+            .borrow_mut()
+            .get_mut("a.service")
+            .unwrap()
+            .needs_reload = true;
         let json = converge(&fake, args.clone(), true).unwrap();
-        assert_eq!(json["msg"], json!("would have reloaded systemd's unit files"));
+        assert_eq!(
+            json["msg"],
+            json!("would have reloaded systemd's unit files")
+        );
         assert_eq!(fake.calls().len(), 2, "check mode did not reload");
         let json = converge(&fake, args, false).unwrap();
         assert_eq!(json["changed"], json!(true));
@@ -572,7 +632,10 @@ mod tests {
         let json = converge(&fake, args, false).unwrap_err();
         assert_eq!(json["changed"], json!(false));
         let msg = json["msg"].as_str().unwrap();
-        assert!(msg.starts_with("nope.service does not exist on this host (LoadState=not-found)"), "{msg}");
+        assert!(
+            msg.starts_with("nope.service does not exist on this host (LoadState=not-found)"),
+            "{msg}"
+        );
         assert_eq!(fake.calls().len(), 1, "nothing ran after the show");
     }
 
@@ -581,7 +644,11 @@ mod tests {
         let mut fake = Fake::with(&[("grafana-server.service", "disabled", "inactive")]);
         fake.broken.push("grafana-server.service".into());
         let json = converge(&fake, grafana(false), false).unwrap_err();
-        assert_eq!(json["changed"], json!(true), "it was enabled before the start failed");
+        assert_eq!(
+            json["changed"],
+            json!(true),
+            "it was enabled before the start failed"
+        );
         let msg = json["msg"].as_str().unwrap();
         assert!(msg.starts_with("systemctl start grafana-server.service failed (rc 1): Job for grafana-server.service failed"), "{msg}");
         assert_eq!(json["units"][0]["after"], json!("enabled, failed (failed)"));
@@ -598,8 +665,12 @@ mod tests {
                 if args[0] == "start" {
                     let mut units = self.0.units.borrow_mut();
                     let s = units.get_mut("a.service").unwrap();
-                    (s.active, s.sub, s.result, s.exit_status) =
-                        ("activating".into(), "auto-restart".into(), "exit-code".into(), "2".into());
+                    (s.active, s.sub, s.result, s.exit_status) = (
+                        "activating".into(),
+                        "auto-restart".into(),
+                        "exit-code".into(),
+                        "2".into(),
+                    );
                 }
                 Ok(out)
             }
@@ -624,8 +695,14 @@ mod tests {
         let e = task(json!({"units": [{"name": "a", "restart": true}, {"name": "a.service", "restart": true}]})).unwrap_err();
         assert!(e.contains("units[1]: a.service is listed twice"), "{e}");
         let e = task(json!({"units": [{"name": "a;b", "restart": true}]})).unwrap_err();
-        assert!(e.contains("units[0]: name 'a;b' is not a systemd unit name"), "{e}");
+        assert!(
+            e.contains("units[0]: name 'a;b' is not a systemd unit name"),
+            "{e}"
+        );
         let e = task(json!({"units": [{"name": "a", "state": "restarted"}]})).unwrap_err();
-        assert!(e.contains("units[0]: value of parameter 'state' must be one of: started, stopped"), "{e}");
+        assert!(
+            e.contains("units[0]: value of parameter 'state' must be one of: started, stopped"),
+            "{e}"
+        );
     }
 }

@@ -98,8 +98,7 @@ pub fn problems(wanted: &[Wanted], states: &[UnitState]) -> Vec<String> {
     let mut out = Vec::new();
     for (want, state) in wanted.iter().zip(states) {
         let name = &want.name;
-        let wants_up =
-            want.enabled == Some(true) || want.run == Some(Run::Started) || want.restart;
+        let wants_up = want.enabled == Some(true) || want.run == Some(Run::Started) || want.restart;
         if !state.found() {
             out.push(format!(
                 "{name} does not exist on this host (LoadState={}): install the package that provides it, or fix the name",
@@ -177,7 +176,10 @@ mod tests {
             want("a.service", Some(true), Some(Run::Started), false),
             want("b.service", Some(true), Some(Run::Started), true),
         ];
-        let states = [state("disabled", "inactive", "dead"), state("disabled", "inactive", "dead")];
+        let states = [
+            state("disabled", "inactive", "dead"),
+            state("disabled", "inactive", "dead"),
+        ];
         let plan = plan(&wanted, &states);
         assert_eq!(plan.enable, names(&["a.service", "b.service"]));
         // b is down: its restart is a start, in the same call as a's.
@@ -211,20 +213,29 @@ mod tests {
     #[test]
     fn stop_wins_over_restart_and_disable_only_touches_enabled_units() {
         let up = [state("enabled", "active", "running")];
-        let p = plan(&[want("a.service", Some(false), Some(Run::Stopped), true)], &up);
+        let p = plan(
+            &[want("a.service", Some(false), Some(Run::Stopped), true)],
+            &up,
+        );
         assert_eq!(p.stop, names(&["a.service"]));
         assert_eq!(p.disable, names(&["a.service"]));
         assert!(p.restart.is_empty() && p.start.is_empty());
         let verbs: Vec<&str> = p.calls().iter().map(|(v, _)| *v).collect();
         assert_eq!(verbs, ["disable", "stop"]);
         let stat = [state("static", "inactive", "dead")];
-        let p = plan(&[want("a.service", Some(false), Some(Run::Stopped), false)], &stat);
+        let p = plan(
+            &[want("a.service", Some(false), Some(Run::Stopped), false)],
+            &stat,
+        );
         assert!(p.is_empty(), "a static unit cannot be disabled: {p:?}");
         let p = plan(&[want("a.service", Some(true), None, false)], &stat);
         assert!(p.is_empty(), "a static unit counts as enabled: {p:?}");
         // A service that died and waits for its automatic restart is down: start it.
         let flapping = [state("enabled", "activating", "auto-restart")];
-        let p = plan(&[want("a.service", None, Some(Run::Started), false)], &flapping);
+        let p = plan(
+            &[want("a.service", None, Some(Run::Started), false)],
+            &flapping,
+        );
         assert_eq!(p.start, names(&["a.service"]));
     }
 
@@ -243,10 +254,18 @@ mod tests {
         masked.load = "masked".into();
         let mut broken = state("enabled", "inactive", "dead");
         broken.load = "bad-setting".into();
-        let states = [gone, masked.clone(), masked, broken, state("enabled", "active", "running")];
+        let states = [
+            gone,
+            masked.clone(),
+            masked,
+            broken,
+            state("enabled", "active", "running"),
+        ];
         let found = problems(&wanted, &states);
         assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found[0].starts_with("gone.service does not exist on this host (LoadState=not-found)"));
+        assert!(
+            found[0].starts_with("gone.service does not exist on this host (LoadState=not-found)")
+        );
         assert!(found[1].starts_with("masked.service is masked"));
         assert!(found[2].contains("broken.service cannot be loaded (LoadState=bad-setting)"));
     }

@@ -57,7 +57,13 @@ impl UnitState {
     pub fn enabled(&self) -> bool {
         matches!(
             self.file_state.as_str(),
-            "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated" | "transient"
+            "enabled"
+                | "enabled-runtime"
+                | "static"
+                | "alias"
+                | "indirect"
+                | "generated"
+                | "transient"
         )
     }
 
@@ -192,14 +198,18 @@ mod tests {
         assert_eq!(blocks[0].describe(), "enabled, active (running)");
         assert!(!blocks[1].found());
         assert_eq!(blocks[1].file_state, "");
-        assert_eq!(blocks[1].describe(), "unit file state unknown, inactive (dead)");
+        assert_eq!(
+            blocks[1].describe(),
+            "unit file state unknown, inactive (dead)"
+        );
         let units = vec!["grafana-server.service".to_string(), "nope.service".into()];
         assert_eq!(states_for(&units, &blocks), blocks);
     }
 
     #[test]
     fn missing_blocks_are_matched_by_id_or_count_as_not_found() {
-        let blocks = parse_show("Id=b.service\nLoadState=loaded\nActiveState=active\nSubState=running\n");
+        let blocks =
+            parse_show("Id=b.service\nLoadState=loaded\nActiveState=active\nSubState=running\n");
         let units = vec!["a.service".to_string(), "b.service".into()];
         let states = states_for(&units, &blocks);
         assert!(!states[0].found());
@@ -235,7 +245,10 @@ mod tests {
 
     #[test]
     fn unit_names_are_checked_and_completed_like_systemctl_does() {
-        assert_eq!(unit_name(0, "grafana-server").unwrap(), "grafana-server.service");
+        assert_eq!(
+            unit_name(0, "grafana-server").unwrap(),
+            "grafana-server.service"
+        );
         assert_eq!(unit_name(0, "alloy.service").unwrap(), "alloy.service");
         assert_eq!(unit_name(0, "apt-daily.timer").unwrap(), "apt-daily.timer");
         assert_eq!(unit_name(0, "getty@tty1").unwrap(), "getty@tty1.service");

@@ -40,7 +40,11 @@ impl Sandbox {
         std::fs::create_dir_all(sbin.as_path()).unwrap();
         std::fs::create_dir_all(dir.path().join("units")).unwrap();
         let fake = sbin.join("systemctl");
-        std::fs::write(&fake, FAKE.replace("@STATE_DIR@", &dir.path().to_string_lossy())).unwrap();
+        std::fs::write(
+            &fake,
+            FAKE.replace("@STATE_DIR@", &dir.path().to_string_lossy()),
+        )
+        .unwrap();
         chmod_x(&fake);
         let wrapper = dir.path().join("run-module");
         std::fs::write(
@@ -60,7 +64,11 @@ impl Sandbox {
 
     /// A unit the fake knows: its state file holds shell assignments.
     fn unit(&self, name: &str, file_state: &str, active: &str) {
-        let sub = if active == "active" { "running" } else { "dead" };
+        let sub = if active == "active" {
+            "running"
+        } else {
+            "dead"
+        };
         std::fs::write(
             self.dir.path().join("units").join(name),
             format!("LoadState=loaded\nActiveState={active}\nSubState={sub}\nUnitFileState={file_state}\nNeedDaemonReload=no\nResult=success\nExecMainStatus=0\n"),
@@ -126,13 +134,22 @@ fn broken_arguments_fail_clearly() {
 
 #[test]
 fn first_and_second_deploy_against_a_fake_systemd() {
-    let Some(sandbox) = Sandbox::new() else { return };
+    let Some(sandbox) = Sandbox::new() else {
+        return;
+    };
     sandbox.unit("grafana-server.service", "disabled", "inactive");
 
     let check = sandbox.run(json!({"units": [{"name": "grafana-server", "enabled": true, "state": "started"}], "_ansible_check_mode": true}));
     assert_eq!(check.json["changed"], json!(true), "{}", check.json);
-    assert_eq!(sandbox.calls().len(), 1, "check mode only reads: {:?}", sandbox.calls());
-    assert!(sandbox.state("grafana-server.service").contains("ActiveState=inactive"));
+    assert_eq!(
+        sandbox.calls().len(),
+        1,
+        "check mode only reads: {:?}",
+        sandbox.calls()
+    );
+    assert!(sandbox
+        .state("grafana-server.service")
+        .contains("ActiveState=inactive"));
 
     let first = sandbox.run(grafana(true));
     assert_eq!(first.code, 0, "{}", first.json);
@@ -142,23 +159,45 @@ fn first_and_second_deploy_against_a_fake_systemd() {
         first.json["diff"]["after"],
         json!("grafana-server.service: enabled, active (running)\n")
     );
-    assert!(sandbox.state("grafana-server.service").contains("UnitFileState=enabled"));
+    assert!(sandbox
+        .state("grafana-server.service")
+        .contains("UnitFileState=enabled"));
     let calls = sandbox.calls();
-    assert_eq!(calls[2..4], ["enable grafana-server.service", "start grafana-server.service"]);
+    assert_eq!(
+        calls[2..4],
+        [
+            "enable grafana-server.service",
+            "start grafana-server.service"
+        ]
+    );
 
     let again = sandbox.run(grafana(false));
     assert_eq!(again.json["changed"], json!(false), "{}", again.json);
-    assert_eq!(sandbox.calls().len(), calls.len() + 1, "a converged host costs one show");
+    assert_eq!(
+        sandbox.calls().len(),
+        calls.len() + 1,
+        "a converged host costs one show"
+    );
 
     let restart = sandbox.run(grafana(true));
-    assert_eq!(restart.json["restarted"], json!(["grafana-server.service"]), "{}", restart.json);
+    assert_eq!(
+        restart.json["restarted"],
+        json!(["grafana-server.service"]),
+        "{}",
+        restart.json
+    );
 }
 
 #[test]
 fn a_missing_unit_and_a_failing_start_fail_clearly() {
-    let Some(sandbox) = Sandbox::new() else { return };
+    let Some(sandbox) = Sandbox::new() else {
+        return;
+    };
     let gone = sandbox.run(json!({"units": [{"name": "nope", "state": "started"}]}));
-    assert_refused(&gone, &["nope.service does not exist on this host (LoadState=not-found)"]);
+    assert_refused(
+        &gone,
+        &["nope.service does not exist on this host (LoadState=not-found)"],
+    );
 
     sandbox.unit("broken.service", "enabled", "inactive");
     std::fs::write(sandbox.dir.path().join("units/broken.service.fails"), "").unwrap();
@@ -167,9 +206,14 @@ fn a_missing_unit_and_a_failing_start_fail_clearly() {
     assert_eq!(broken.json["changed"], json!(true));
     let msg = broken.msg();
     assert!(
-        msg.starts_with("systemctl start broken.service failed (rc 1): Job for broken.service failed"),
+        msg.starts_with(
+            "systemctl start broken.service failed (rc 1): Job for broken.service failed"
+        ),
         "{msg}"
     );
-    assert_eq!(broken.json["units"][0]["after"], json!("enabled, failed (failed)"));
+    assert_eq!(
+        broken.json["units"][0]["after"],
+        json!("enabled, failed (failed)")
+    );
     assert!(broken.stderr.is_empty(), "{}", broken.stderr);
 }
