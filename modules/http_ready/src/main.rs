@@ -71,9 +71,11 @@ impl Probe {
         for code in params.list("status_code") {
             match code.trim().parse::<u16>() {
                 Ok(n) if (100..=599).contains(&n) => statuses.push(n),
-                _ => return Err(Failure::new(format!(
+                _ => {
+                    return Err(Failure::new(format!(
                     "status_code: '{code}' is not an HTTP status (100-599); write e.g. [200, 204]"
-                ))),
+                )))
+                }
             }
         }
         if statuses.is_empty() {
