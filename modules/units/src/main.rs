@@ -16,7 +16,8 @@ use runtime::{Command, Context, Default, Diff, Failure, Outcome, Output, Param, 
 use serde_json::{json, Value as Json};
 
 use plan::{Plan, Run, Wanted};
-use show::{parse_show, states_for, unit_name, UnitState, PROPERTIES};
+use runtime::systemd::{parse_show, states_for};
+use show::{unit_name, Judge, UnitState, PROPERTIES};
 
 const NAME: &str = "units";
 

@@ -2,7 +2,7 @@
 //! says it is, which units are wrong (not there, masked, broken) and which few systemctl calls
 //! bring the rest where they should be.
 
-use crate::show::UnitState;
+use crate::show::{Judge, UnitState};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Run {

@@ -1,4 +1,7 @@
-//! What `systemctl show` says about units, and unit names from a task.
+//! What this module makes of `systemctl show` (read by `runtime::systemd`), and unit names
+//! from a task.
+
+pub use runtime::systemd::UnitState;
 
 /// The properties asked for, in the one `systemctl show` call per look.
 pub const PROPERTIES: &str =
@@ -20,41 +23,31 @@ const TYPES: &[&str] = &[
     "scope",
 ];
 
-/// One unit, as `systemctl show -p PROPERTIES` prints it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UnitState {
-    pub id: String,
-    /// `loaded`, `not-found`, `masked`, `bad-setting`, `error`.
-    pub load: String,
-    /// `active`, `inactive`, `activating`, `deactivating`, `reloading`, `failed`.
-    pub active: String,
-    /// `running`, `exited`, `dead`, `failed`, `auto-restart`, ...
-    pub sub: String,
-    /// `enabled`, `disabled`, `static`, `masked`, `enabled-runtime`, ... (empty when unknown).
-    pub file_state: String,
-    /// The unit file changed on disk since systemd loaded it.
-    pub needs_reload: bool,
-    /// How the last run ended (`success`, `exit-code`, `signal`, `timeout`, ...).
-    pub result: String,
-    /// The main process's exit status (services only).
-    pub exit_status: String,
+/// The judgments `units` makes from a unit's state.
+pub trait Judge {
+    fn found(&self) -> bool;
+    fn running(&self) -> bool;
+    fn enabled(&self) -> bool;
+    fn disableable(&self) -> bool;
+    fn describe(&self) -> String;
+    fn down_reason(&self) -> String;
 }
 
-impl UnitState {
-    pub fn found(&self) -> bool {
+impl Judge for UnitState {
+    fn found(&self) -> bool {
         !(self.load.is_empty() || self.load == "not-found")
     }
 
     /// Up, or on its way up. `auto-restart` is a service that died and waits to be started
     /// again: down, whatever ActiveState (`activating`) says.
-    pub fn running(&self) -> bool {
+    fn running(&self) -> bool {
         matches!(self.active.as_str(), "active" | "activating" | "reloading")
             && self.sub != "auto-restart"
     }
 
     /// Started at boot in some way `systemctl enable` would not change: enabled, or a unit
     /// that cannot be enabled at all (`static`, `generated`, ...).
-    pub fn enabled(&self) -> bool {
+    fn enabled(&self) -> bool {
         matches!(
             self.file_state.as_str(),
             "enabled"
@@ -68,12 +61,12 @@ impl UnitState {
     }
 
     /// `systemctl disable` would change something.
-    pub fn disableable(&self) -> bool {
+    fn disableable(&self) -> bool {
         matches!(self.file_state.as_str(), "enabled" | "enabled-runtime")
     }
 
     /// One line for diffs and messages: `enabled, active (running)`.
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let file = if self.file_state.is_empty() {
             "unit file state unknown"
         } else {
@@ -84,7 +77,7 @@ impl UnitState {
 
     /// Why a unit that should run does not, from systemd's own state words (never log lines:
     /// our services' logs are not ours to copy into Ansible's output).
-    pub fn down_reason(&self) -> String {
+    fn down_reason(&self) -> String {
         let mut out = format!("{} ({})", self.active, self.sub);
         if !self.result.is_empty() && self.result != "success" {
             out.push_str(&format!(", result {}", self.result));
@@ -94,61 +87,6 @@ impl UnitState {
         }
         out
     }
-}
-
-/// Parses `systemctl show` output for several units: one block of `Key=value` lines per unit,
-/// blocks separated by an empty line, in the order the units were given.
-pub fn parse_show(text: &str) -> Vec<UnitState> {
-    let mut out = Vec::new();
-    let mut current: Option<UnitState> = None;
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            if let Some(unit) = current.take() {
-                out.push(unit);
-            }
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let unit = current.get_or_insert_with(UnitState::default);
-        let value = value.trim().to_string();
-        match key.trim() {
-            "Id" => unit.id = value,
-            "LoadState" => unit.load = value,
-            "ActiveState" => unit.active = value,
-            "SubState" => unit.sub = value,
-            "UnitFileState" => unit.file_state = value,
-            "NeedDaemonReload" => unit.needs_reload = value == "yes",
-            "Result" => unit.result = value,
-            "ExecMainStatus" => unit.exit_status = value,
-            _ => {}
-        }
-    }
-    if let Some(unit) = current {
-        out.push(unit);
-    }
-    out
-}
-
-/// Pairs each unit with its block: by position when systemctl printed one block per unit (it
-/// does), else by `Id`. A unit with no block counts as not found.
-pub fn states_for(units: &[String], blocks: &[UnitState]) -> Vec<UnitState> {
-    units
-        .iter()
-        .enumerate()
-        .map(|(i, unit)| {
-            if blocks.len() == units.len() {
-                blocks[i].clone()
-            } else {
-                blocks
-                    .iter()
-                    .find(|b| &b.id == unit)
-                    .cloned()
-                    .unwrap_or_default()
-            }
-        })
-        .collect()
 }
 
 /// A unit name from a task, checked and completed: `grafana-server` is
@@ -186,6 +124,7 @@ pub fn unit_name(index: usize, name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runtime::systemd::{parse_show, states_for};
 
     const TWO: &str = "Id=grafana-server.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nNeedDaemonReload=no\nResult=success\nExecMainStatus=0\n\nId=nope.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nNeedDaemonReload=no\nResult=success\n";
 
