@@ -7,14 +7,16 @@
         Param::str("path").required(),
     ];
 
-It understands exactly the builder calls of `Param` (str/bool/int/list, required, default,
-choices, aliases, no_log, min) and `const NAME: &str` / `&[&str]` constants used as values, and
+It understands exactly the builder calls of `Param` (str/bool/int/list/dict, entries with the
+name of its suboptions table, required, default, choices, aliases, no_log, min) and `const NAME: &str` / `&[&str]` constants used as values, and
 fails loudly on anything else, so a new builder method cannot be skipped silently."""
 from __future__ import annotations
 
 import re
 
-KINDS = {"str": "str", "bool": "bool", "int": "int", "list": "list"}
+# Param::<kind> -> (Ansible type, list elements). `entries` is a list of dicts with suboptions.
+KINDS = {"str": ("str", None), "bool": ("bool", None), "int": ("int", None), "list": ("list", "str"),
+         "dict": ("dict", None), "entries": ("list", "dict")}
 _STRING = r'"((?:[^"\\]|\\.)*)"'
 
 
@@ -129,6 +131,8 @@ def _value(expr: str, consts: dict, where: str):
 
 def _default(expr: str, kind: str, consts: dict, where: str):
     m = re.fullmatch(r"Default::(Str|Bool|Int|List)\((.*)\)", expr.strip(), re.S)
+    if kind == "dict":
+        raise SpecError("%s: a dict parameter cannot have a default" % where)
     if not m:
         raise SpecError("%s: default is not Default::<Kind>(..): %r" % (where, expr))
     variant = m.group(1).lower()
@@ -142,7 +146,8 @@ def _default(expr: str, kind: str, consts: dict, where: str):
 
 
 def parse_spec(src: str, const_name: str = "SPEC") -> dict:
-    """{name: {type, required, default, choices, aliases, no_log, min}} of the module's spec table."""
+    """{name: {type, elements, required, default, choices, aliases, no_log, min, suboptions}} of the
+    module's spec table; suboptions (for Param::entries) is the parsed table it names, else None."""
     clean = strip_comments(src)
     consts = constants(src)
     m = re.search(r"const\s+" + const_name + r"\s*:\s*&\[Param\]\s*=\s*&\[", clean)
@@ -173,14 +178,20 @@ def parse_spec(src: str, const_name: str = "SPEC") -> dict:
         entry = " ".join(entry.split())
         if not entry:
             continue
-        head = re.match(r"Param::(\w+)\(\s*" + _STRING + r"\s*\)", entry)
+        head = re.match(r"Param::(\w+)\(\s*" + _STRING + r"\s*(?:,\s*([A-Z][A-Z0-9_]*)\s*)?\)", entry)
         if not head:
             raise SpecError("not a Param::<kind>(\"name\") entry: %r" % entry)
-        kind, name = head.group(1), head.group(2)
+        kind, name, table = head.group(1), head.group(2), head.group(3)
         if kind not in KINDS:
             raise SpecError("%s: unknown parameter kind Param::%s" % (name, kind))
-        param = {"type": KINDS[kind], "required": False, "default": None, "choices": [], "aliases": [],
-                 "no_log": False, "min": None}
+        if (kind == "entries") != (table is not None):
+            raise SpecError("%s: Param::entries takes (name, SUBOPTIONS_TABLE), the others only a name" % name)
+        if table == const_name:
+            raise SpecError("%s: the suboptions table %s is the table itself" % (name, table))
+        ptype, elements = KINDS[kind]
+        param = {"type": ptype, "elements": elements, "required": False, "default": None, "choices": [],
+                 "aliases": [], "no_log": False, "min": None,
+                 "suboptions": parse_spec(src, table) if table else None}
         rest = entry[head.end():]
         pos = 0
         while pos < len(rest):
@@ -213,6 +224,8 @@ def parse_spec(src: str, const_name: str = "SPEC") -> dict:
             elif method == "no_log":
                 param["no_log"] = True
             elif method == "default":
+                if param["suboptions"] is not None:
+                    raise SpecError("%s: a Param::entries cannot have a default" % name)
                 param["default"] = _default(arg, param["type"], consts, name)
             elif method in ("choices", "aliases"):
                 param[method] = _value(arg, consts, where)

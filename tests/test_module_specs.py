@@ -40,11 +40,13 @@ def rust_spec(module):
 
 
 def as_doc(param):
-    """The Rust parameter in the words of a DOCUMENTATION option."""
+    """The Rust parameter in the words of a DOCUMENTATION option (suboptions included)."""
     doc = {"type": param["type"], "required": param["required"], "default": param["default"],
            "choices": param["choices"], "aliases": sorted(param["aliases"])}
     if param["type"] == "list":
-        doc["elements"] = "str"
+        doc["elements"] = param["elements"]
+    if param["suboptions"] is not None:
+        doc["suboptions"] = {name: as_doc(sub) for name, sub in param["suboptions"].items()}
     return doc
 
 
@@ -54,6 +56,8 @@ def normalised(option):
            "aliases": sorted(option.get("aliases", []))}
     if doc["type"] == "list":
         doc["elements"] = option.get("elements")
+    if "suboptions" in option:
+        doc["suboptions"] = {name: normalised(sub) for name, sub in option["suboptions"].items()}
     return doc
 
 
@@ -110,13 +114,36 @@ const SPEC: &[Param] = &[
 '''
 
 
+NESTED = '''
+const UNIT: &[Param] = &[
+    Param::str("name").required(),
+    Param::bool("restart").default(Default::Bool(false)),
+];
+const SPEC: &[Param] = &[
+    Param::entries("units", UNIT).required(),
+    Param::dict("headers").no_log(),
+];
+'''
+
+
+def test_parser_reads_entries_and_dicts():
+    spec = parse_spec(NESTED)
+    assert spec["units"]["type"] == "list" and spec["units"]["elements"] == "dict"
+    assert spec["units"]["required"]
+    assert list(spec["units"]["suboptions"]) == ["name", "restart"]
+    assert spec["units"]["suboptions"]["restart"]["default"] is False
+    assert spec["headers"]["type"] == "dict" and spec["headers"]["no_log"]
+    assert spec["headers"]["suboptions"] is None
+
+
 def test_parser_reads_every_builder_call():
     spec = parse_spec(SRC)
     assert list(spec) == ["state", "units", "wait", "file", "secret", "empty"]
     assert spec["state"]["default"] == "locked" and spec["state"]["choices"] == ["locked", "released"]
     assert spec["units"]["default"] == ["a.timer", "b.service"] and spec["units"]["aliases"] == ["unit"]
-    assert spec["wait"] == {"type": "int", "required": False, "default": 600, "choices": [], "aliases": [],
-                            "no_log": False, "min": 0}
+    assert spec["wait"] == {"type": "int", "elements": None, "required": False, "default": 600, "choices": [],
+                            "aliases": [], "no_log": False, "min": 0, "suboptions": None}
+    assert spec["units"]["elements"] == "str" and spec["units"]["suboptions"] is None
     assert spec["file"]["default"] == "/var/x.json"
     assert spec["secret"]["required"] and spec["secret"]["no_log"] and spec["secret"]["default"] is None
     assert spec["empty"]["default"] == []
@@ -129,6 +156,12 @@ def test_parser_reads_every_builder_call():
     ('const SPEC: &[Param] = &[Param::str("a").default(Default::Str(MISSING))];', "cannot read the value"),
     ('const SPEC: &[Param] = &[Param::str("a"), Param::str("a")];', "declared twice"),
     ('const OTHER: &[Param] = &[Param::str("a")];', "no `const SPEC"),
+    ('const SPEC: &[Param] = &[Param::entries("a", MISSING)];', "no `const MISSING"),
+    ('const SPEC: &[Param] = &[Param::entries("a")];', "takes \\(name, SUBOPTIONS_TABLE\\)"),
+    ('const SPEC: &[Param] = &[Param::str("a", X)];', "takes \\(name, SUBOPTIONS_TABLE\\)"),
+    ('const SPEC: &[Param] = &[Param::dict("a").default(Default::Str("x"))];', "cannot have a default"),
+    ('const U: &[Param] = &[Param::str("n")]; const SPEC: &[Param] = &[Param::entries("a", U)'
+     '.default(Default::List(&[]))];', "cannot have a default"),
 ])
 def test_parser_refuses_what_it_does_not_understand(bad, message):
     with pytest.raises(SpecError, match=message):

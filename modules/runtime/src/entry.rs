@@ -141,6 +141,17 @@ fn raw_secrets(spec: &[Param], raw: &Json) -> Vec<String> {
                         .map(String::from),
                 ),
                 Some(other @ Json::Number(_)) => out.push(other.to_string()),
+                // A secret dict (request headers): every string in it.
+                Some(Json::Object(inner)) => out.extend(
+                    inner
+                        .values()
+                        .filter_map(|v| match v {
+                            Json::String(s) => Some(s.clone()),
+                            Json::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        })
+                        .filter(|s| !s.is_empty()),
+                ),
                 _ => {}
             }
         }

@@ -36,6 +36,7 @@ mod outcome;
 mod params;
 mod privilege;
 mod spec;
+pub mod systemd;
 pub mod testing;
 
 pub use command::{Command, Output};

@@ -18,6 +18,10 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     List(Vec<String>),
+    /// A `Dict` parameter, as the task gave it (always a JSON object).
+    Dict(Json),
+    /// An `Entries` parameter: each dict parsed against the parameter's suboptions.
+    Entries(Vec<Params>),
 }
 
 impl Value {
@@ -27,6 +31,10 @@ impl Value {
             Value::Bool(b) => Json::from(*b),
             Value::Int(i) => Json::from(*i),
             Value::List(l) => Json::from(l.clone()),
+            Value::Dict(d) => d.clone(),
+            Value::Entries(entries) => {
+                Json::from(entries.iter().map(Params::args).collect::<Vec<_>>())
+            }
         }
     }
 }
@@ -41,7 +49,7 @@ pub struct Context {
     pub verbosity: i64,
 }
 
-/// The typed parameters of one module run.
+/// The typed parameters of one module run (or of one entry of an `Entries` parameter).
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     values: BTreeMap<&'static str, Value>,
@@ -51,6 +59,15 @@ pub struct Params {
     secrets: Vec<String>,
     spec: Vec<Param>,
 }
+
+/// Two parameter sets are equal when they hold the same values (how they were given aside).
+impl PartialEq for Params {
+    fn eq(&self, other: &Params) -> bool {
+        self.values == other.values
+    }
+}
+
+impl Eq for Params {}
 
 impl Params {
     fn get(&self, name: &str) -> Option<&Value> {
@@ -97,6 +114,31 @@ impl Params {
         }
     }
 
+    /// A `Dict` parameter (a JSON object), or `None` when unset.
+    pub fn dict(&self, name: &str) -> Option<&Map<String, Json>> {
+        match self.get(name) {
+            Some(Value::Dict(Json::Object(map))) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// An `Entries` parameter, each entry with its own typed values; unset counts as empty.
+    pub fn entries(&self, name: &str) -> &[Params] {
+        match self.get(name) {
+            Some(Value::Entries(entries)) => entries.as_slice(),
+            _ => &[],
+        }
+    }
+
+    /// A `Bool` parameter, or `None` when neither the task nor a default sets it: for options
+    /// where "not said" means "leave it as it is" (a unit's `enabled`).
+    pub fn opt_bool(&self, name: &str) -> Option<bool> {
+        match self.get(name) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
     /// Whether the task itself set the parameter (as opposed to a default filling it in).
     pub fn given(&self, name: &str) -> bool {
         self.given.contains(&name)
@@ -117,6 +159,11 @@ impl Params {
 
     /// `invocation.module_args` as Ansible shows it, with `no_log` values masked.
     pub fn invocation(&self) -> Json {
+        serde_json::json!({ "module_args": self.args() })
+    }
+
+    /// The parameters as a JSON object, `no_log` values masked.
+    fn args(&self) -> Json {
         let mut args = Map::new();
         for param in &self.spec {
             let value = match self.values.get(param.name) {
@@ -126,8 +173,16 @@ impl Params {
             };
             args.insert(param.name.to_string(), value);
         }
-        serde_json::json!({ "module_args": args })
+        Json::Object(args)
     }
+}
+
+/// Who is being parsed: the module's arguments, or entry `index` of the `Entries` parameter
+/// `parent`. Only the wording of the errors differs.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    Module(&'static str),
+    Entry { parent: &'a str, index: usize },
 }
 
 /// Parses the args object against a spec. The error is a message for the user.
@@ -136,20 +191,43 @@ pub fn parse(
     spec: &[Param],
     args: &Json,
 ) -> Result<(Params, Context), String> {
-    let object = match args {
-        Json::Object(map) => map,
-        other => {
-            return Err(format!(
-                "the module arguments must be a JSON object, got {}",
-                json_kind(other)
-            ))
-        }
-    };
-
     let mut ctx = Context {
         module,
         ..Context::default()
     };
+    let params = parse_object(Scope::Module(module), spec, args, Some(&mut ctx))?;
+    Ok((params, ctx))
+}
+
+/// Parses one JSON object against a spec: the module's arguments (then `ctx` receives the
+/// `_ansible_*` keys) or one entry of an `Entries` parameter.
+fn parse_object(
+    scope: Scope,
+    spec: &[Param],
+    args: &Json,
+    mut ctx: Option<&mut Context>,
+) -> Result<Params, String> {
+    // Errors inside an entry name it first: "units[1]: parameter 'state' must be ...".
+    let prefix = match scope {
+        Scope::Module(_) => String::new(),
+        Scope::Entry { parent, index } => format!("{parent}[{index}]: "),
+    };
+    let object = match args {
+        Json::Object(map) => map,
+        other => {
+            return Err(match scope {
+                Scope::Module(_) => format!(
+                    "the module arguments must be a JSON object, got {}",
+                    json_kind(other)
+                ),
+                Scope::Entry { parent, .. } => format!(
+                    "{prefix}each entry of '{parent}' must be a dict, got {}",
+                    json_kind(other)
+                ),
+            })
+        }
+    };
+
     let mut unknown = Vec::new();
     let mut params = Params {
         spec: spec.to_vec(),
@@ -157,9 +235,9 @@ pub fn parse(
     };
 
     for (key, value) in object {
-        if let Some(internal) = key.strip_prefix("_ansible_") {
+        if let (Some(internal), Some(ctx)) = (key.strip_prefix("_ansible_"), ctx.as_deref_mut()) {
             // Every `_ansible_*` key is accepted (newer ansible-core versions add more);
-            // only these three change what a module does.
+            // only these change what a module does.
             match internal {
                 "check_mode" => ctx.check_mode = lenient_bool(value),
                 "diff" => ctx.diff = lenient_bool(value),
@@ -182,11 +260,11 @@ pub fn parse(
         }
         if params.given.contains(&param.name) {
             return Err(format!(
-                "parameter '{}' is set twice (directly and through an alias); set it once",
+                "{prefix}parameter '{}' is set twice (directly and through an alias); set it once",
                 param.name
             ));
         }
-        let coerced = coerce(param, value)?;
+        let coerced = coerce(param, value).map_err(|e| format!("{prefix}{e}"))?;
         if value.is_number() {
             params.numbers.push(param.name);
         }
@@ -198,11 +276,18 @@ pub fn parse(
         unknown.sort();
         let mut supported: Vec<&str> = spec.iter().map(|p| p.name).collect();
         supported.sort_unstable();
-        return Err(format!(
-            "Unsupported parameters for ({module}) module: {}. Supported parameters include: {}.",
-            unknown.join(", "),
-            supported.join(", ")
-        ));
+        return Err(match scope {
+            Scope::Module(module) => format!(
+                "Unsupported parameters for ({module}) module: {}. Supported parameters include: {}.",
+                unknown.join(", "),
+                supported.join(", ")
+            ),
+            Scope::Entry { parent, .. } => format!(
+                "{prefix}unsupported keys in '{parent}': {}. Supported keys: {}.",
+                unknown.join(", "),
+                supported.join(", ")
+            ),
+        });
     }
 
     for param in spec {
@@ -211,7 +296,7 @@ pub fn parse(
         }
         if param.required {
             return Err(format!(
-                "missing required parameter '{}' ({}); set it in the task",
+                "{prefix}missing required parameter '{}' ({}); set it in the task",
                 param.name,
                 param.kind.name()
             ));
@@ -221,16 +306,45 @@ pub fn parse(
         }
     }
 
-    for param in spec.iter().filter(|p| p.no_log) {
+    for param in spec {
         match params.values.get(param.name) {
-            Some(Value::Str(s)) if !s.is_empty() => params.secrets.push(s.clone()),
-            Some(Value::List(items)) => params
-                .secrets
-                .extend(items.iter().filter(|s| !s.is_empty()).cloned()),
+            Some(value) if param.no_log => secret_values(value, &mut params.secrets),
+            // An entry's own secrets are the module's secrets too.
+            Some(Value::Entries(entries)) => {
+                let inner: Vec<String> = entries.iter().flat_map(|e| e.secrets.clone()).collect();
+                params.secrets.extend(inner);
+            }
             _ => {}
         }
     }
-    Ok((params, ctx))
+    Ok(params)
+}
+
+/// Every string a `no_log` value holds: the whole string, each list item, each string (or
+/// number) anywhere inside a dict.
+fn secret_values(value: &Value, out: &mut Vec<String>) {
+    fn json_strings(json: &Json, out: &mut Vec<String>) {
+        match json {
+            Json::String(s) if !s.is_empty() => out.push(s.clone()),
+            Json::Number(n) => out.push(n.to_string()),
+            Json::Array(items) => items.iter().for_each(|i| json_strings(i, out)),
+            Json::Object(map) => map.values().for_each(|v| json_strings(v, out)),
+            _ => {}
+        }
+    }
+    match value {
+        Value::Str(s) if !s.is_empty() => out.push(s.clone()),
+        Value::List(items) => out.extend(items.iter().filter(|s| !s.is_empty()).cloned()),
+        Value::Dict(json) => json_strings(json, out),
+        Value::Entries(entries) => {
+            for entry in entries {
+                for v in entry.values.values() {
+                    secret_values(v, out);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn default_value(default: Default) -> Value {
@@ -312,6 +426,24 @@ fn coerce(param: &Param, value: &Json) -> Result<Value, String> {
             Json::Number(n) => Value::List(vec![n.to_string()]),
             _ => return Err(wrong()),
         },
+        Kind::Dict => match value {
+            Json::Object(_) => Value::Dict(value.clone()),
+            _ => return Err(wrong()),
+        },
+        Kind::Entries => match value {
+            Json::Array(items) => {
+                let mut entries = Vec::with_capacity(items.len());
+                for (index, item) in items.iter().enumerate() {
+                    let scope = Scope::Entry {
+                        parent: param.name,
+                        index,
+                    };
+                    entries.push(parse_object(scope, param.suboptions, item, None)?);
+                }
+                Value::Entries(entries)
+            }
+            _ => return Err(wrong()),
+        },
     };
 
     if let (Some(min), Value::Int(i)) = (param.min, &coerced) {
@@ -327,7 +459,7 @@ fn coerce(param: &Param, value: &Json) -> Result<Value, String> {
             Value::Str(s) => s.clone(),
             Value::Int(i) => i.to_string(),
             Value::Bool(b) => b.to_string(),
-            Value::List(_) => String::new(),
+            Value::List(_) | Value::Dict(_) | Value::Entries(_) => String::new(),
         };
         if !param.choices.contains(&text.as_str()) {
             return Err(format!(
@@ -543,6 +675,99 @@ mod tests {
         assert!(inv.contains("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"));
         let e = err(json!({"name": "x", "password": ["s3cr3t-value"]}));
         assert!(!e.contains("s3cr3t-value"), "{e}");
+    }
+
+    const UNIT: &[Param] = &[
+        Param::str("name").required(),
+        Param::bool("enabled"),
+        Param::str("state").choices(&["started", "stopped"]),
+        Param::bool("restart").default(Default::Bool(false)),
+        Param::str("token").no_log(),
+    ];
+    const NESTED: &[Param] = &[
+        Param::entries("units", UNIT),
+        Param::dict("headers").no_log(),
+        Param::dict("json"),
+    ];
+
+    #[test]
+    fn entries_are_parsed_against_their_own_spec() {
+        let (p, _) = parse(
+            "demo",
+            NESTED,
+            &json!({"units": [
+                {"name": "a.service", "enabled": "yes", "state": "started", "restart": "False"},
+                {"name": "b.service"}
+            ]}),
+        )
+        .unwrap();
+        let units = p.entries("units");
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[0].str("name"), Some("a.service"));
+        assert_eq!(units[0].opt_bool("enabled"), Some(true));
+        assert!(!units[0].bool("restart"));
+        assert_eq!(units[1].opt_bool("enabled"), None);
+        assert_eq!(units[1].str("state"), None);
+        assert!(!units[1].bool("restart"), "the entry's default applies");
+        let inv = p.invocation();
+        assert_eq!(inv["module_args"]["units"][1]["restart"], json!(false));
+        assert!(p.entries("units")[0] != p.entries("units")[1]);
+    }
+
+    #[test]
+    fn entry_errors_name_the_entry_and_the_key() {
+        let e = |args: Json| parse("demo", NESTED, &args).expect_err("should fail");
+        let msg = e(json!({"units": [{"name": "a"}, {"name": "b", "state": "gone"}]}));
+        assert!(
+            msg.starts_with(
+                "units[1]: value of parameter 'state' must be one of: started, stopped"
+            ),
+            "{msg}"
+        );
+        let msg = e(json!({"units": [{"enabled": true}]}));
+        assert!(
+            msg.contains("units[0]: missing required parameter 'name'"),
+            "{msg}"
+        );
+        let msg = e(json!({"units": [{"name": "a", "enable": true}]}));
+        assert!(
+            msg.contains("units[0]: unsupported keys in 'units': enable. Supported keys: enabled, name, restart, state, token."),
+            "{msg}"
+        );
+        let msg = e(json!({"units": ["a.service"]}));
+        assert!(
+            msg.contains("units[0]: each entry of 'units' must be a dict, got a string"),
+            "{msg}"
+        );
+        let msg = e(json!({"units": {"name": "a"}}));
+        assert!(
+            msg.contains("'units' must be of type list of dicts"),
+            "{msg}"
+        );
+        let msg = e(json!({"json": ["database"]}));
+        assert!(msg.contains("'json' must be of type dict"), "{msg}");
+    }
+
+    #[test]
+    fn secret_dicts_and_entries_hide_every_value() {
+        let (p, _) = parse(
+            "demo",
+            NESTED,
+            &json!({"headers": {"Authorization": "Bearer tok-123", "X-Id": 42},
+                    "json": {"database": "ok"},
+                    "units": [{"name": "a", "token": "unit-secret"}]}),
+        )
+        .unwrap();
+        let mut secrets = p.secrets().to_vec();
+        secrets.sort();
+        assert_eq!(secrets, ["42", "Bearer tok-123", "unit-secret"]);
+        let inv = p.invocation().to_string();
+        assert!(
+            !inv.contains("tok-123") && !inv.contains("unit-secret"),
+            "{inv}"
+        );
+        assert_eq!(p.dict("json").unwrap()["database"], json!("ok"));
+        assert!(p.dict("headers").is_some());
     }
 
     #[test]

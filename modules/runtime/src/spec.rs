@@ -11,6 +11,12 @@ pub enum Kind {
     Int,
     /// A list of strings. A comma-separated string is split, as Ansible does.
     List,
+    /// A dict with free keys (`type: dict`): request headers, expected JSON fields. Kept as
+    /// JSON; the module reads it.
+    Dict,
+    /// A list of dicts whose keys are a spec of their own (`type: list, elements: dict` with
+    /// `suboptions`), each entry coerced and checked like a module's parameters.
+    Entries,
 }
 
 impl Kind {
@@ -21,6 +27,8 @@ impl Kind {
             Kind::Bool => "bool",
             Kind::Int => "int",
             Kind::List => "list",
+            Kind::Dict => "dict",
+            Kind::Entries => "list of dicts",
         }
     }
 }
@@ -49,6 +57,8 @@ pub struct Param {
     pub no_log: bool,
     /// For `Int`: the smallest accepted value (timeouts and counts are never negative).
     pub min: Option<i64>,
+    /// For `Entries`: the spec of each entry's keys.
+    pub suboptions: &'static [Param],
 }
 
 impl Param {
@@ -62,6 +72,7 @@ impl Param {
             aliases: &[],
             no_log: false,
             min: None,
+            suboptions: &[],
         }
     }
     pub const fn str(name: &'static str) -> Param {
@@ -75,6 +86,16 @@ impl Param {
     }
     pub const fn list(name: &'static str) -> Param {
         Param::new(name, Kind::List)
+    }
+    pub const fn dict(name: &'static str) -> Param {
+        Param::new(name, Kind::Dict)
+    }
+    /// A list of dicts, each checked against `suboptions` (a `const` table of its own, so the
+    /// sidecar-docs test can read it).
+    pub const fn entries(name: &'static str, suboptions: &'static [Param]) -> Param {
+        let mut param = Param::new(name, Kind::Entries);
+        param.suboptions = suboptions;
+        param
     }
     pub const fn required(mut self) -> Param {
         self.required = true;

@@ -33,6 +33,14 @@ const SPEC: &[Param] = &[
     Param::str("password").no_log().aliases(&["pass"]),
     Param::list("tokens").no_log(),
     Param::int("mode_int").choices(&["1", "2", "3"]),
+    Param::dict("headers").no_log(),
+    Param::entries("items", ITEM),
+];
+
+const ITEM: &[Param] = &[
+    Param::str("name").required(),
+    Param::bool("enabled"),
+    Param::str("state").choices(&["started", "stopped"]),
 ];
 
 const KEYS: &[&str] = &[
@@ -48,6 +56,8 @@ const KEYS: &[&str] = &[
     "pass",
     "tokens",
     "mode_int",
+    "headers",
+    "items",
     "_ansible_check_mode",
     "_ansible_diff",
     "_ansible_no_log",
@@ -235,6 +245,20 @@ fn check_parsed(args: &Json, params: &Params) {
             Kind::List => {
                 let _ = params.list(param.name);
             }
+            Kind::Dict => {
+                assert_eq!(given, params.dict(param.name).is_some(), "{}", param.name);
+            }
+            Kind::Entries => {
+                for entry in params.entries(param.name) {
+                    assert!(
+                        entry.str("name").is_some(),
+                        "an entry without its required name"
+                    );
+                    if let Some(state) = entry.str("state") {
+                        assert!(["started", "stopped"].contains(&state), "{state:?}");
+                    }
+                }
+            }
         }
     }
     // A key that is given (not null) and declared must be marked given.
@@ -265,7 +289,7 @@ fn secret_only_in_no_log(args: &Json) -> bool {
     match args.as_object() {
         Some(m) => {
             m.iter().all(|(k, v)| {
-                ["password", "pass", "tokens"].contains(&k.as_str())
+                ["password", "pass", "tokens", "headers"].contains(&k.as_str())
                     || !v.to_string().contains("S3cr3t")
             }) && !m.keys().any(|k| k.contains("S3cr3t"))
         }

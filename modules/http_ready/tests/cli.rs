@@ -1,0 +1,207 @@
+//! The real binary against a tiny HTTP server on 127.0.0.1 run by the test itself: scripted
+//! answers, one per connection, and the requests it received.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use runtime::testing::{
+    assert_refused, assert_rejects_malformed_arguments, run_with_file, run_with_stdin, Run,
+};
+use serde_json::{json, Value as Json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_http_ready");
+const PASSWORD: &str = "pw-Secret-4711";
+
+fn run(args: Json) -> Run {
+    run_with_file(BIN, &args.to_string())
+}
+
+/// Serves `answers` in order, one per connection (the last one again when they run out), and
+/// keeps each request's text.
+struct Server {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(answers: &[&str]) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        let answers: Vec<String> = answers.iter().map(|s| s.to_string()).collect();
+        thread::spawn(move || {
+            for (i, conn) in listener.incoming().enumerate() {
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf).into_owned());
+                let answer = &answers[i.min(answers.len() - 1)];
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        });
+        Server { url, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+const NOT_YET: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 9\r\n\r\nnot ready";
+const HEALTHY_CHUNKED: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"database\": \"ok\r\n1E\r\n\", \"commit\": \"private-abc123\"}\r\n0\r\n\r\n";
+const DB_FAILING: &str = "HTTP/1.1 200 OK\r\nContent-Length: 51\r\n\r\n{\"database\": \"failing\", \"commit\": \"private-abc123\"}";
+
+#[test]
+fn malformed_arguments_fail_clearly() {
+    assert_rejects_malformed_arguments(BIN, "http_ready");
+}
+
+#[test]
+fn broken_arguments_fail_clearly() {
+    assert_refused(&run(json!({})), &["missing required parameter 'url'"]);
+    assert_refused(
+        &run(json!({"url": "https://127.0.0.1/"})),
+        &[
+            "https is not supported",
+            "use ansible.builtin.uri for https",
+        ],
+    );
+    assert_refused(
+        &run(json!({"url": "http://127.0.0.1/", "status_code": [200, 999]})),
+        &["status_code: '999' is not an HTTP status"],
+    );
+    assert_refused(
+        &run(json!({"url": "http://127.0.0.1/", "json": "database=ok"})),
+        &["'json' must be of type dict"],
+    );
+    assert_refused(
+        &run(json!({"url": "http://127.0.0.1/", "body_regex": "("})),
+        &["body_regex is not a valid regular expression"],
+    );
+    assert_refused(
+        &run(json!({"url": "http://127.0.0.1/", "url_password": PASSWORD})),
+        &["url_password is set without url_username"],
+    );
+    assert_refused(
+        &run(json!({"url": "http://127.0.0.1/", "interval": 0})),
+        &["'interval' must be at least 1"],
+    );
+    let injected = run(
+        json!({"url": "http://127.0.0.1/", "headers": {"X-Token": format!("{PASSWORD}\r\nEvil: 1")}}),
+    );
+    assert_refused(&injected, &["the value of 'X-Token' contains a line break"]);
+    assert!(!injected.stdout.contains(PASSWORD), "{}", injected.stdout);
+}
+
+#[test]
+fn waits_through_503_until_the_json_field_is_ok() {
+    let server = Server::start(&[NOT_YET, HEALTHY_CHUNKED]);
+    let args = json!({
+        "url": format!("{}/api/health", server.url),
+        "json": {"database": "ok"},
+        "body_regex": "database",
+        "timeout": 20,
+        "url_username": "admin",
+        "url_password": PASSWORD,
+        "_ansible_check_mode": true,
+    });
+    // Standard input, as the fast path sends it.
+    let run = run_with_stdin(BIN, &args.to_string());
+    assert_eq!(run.code, 0, "{}", run.json);
+    assert_eq!(run.json["changed"], json!(false));
+    assert_eq!(run.json["status"], json!(200));
+    assert_eq!(run.json["attempts"], json!(2));
+    assert_eq!(run.json["json"], json!({"database": "ok"}));
+    assert_eq!(run.json["body_regex_matched"], json!(true));
+    assert!(
+        run.json["elapsed"].as_f64().unwrap() >= 1.0,
+        "one interval waited: {}",
+        run.json
+    );
+    assert!(
+        !run.stdout.contains("private-abc123"),
+        "the body stays private: {}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains(PASSWORD), "{}", run.stdout);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let host = server.url.trim_start_matches("http://");
+    assert!(
+        requests[1].starts_with(&format!("GET /api/health HTTP/1.1\r\nHost: {host}\r\n")),
+        "{}",
+        requests[1]
+    );
+    // admin:pw-Secret-4711
+    assert!(
+        requests[1].contains("Authorization: Basic YWRtaW46cHctU2VjcmV0LTQ3MTE=\r\n"),
+        "{}",
+        requests[1]
+    );
+    assert!(requests[1].contains("Connection: close\r\n"));
+}
+
+#[test]
+fn a_timeout_fails_with_the_last_status_and_the_checked_values_only() {
+    let server = Server::start(&[DB_FAILING]);
+    let start = std::time::Instant::now();
+    let run = run(json!({
+        "url": server.url,
+        "json": {"database": "ok"},
+        "timeout": 2,
+        "headers": {"X-Api-Key": PASSWORD},
+    }));
+    assert_eq!(run.json["failed"], json!(true), "{}", run.json);
+    assert_eq!(run.json["changed"], json!(false));
+    assert!(
+        start.elapsed().as_secs_f64() < 6.0,
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        run.msg().contains(r#"is not ready after"#)
+            && run
+                .msg()
+                .ends_with(r#"last: the JSON field 'database' is "failing" (expected "ok")"#),
+        "{}",
+        run.msg()
+    );
+    assert_eq!(run.json["json"], json!({"database": "failing"}));
+    assert_eq!(run.json["status"], json!(200));
+    assert!(run.json["attempts"].as_u64().unwrap() >= 2, "{}", run.json);
+    assert!(!run.stdout.contains("private-abc123"), "{}", run.stdout);
+    assert!(!run.stdout.contains(PASSWORD), "{}", run.stdout);
+    assert!(server.requests()[0].contains(&format!("X-Api-Key: {PASSWORD}\r\n")));
+}
+
+#[test]
+fn nobody_listening_is_a_clear_failure() {
+    // A port that was free a moment ago: bind, note it, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = run(json!({"url": format!("http://127.0.0.1:{port}/ready"), "timeout": 0}));
+    assert_eq!(run.json["failed"], json!(true), "{}", run.json);
+    assert_eq!(run.json["attempts"], json!(1));
+    assert_eq!(run.json["status"], json!(null));
+    assert!(
+        run.msg().ends_with(&format!(
+            "last: cannot connect to 127.0.0.1:{port}: connection refused"
+        )),
+        "{}",
+        run.msg()
+    );
+}
