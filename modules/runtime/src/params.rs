@@ -18,6 +18,8 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     List(Vec<String>),
+    /// The elements of a `Dicts` parameter, each parsed against the parameter's options.
+    Dicts(Vec<Params>),
 }
 
 impl Value {
@@ -27,6 +29,7 @@ impl Value {
             Value::Bool(b) => Json::from(*b),
             Value::Int(i) => Json::from(*i),
             Value::List(l) => Json::from(l.clone()),
+            Value::Dicts(d) => Json::Array(d.iter().map(Params::args_json).collect()),
         }
     }
 }
@@ -42,7 +45,7 @@ pub struct Context {
 }
 
 /// The typed parameters of one module run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Params {
     values: BTreeMap<&'static str, Value>,
     given: Vec<&'static str>,
@@ -97,6 +100,16 @@ impl Params {
         }
     }
 
+    /// A `Dicts` parameter: one `Params` per element; unset counts as empty. The `no_log`
+    /// keys of an element are masked in `invocation` and in error messages, but they are not
+    /// masked in the rest of the answer: the module decides what of an element it shows.
+    pub fn dicts(&self, name: &str) -> &[Params] {
+        match self.get(name) {
+            Some(Value::Dicts(d)) => d.as_slice(),
+            _ => &[],
+        }
+    }
+
     /// Whether the task itself set the parameter (as opposed to a default filling it in).
     pub fn given(&self, name: &str) -> bool {
         self.given.contains(&name)
@@ -117,6 +130,11 @@ impl Params {
 
     /// `invocation.module_args` as Ansible shows it, with `no_log` values masked.
     pub fn invocation(&self) -> Json {
+        serde_json::json!({ "module_args": self.args_json() })
+    }
+
+    /// The parameters as a JSON object, `no_log` values masked.
+    fn args_json(&self) -> Json {
         let mut args = Map::new();
         for param in &self.spec {
             let value = match self.values.get(param.name) {
@@ -126,7 +144,7 @@ impl Params {
             };
             args.insert(param.name.to_string(), value);
         }
-        serde_json::json!({ "module_args": args })
+        Json::Object(args)
     }
 }
 
@@ -150,6 +168,50 @@ pub fn parse(
         module,
         ..Context::default()
     };
+    let params = fields(spec, object, &Whose::Module(module), Some(&mut ctx))?;
+    Ok((params, ctx))
+}
+
+/// Whose keys `fields` reads: the module's parameters, or one element of a `Dicts` parameter
+/// (named in every message, with its `path` when it has one, so the user finds the entry).
+enum Whose<'a> {
+    Module(&'a str),
+    Element {
+        param: &'a str,
+        index: usize,
+        label: Option<String>,
+    },
+}
+
+impl Whose<'_> {
+    /// The prefix of an error message about an element; nothing for the module itself.
+    fn prefix(&self) -> String {
+        match self {
+            Whose::Module(_) => String::new(),
+            Whose::Element {
+                param,
+                index,
+                label: Some(label),
+            } => format!("{param}[{index}] ({label}): "),
+            Whose::Element {
+                param,
+                index,
+                label: None,
+            } => format!("{param}[{index}]: "),
+        }
+    }
+}
+
+/// Parses one JSON object against a spec: the module's arguments (with `ctx`, which takes
+/// the `_ansible_*` keys) or one element of a `Dicts` parameter (no `ctx`: such keys are
+/// unknown there).
+fn fields(
+    spec: &[Param],
+    object: &Map<String, Json>,
+    whose: &Whose,
+    mut ctx: Option<&mut Context>,
+) -> Result<Params, String> {
+    let prefix = whose.prefix();
     let mut unknown = Vec::new();
     let mut params = Params {
         spec: spec.to_vec(),
@@ -157,9 +219,9 @@ pub fn parse(
     };
 
     for (key, value) in object {
-        if let Some(internal) = key.strip_prefix("_ansible_") {
+        if let (Some(internal), Some(ctx)) = (key.strip_prefix("_ansible_"), ctx.as_deref_mut()) {
             // Every `_ansible_*` key is accepted (newer ansible-core versions add more);
-            // only these three change what a module does.
+            // only these change what a module does.
             match internal {
                 "check_mode" => ctx.check_mode = lenient_bool(value),
                 "diff" => ctx.diff = lenient_bool(value),
@@ -182,11 +244,11 @@ pub fn parse(
         }
         if params.given.contains(&param.name) {
             return Err(format!(
-                "parameter '{}' is set twice (directly and through an alias); set it once",
+                "{prefix}parameter '{}' is set twice (directly and through an alias); set it once",
                 param.name
             ));
         }
-        let coerced = coerce(param, value)?;
+        let coerced = coerce(param, value).map_err(|e| format!("{prefix}{e}"))?;
         if value.is_number() {
             params.numbers.push(param.name);
         }
@@ -198,11 +260,18 @@ pub fn parse(
         unknown.sort();
         let mut supported: Vec<&str> = spec.iter().map(|p| p.name).collect();
         supported.sort_unstable();
-        return Err(format!(
-            "Unsupported parameters for ({module}) module: {}. Supported parameters include: {}.",
-            unknown.join(", "),
-            supported.join(", ")
-        ));
+        return Err(match whose {
+            Whose::Module(module) => format!(
+                "Unsupported parameters for ({module}) module: {}. Supported parameters include: {}.",
+                unknown.join(", "),
+                supported.join(", ")
+            ),
+            Whose::Element { .. } => format!(
+                "{prefix}unsupported keys: {}. Supported keys: {}.",
+                unknown.join(", "),
+                supported.join(", ")
+            ),
+        });
     }
 
     for param in spec {
@@ -211,7 +280,7 @@ pub fn parse(
         }
         if param.required {
             return Err(format!(
-                "missing required parameter '{}' ({}); set it in the task",
+                "{prefix}missing required parameter '{}' ({}); set it in the task",
                 param.name,
                 param.kind.name()
             ));
@@ -230,7 +299,33 @@ pub fn parse(
             _ => {}
         }
     }
-    Ok((params, ctx))
+    Ok(params)
+}
+
+/// The elements of a `Dicts` parameter, each a JSON object parsed against its options.
+fn elements(param: &Param, items: &[Json]) -> Result<Vec<Params>, String> {
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let Json::Object(object) = item else {
+            return Err(format!(
+                "parameter '{}' must be a list of dicts, but element {index} is {}",
+                param.name,
+                json_kind(item)
+            ));
+        };
+        // A `path` (or `name`) says which entry is meant better than an index alone.
+        let label = ["path", "name"]
+            .iter()
+            .find_map(|k| object.get(*k).and_then(Json::as_str))
+            .map(|l| shorten(l, 80));
+        let whose = Whose::Element {
+            param: param.name,
+            index,
+            label,
+        };
+        out.push(fields(param.options, object, &whose, None)?);
+    }
+    Ok(out)
 }
 
 fn default_value(default: Default) -> Value {
@@ -312,6 +407,10 @@ fn coerce(param: &Param, value: &Json) -> Result<Value, String> {
             Json::Number(n) => Value::List(vec![n.to_string()]),
             _ => return Err(wrong()),
         },
+        Kind::Dicts => match value {
+            Json::Array(items) => Value::Dicts(elements(param, items)?),
+            _ => return Err(wrong()),
+        },
     };
 
     if let (Some(min), Value::Int(i)) = (param.min, &coerced) {
@@ -327,7 +426,7 @@ fn coerce(param: &Param, value: &Json) -> Result<Value, String> {
             Value::Str(s) => s.clone(),
             Value::Int(i) => i.to_string(),
             Value::Bool(b) => b.to_string(),
-            Value::List(_) => String::new(),
+            Value::List(_) | Value::Dicts(_) => String::new(),
         };
         if !param.choices.contains(&text.as_str()) {
             return Err(format!(
@@ -375,12 +474,16 @@ fn shown(param: &Param, value: &Json) -> String {
     if param.no_log {
         return "(value hidden: no_log parameter)".to_string();
     }
-    let text = value.to_string();
-    if text.chars().count() > 60 {
-        let cut: String = text.chars().take(57).collect();
+    shorten(&value.to_string(), 60)
+}
+
+/// `text`, cut to at most `max` characters with `...` when longer.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        let cut: String = text.chars().take(max.saturating_sub(3)).collect();
         format!("{cut}...")
     } else {
-        text
+        text.to_string()
     }
 }
 
@@ -543,6 +646,70 @@ mod tests {
         assert!(inv.contains("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"));
         let e = err(json!({"name": "x", "password": ["s3cr3t-value"]}));
         assert!(!e.contains("s3cr3t-value"), "{e}");
+    }
+
+    const ENTRY: &[Param] = &[
+        Param::str("path").required(),
+        Param::str("content").no_log(),
+        Param::int("size").min(0),
+    ];
+    const WITH_DICTS: &[Param] = &[Param::dicts("files", ENTRY)];
+
+    #[test]
+    fn dicts_are_parsed_per_element_and_name_the_element() {
+        let (p, _) = parse(
+            "demo",
+            WITH_DICTS,
+            &json!({"files": [{"path": "/a", "size": "3"}, {"path": 7, "content": "s3cr3t-x"}]}),
+        )
+        .unwrap();
+        let files = p.dicts("files");
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].int("size"), Some(3));
+        assert!(!files[0].was_number("size") && files[1].was_number("path"));
+        assert_eq!(files[1].str("path"), Some("7"));
+        let inv = p.invocation().to_string();
+        assert!(!inv.contains("s3cr3t-x"), "{inv}");
+        assert!(inv.contains("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"), "{inv}");
+        assert!(
+            p.secrets().is_empty(),
+            "element no_log values are not masked answer-wide"
+        );
+
+        let e = parse(
+            "demo",
+            WITH_DICTS,
+            &json!({"files": [{"path": "/a"}, {"path": "/b", "size": -1}]}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "files[1] (/b): parameter 'size' must be at least 0, got -1"
+        );
+        let e = parse("demo", WITH_DICTS, &json!({"files": [{"size": 1}]})).unwrap_err();
+        assert!(
+            e.starts_with("files[0]: missing required parameter 'path'"),
+            "{e}"
+        );
+        let e = parse(
+            "demo",
+            WITH_DICTS,
+            &json!({"files": [{"path": "/a", "_ansible_diff": true}]}),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("files[0] (/a): unsupported keys: _ansible_diff."),
+            "{e}"
+        );
+        let e = parse(
+            "demo",
+            WITH_DICTS,
+            &json!({"files": [{"path": "/a", "content": ["s3cr3t-x"]}]}),
+        )
+        .unwrap_err();
+        assert!(!e.contains("s3cr3t-x") && e.contains("'content'"), "{e}");
+        let e = parse("demo", WITH_DICTS, &json!({"files": {"path": "/a"}})).unwrap_err();
+        assert!(e.contains("'files' must be of type list of dicts"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub enum Kind {
     Int,
     /// A list of strings. A comma-separated string is split, as Ansible does.
     List,
+    /// A list of dicts, each checked against the parameter's `options` (Ansible's
+    /// `type: list, elements: dict` with `suboptions`): one task can carry many entries.
+    Dicts,
 }
 
 impl Kind {
@@ -21,12 +24,13 @@ impl Kind {
             Kind::Bool => "bool",
             Kind::Int => "int",
             Kind::List => "list",
+            Kind::Dicts => "list of dicts",
         }
     }
 }
 
 /// A default value, applied when the task does not set the parameter.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Default {
     Str(&'static str),
     Bool(bool),
@@ -35,7 +39,7 @@ pub enum Default {
 }
 
 /// One parameter of a module.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Param {
     pub name: &'static str,
     pub kind: Kind,
@@ -49,6 +53,8 @@ pub struct Param {
     pub no_log: bool,
     /// For `Int`: the smallest accepted value (timeouts and counts are never negative).
     pub min: Option<i64>,
+    /// For `Dicts`: the keys each element may have, typed and coerced like parameters.
+    pub options: &'static [Param],
 }
 
 impl Param {
@@ -62,6 +68,7 @@ impl Param {
             aliases: &[],
             no_log: false,
             min: None,
+            options: &[],
         }
     }
     pub const fn str(name: &'static str) -> Param {
@@ -75,6 +82,12 @@ impl Param {
     }
     pub const fn list(name: &'static str) -> Param {
         Param::new(name, Kind::List)
+    }
+    /// A list of dicts whose keys are `options` (unknown keys are refused, like parameters).
+    pub const fn dicts(name: &'static str, options: &'static [Param]) -> Param {
+        let mut param = Param::new(name, Kind::Dicts);
+        param.options = options;
+        param
     }
     pub const fn required(mut self) -> Param {
         self.required = true;

@@ -33,6 +33,13 @@ const SPEC: &[Param] = &[
     Param::str("password").no_log().aliases(&["pass"]),
     Param::list("tokens").no_log(),
     Param::int("mode_int").choices(&["1", "2", "3"]),
+    Param::dicts("entries", ENTRY),
+];
+
+const ENTRY: &[Param] = &[
+    Param::str("path").required(),
+    Param::str("content").no_log(),
+    Param::int("size").min(0),
 ];
 
 const KEYS: &[&str] = &[
@@ -48,6 +55,7 @@ const KEYS: &[&str] = &[
     "pass",
     "tokens",
     "mode_int",
+    "entries",
     "_ansible_check_mode",
     "_ansible_diff",
     "_ansible_no_log",
@@ -169,7 +177,37 @@ fn args(rng: &mut Rng) -> Json {
     if rng.chance(15) {
         map.insert("tokens".into(), json!(["x", SECRET]));
     }
+    if rng.chance(20) {
+        map.insert("entries".into(), entries(rng));
+    }
     Json::Object(map)
+}
+
+/// A list for the `Dicts` parameter: mostly well-formed elements, some holding the secret in
+/// their `no_log` key, some with junk keys, values or elements.
+fn entries(rng: &mut Rng) -> Json {
+    let items = (0..rng.below(4))
+        .map(|_| {
+            if rng.chance(10) {
+                return value(rng, 2);
+            }
+            let mut element = Map::new();
+            if rng.chance(85) {
+                element.insert("path".into(), Json::String(format!("/etc/{}", string(rng))));
+            }
+            if rng.chance(50) {
+                element.insert("content".into(), json!(SECRET));
+            }
+            if rng.chance(40) {
+                element.insert("size".into(), value(rng, 2));
+            }
+            if rng.chance(10) {
+                element.insert(rng.pick(KEYS).to_string(), value(rng, 2));
+            }
+            Json::Object(element)
+        })
+        .collect();
+    Json::Array(items)
 }
 
 /// Text that `read_args` gets: the JSON of an args object, damaged now and then.
@@ -235,6 +273,14 @@ fn check_parsed(args: &Json, params: &Params) {
             Kind::List => {
                 let _ = params.list(param.name);
             }
+            Kind::Dicts => {
+                for element in params.dicts(param.name) {
+                    assert!(
+                        element.str("path").is_some(),
+                        "an element without its required key"
+                    );
+                }
+            }
         }
     }
     // A key that is given (not null) and declared must be marked given.
@@ -266,11 +312,26 @@ fn secret_only_in_no_log(args: &Json) -> bool {
         Some(m) => {
             m.iter().all(|(k, v)| {
                 ["password", "pass", "tokens"].contains(&k.as_str())
+                    || (k == "entries" && secret_only_in_content(v))
                     || !v.to_string().contains("S3cr3t")
             }) && !m.keys().any(|k| k.contains("S3cr3t"))
         }
         None => !args.to_string().contains("S3cr3t"),
     }
+}
+
+/// Whether the `entries` list holds the secret only as the `content` (no_log) of an element.
+fn secret_only_in_content(entries: &Json) -> bool {
+    let Some(items) = entries.as_array() else {
+        return !entries.to_string().contains("S3cr3t");
+    };
+    items.iter().all(|item| match item.as_object() {
+        Some(m) => m.iter().all(|(k, v)| {
+            !k.contains("S3cr3t")
+                && ((k == "content" && v.is_string()) || !v.to_string().contains("S3cr3t"))
+        }),
+        None => !item.to_string().contains("S3cr3t"),
+    })
 }
 
 fn body(params: &Params, ctx: &runtime::Context) -> Result<Outcome, Failure> {
@@ -312,7 +373,8 @@ fn fuzz_parse_and_answer_never_panic_and_never_leak() {
                 assert!(
                     msg.contains('\'')
                         || msg.contains("JSON object")
-                        || msg.contains("Unsupported parameters"),
+                        || msg.contains("Unsupported parameters")
+                        || msg.contains("unsupported keys"),
                     "refusal names nothing: {msg} (seed {seed} iteration {i})"
                 );
             }
