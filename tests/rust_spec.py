@@ -7,7 +7,9 @@
         Param::str("path").required(),
     ];
 
-It understands exactly the builder calls of `Param` (str/bool/int/list, required, default,
+It understands exactly the builder calls of `Param` (str/bool/int/list, dicts with the name of
+its options table, e.g. `Param::dicts("files", ENTRY)` (a list of dicts whose keys are the
+`const ENTRY: &[Param]` table, parsed the same way), required, default,
 choices, aliases, no_log, min) and `const NAME: &str` / `&[&str]` constants used as values, and
 fails loudly on anything else, so a new builder method cannot be skipped silently."""
 from __future__ import annotations
@@ -173,14 +175,24 @@ def parse_spec(src: str, const_name: str = "SPEC") -> dict:
         entry = " ".join(entry.split())
         if not entry:
             continue
-        head = re.match(r"Param::(\w+)\(\s*" + _STRING + r"\s*\)", entry)
-        if not head:
-            raise SpecError("not a Param::<kind>(\"name\") entry: %r" % entry)
-        kind, name = head.group(1), head.group(2)
-        if kind not in KINDS:
-            raise SpecError("%s: unknown parameter kind Param::%s" % (name, kind))
+        options = None
+        head = re.match(r"Param::dicts\(\s*" + _STRING + r"\s*,\s*([A-Z][A-Z0-9_]*)\s*\)", entry)
+        if head:
+            kind, name = "list", head.group(1)
+            if head.group(2) == const_name:
+                raise SpecError("%s: the options table %s is the table itself" % (name, const_name))
+            options = parse_spec(src, head.group(2))
+        else:
+            head = re.match(r"Param::(\w+)\(\s*" + _STRING + r"\s*\)", entry)
+            if not head:
+                raise SpecError("not a Param::<kind>(\"name\") entry: %r" % entry)
+            kind, name = head.group(1), head.group(2)
+            if kind not in KINDS:
+                raise SpecError("%s: unknown parameter kind Param::%s" % (name, kind))
         param = {"type": KINDS[kind], "required": False, "default": None, "choices": [], "aliases": [],
                  "no_log": False, "min": None}
+        if options is not None:
+            param["options"] = options
         rest = entry[head.end():]
         pos = 0
         while pos < len(rest):

@@ -44,7 +44,9 @@ def as_doc(param):
     doc = {"type": param["type"], "required": param["required"], "default": param["default"],
            "choices": param["choices"], "aliases": sorted(param["aliases"])}
     if param["type"] == "list":
-        doc["elements"] = "str"
+        doc["elements"] = "dict" if "options" in param else "str"
+    if "options" in param:
+        doc["suboptions"] = {name: as_doc(sub) for name, sub in param["options"].items()}
     return doc
 
 
@@ -54,6 +56,8 @@ def normalised(option):
            "aliases": sorted(option.get("aliases", []))}
     if doc["type"] == "list":
         doc["elements"] = option.get("elements")
+    if doc["type"] == "list" and doc["elements"] == "dict":
+        doc["suboptions"] = {name: normalised(sub) for name, sub in (option.get("suboptions") or {}).items()}
     return doc
 
 
@@ -120,6 +124,38 @@ def test_parser_reads_every_builder_call():
     assert spec["file"]["default"] == "/var/x.json"
     assert spec["secret"]["required"] and spec["secret"]["no_log"] and spec["secret"]["default"] is None
     assert spec["empty"]["default"] == []
+
+
+def test_parser_reads_a_list_of_dicts_and_its_options_table():
+    src = '''
+pub(crate) const ENTRY: &[Param] = &[
+    Param::str("path").required(),
+    Param::str("state").default(Default::Str("file")).choices(&["file", "absent"]),
+    Param::bool("secret"),
+];
+const SPEC: &[Param] = &[
+    Param::dicts("files", ENTRY).required(),
+    Param::bool("secret").default(Default::Bool(false)),
+];
+'''
+    spec = parse_spec(src)
+    assert list(spec) == ["files", "secret"]
+    files = spec["files"]
+    assert files["type"] == "list" and files["required"]
+    assert list(files["options"]) == ["path", "state", "secret"]
+    assert files["options"]["state"]["choices"] == ["file", "absent"]
+    assert as_doc(files)["elements"] == "dict"
+    assert as_doc(files)["suboptions"]["path"]["required"] is True
+    # A documented suboption that differs is a mismatch.
+    docs = {"type": "list", "elements": "dict", "required": True, "suboptions": {
+        "path": {"type": "str", "required": True},
+        "state": {"type": "str", "default": "file", "choices": ["file", "absent"]},
+        "secret": {"type": "bool"}}}
+    assert normalised(docs) == as_doc(files)
+    docs["suboptions"]["state"]["default"] = "absent"
+    assert normalised(docs) != as_doc(files)
+    with pytest.raises(SpecError, match="no `const MISSING"):
+        parse_spec('const SPEC: &[Param] = &[Param::dicts("f", MISSING)];')
 
 
 @pytest.mark.parametrize("bad, message", [
