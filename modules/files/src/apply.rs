@@ -105,6 +105,16 @@ pub fn apply(plans: &[Plan]) -> Result<Vec<String>, Error> {
 fn commit(plan: &Plan, staged: Option<PathBuf>, umask: u32) -> Result<(), String> {
     let entry = plan.entry;
     runtime::note_change();
+    if plan.changes.contains(&Change::Parents) {
+        if let Some(parent) = entry.path.parent() {
+            // Like `mkdir -p`: 0777 minus the umask, owned by the module's user.
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o777 & !umask)
+                .create(parent)
+                .map_err(|e| access_error(entry, "create the parents of", &e))?;
+        }
+    }
     match entry.state {
         State::Absent => remove(plan),
         State::Directory if plan.changes.contains(&Change::Create) => make_dir(entry, umask),

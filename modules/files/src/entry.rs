@@ -46,6 +46,8 @@ pub struct Entry {
     pub validate: Option<Vec<String>>,
     /// Neither the content nor any output about it may appear in the answer.
     pub secret: bool,
+    /// Missing parent directories are made (`mkdir -p`), as ansible.builtin.file does.
+    pub parents: bool,
 }
 
 impl Entry {
@@ -131,7 +133,7 @@ fn entry(
             forbid("validate", "only a file's content is validated; remove it")?;
         }
         State::Absent => {
-            for field in ["content", "owner", "group", "mode", "validate"] {
+            for field in ["content", "owner", "group", "mode", "validate", "parents"] {
                 forbid(field, "state=absent takes only 'path'; remove the field")?;
             }
         }
@@ -171,6 +173,7 @@ fn entry(
         mode,
         validate,
         secret,
+        parents: p.bool("parents"),
     })
 }
 

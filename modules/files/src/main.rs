@@ -37,6 +37,7 @@ pub(crate) const ENTRY: &[Param] = &[
     Param::str("mode"),
     Param::str("validate"),
     Param::bool("secret"),
+    Param::bool("parents").default(Default::Bool(false)),
 ];
 
 const SPEC: &[Param] = &[
@@ -179,6 +180,7 @@ mod tests {
                 mode: Some(0o640),
                 validate: None,
                 secret: false,
+                parents: false,
             },
             Entry {
                 index: 1,
@@ -190,6 +192,7 @@ mod tests {
                 mode: None,
                 validate: None,
                 secret: false,
+                parents: false,
             },
         ];
         let plans = plan::plan(&entries).unwrap();

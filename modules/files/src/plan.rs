@@ -48,10 +48,21 @@ impl Current {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
     Create,
+    /// Missing parent directories are made first (`parents: true`).
+    Parents,
     Content,
-    Owner { from: u32, to: u32 },
-    Group { from: u32, to: u32 },
-    Mode { from: u32, to: u32 },
+    Owner {
+        from: u32,
+        to: u32,
+    },
+    Group {
+        from: u32,
+        to: u32,
+    },
+    Mode {
+        from: u32,
+        to: u32,
+    },
     Remove,
 }
 
@@ -59,6 +70,7 @@ impl Change {
     pub fn word(self) -> &'static str {
         match self {
             Change::Create => "created",
+            Change::Parents => "parents created",
             Change::Content => "content",
             Change::Owner { .. } => "owner",
             Change::Group { .. } => "group",
@@ -98,8 +110,9 @@ pub fn plan(entries: &[Entry]) -> Result<Vec<Plan<'_>>, String> {
         check_nesting(entry, entries)?;
         let current = inspect(entry)?;
         let changes = changes(entry, &current)?;
-        if changes.contains(&Change::Create) {
-            check_parent(entry, &plans)?;
+        let mut changes = changes;
+        if changes.contains(&Change::Create) && check_parent(entry, &plans)? {
+            changes.insert(0, Change::Parents);
         }
         plans.push(Plan {
             entry,
@@ -133,7 +146,13 @@ fn inspect(entry: &Entry) -> Result<Current, String> {
     let path = &entry.path;
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Current::Missing),
+        // A file where a parent should be (ENOTDIR): nothing is at the path; the parent check
+        // then says which part is in the way.
+        Err(e)
+            if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
+        {
+            return Ok(Current::Missing)
+        }
         Err(e) => return Err(access_error(entry, "inspect", &e)),
     };
     let kind = meta.file_type();
@@ -246,26 +265,51 @@ fn attributes(entry: &Entry, meta: &Metadata, out: &mut Vec<Change>) {
     }
 }
 
-/// A new path needs its parent: on the host already, or made by an earlier entry.
-fn check_parent(entry: &Entry, earlier: &[Plan]) -> Result<(), String> {
+/// A new path needs its parent: on the host already, made by an earlier entry, or (with
+/// `parents: true`) made now. `Ok(true)`: the parent is missing and will be made.
+fn check_parent(entry: &Entry, earlier: &[Plan]) -> Result<bool, String> {
     let Some(parent) = entry.path.parent() else {
-        return Ok(());
+        return Ok(false);
     };
     if earlier
         .iter()
         .any(|p| p.entry.path == parent && p.entry.state == State::Directory)
     {
-        return Ok(());
+        return Ok(false);
+    }
+    if entry.parents {
+        // The nearest existing ancestor must be a directory; everything below it is made.
+        let mut missing = false;
+        for ancestor in parent.ancestors() {
+            match fs::metadata(ancestor) {
+                Ok(meta) if meta.is_dir() => return Ok(missing),
+                Ok(_) => {
+                    return Err(format!(
+                    "{}: {} is not a directory, so no parent can be made below it; fix the path",
+                    entry.label(),
+                    ancestor.display()
+                ))
+                }
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound
+                        || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
+                {
+                    missing = true
+                }
+                Err(e) => return Err(access_error(entry, "inspect the parents of", &e)),
+            }
+        }
+        return Ok(missing);
     }
     match fs::metadata(parent) {
-        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_dir() => Ok(false),
         Ok(_) => Err(format!(
             "{}: the parent {} is not a directory; fix the path",
             entry.label(),
             parent.display()
         )),
         Err(e) if e.kind() == ErrorKind::NotFound => Err(format!(
-            "{}: the parent directory {} does not exist; add it as a state=directory entry before this one",
+            "{}: the parent directory {} does not exist; add it as a state=directory entry before this one, or set parents: true",
             entry.label(),
             parent.display()
         )),
@@ -327,6 +371,7 @@ pub fn diffs(plan: &Plan, names: &dyn Fn(bool, u32) -> String) -> Vec<Diff> {
                         rows.push(("mode", None, runtime::octal(m)));
                     }
                 }
+                Change::Parents => rows.push(("parents", None, "created".into())),
                 Change::Content | Change::Remove => {}
             }
         }
@@ -377,6 +422,7 @@ mod tests {
             mode: None,
             validate: None,
             secret: false,
+            parents: false,
         }
     }
 

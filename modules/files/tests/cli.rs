@@ -457,3 +457,37 @@ fn absent_removes_files_links_and_directories() {
     assert!(listing(root).is_empty());
     assert_eq!(run(args).json["changed"], json!(false));
 }
+
+#[test]
+fn parents_true_makes_missing_directories_like_mkdir_p() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let deep = root.join("a/b/c.yml");
+    let args = json!({"files": [{"path": p(&deep), "content": "c\n", "parents": true}]});
+    let mut check = args.clone();
+    check["_ansible_check_mode"] = json!(true);
+    let dry = run(check);
+    assert_eq!(
+        dry.json["entries"][0]["changes"],
+        json!(["parents created", "created"]),
+        "{}",
+        dry.json
+    );
+    assert!(
+        listing(root).is_empty(),
+        "check mode made {:?}",
+        listing(root)
+    );
+    let out = run(args.clone());
+    assert_eq!(out.json["changed_paths"], json!([p(&deep)]), "{}", out.json);
+    assert_eq!(fs::read_to_string(&deep).unwrap(), "c\n");
+    assert_eq!(run(args).json["changed"], json!(false));
+    // Without it the same entry is refused, naming both fixes.
+    let refused = run(json!({"files": [{"path": p(&root.join("x/y.yml")), "content": ""}]}));
+    assert_refused(&refused, &["does not exist", "or set parents: true"]);
+    // A file in the way of a parent is an error, before anything is made.
+    let blocked =
+        run(json!({"files": [{"path": p(&deep.join("d/e")), "content": "", "parents": true}]}));
+    assert_refused(&blocked, &["c.yml is not a directory"]);
+    assert_eq!(listing(&root.join("a/b")), ["c.yml"]);
+}
