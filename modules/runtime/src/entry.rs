@@ -466,6 +466,21 @@ mod tests {
     }
 
     #[test]
+    fn several_diffs_are_a_list() {
+        let body = |_: &Params, _: &Context| {
+            let mut outcome = Outcome::changed("x").with_diff(Diff::new("a\n", "b\n"));
+            outcome.add_diff(Diff::new("", "c\n").headers("/c", "/c"));
+            Ok(outcome)
+        };
+        let (json, _) = run_with(r#"{"name": "x", "_ansible_diff": true}"#, body);
+        assert_eq!(
+            json["diff"],
+            json!([{"before": "a\n", "after": "b\n"},
+                   {"before": "", "after": "c\n", "before_header": "/c", "after_header": "/c"}])
+        );
+    }
+
+    #[test]
     fn a_panic_after_a_change_says_changed() {
         let before = panic_answer("demo", "boom", " at x.rs:1", false);
         assert_eq!(before["changed"], json!(false));

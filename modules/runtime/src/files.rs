@@ -44,6 +44,34 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
     })
 }
 
+/// `0640`, `2750`: four octal digits.
+pub fn octal(mode: u32) -> String {
+    format!("{:04o}", mode & 0o7777)
+}
+
+/// A mode from the task: an octal string (`"0640"`, `"640"`), or the number an unquoted YAML
+/// octal became (`0640` → 416), which is the mode itself, as for Ansible's file modules.
+pub fn parse_mode(text: &str, was_number: bool) -> Result<u32, String> {
+    let bad = || {
+        format!(
+            "parameter 'mode' must be an octal mode such as \"0640\" (quote it in YAML); got {text:?}"
+        )
+    };
+    let mode = if was_number {
+        text.parse::<u32>().map_err(|_| bad())?
+    } else {
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        if !(3..=4).contains(&digits.len()) || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(bad());
+        }
+        u32::from_str_radix(digits, 8).map_err(|_| bad())?
+    };
+    if mode > 0o7777 {
+        return Err(bad());
+    }
+    Ok(mode)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,7 +41,7 @@ pub mod testing;
 
 pub use command::{Command, Output};
 pub use entry::{answer, note_change, run, run_from};
-pub use files::write_atomic;
+pub use files::{octal, parse_mode, write_atomic};
 pub use outcome::{Diff, Failure, Outcome};
 pub use params::{parse, Context, Params, Value};
 pub use privilege::{effective_uid, require_root};

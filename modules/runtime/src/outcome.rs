@@ -48,7 +48,7 @@ pub struct Outcome {
     pub msg: String,
     fields: Map<String, Json>,
     warnings: Vec<String>,
-    diff: Option<Diff>,
+    diffs: Vec<Diff>,
 }
 
 impl Outcome {
@@ -81,8 +81,13 @@ impl Outcome {
     }
     /// The diff is only sent when Ansible asked for one (`--diff`).
     pub fn with_diff(mut self, diff: Diff) -> Outcome {
-        self.diff = Some(diff);
+        self.diffs.push(diff);
         self
+    }
+    /// Adds one more diff: a module that changes several files shows one per file (Ansible
+    /// prints a list of diffs one after the other).
+    pub fn add_diff(&mut self, diff: Diff) {
+        self.diffs.push(diff);
     }
     pub fn field(&self, key: &str) -> Option<&Json> {
         self.fields.get(key)
@@ -97,8 +102,19 @@ impl Outcome {
             out.insert("warnings".into(), Json::from(self.warnings.clone()));
         }
         if want_diff {
-            if let Some(diff) = &self.diff {
-                out.insert("diff".into(), diff.to_json());
+            // One diff is an object, as every module sends it; several are a list, the form
+            // ansible-core's callbacks also accept (`_get_diff` iterates over a list).
+            match self.diffs.as_slice() {
+                [] => {}
+                [one] => {
+                    out.insert("diff".into(), one.to_json());
+                }
+                many => {
+                    out.insert(
+                        "diff".into(),
+                        Json::Array(many.iter().map(Diff::to_json).collect()),
+                    );
+                }
             }
         }
         out

@@ -179,10 +179,16 @@ impl Params {
 
 /// Who is being parsed: the module's arguments, or entry `index` of the `Entries` parameter
 /// `parent`. Only the wording of the errors differs.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Scope<'a> {
     Module(&'static str),
-    Entry { parent: &'a str, index: usize },
+    /// `label`: the entry's `path` or `name`, which says which entry is meant better than an
+    /// index alone.
+    Entry {
+        parent: &'a str,
+        index: usize,
+        label: Option<String>,
+    },
 }
 
 /// Parses the args object against a spec. The error is a message for the user.
@@ -208,9 +214,18 @@ fn parse_object(
     mut ctx: Option<&mut Context>,
 ) -> Result<Params, String> {
     // Errors inside an entry name it first: "units[1]: parameter 'state' must be ...".
-    let prefix = match scope {
+    let prefix = match &scope {
         Scope::Module(_) => String::new(),
-        Scope::Entry { parent, index } => format!("{parent}[{index}]: "),
+        Scope::Entry {
+            parent,
+            index,
+            label: Some(label),
+        } => format!("{parent}[{index}] ({label}): "),
+        Scope::Entry {
+            parent,
+            index,
+            label: None,
+        } => format!("{parent}[{index}]: "),
     };
     let object = match args {
         Json::Object(map) => map,
@@ -309,11 +324,9 @@ fn parse_object(
     for param in spec {
         match params.values.get(param.name) {
             Some(value) if param.no_log => secret_values(value, &mut params.secrets),
-            // An entry's own secrets are the module's secrets too.
-            Some(Value::Entries(entries)) => {
-                let inner: Vec<String> = entries.iter().flat_map(|e| e.secrets.clone()).collect();
-                params.secrets.extend(inner);
-            }
+            // An entry's no_log keys are masked in `invocation` and in error messages, but not
+            // answer-wide: the module decides what of an entry it shows (`files` shows the
+            // content of a non-secret file in its diff, and never that of a secret one).
             _ => {}
         }
     }
@@ -434,9 +447,14 @@ fn coerce(param: &Param, value: &Json) -> Result<Value, String> {
             Json::Array(items) => {
                 let mut entries = Vec::with_capacity(items.len());
                 for (index, item) in items.iter().enumerate() {
+                    let label = ["path", "name"]
+                        .iter()
+                        .find_map(|k| item.get(*k).and_then(Json::as_str))
+                        .map(|l| shorten(l, 80));
                     let scope = Scope::Entry {
                         parent: param.name,
                         index,
+                        label,
                     };
                     entries.push(parse_object(scope, param.suboptions, item, None)?);
                 }
@@ -507,12 +525,16 @@ fn shown(param: &Param, value: &Json) -> String {
     if param.no_log {
         return "(value hidden: no_log parameter)".to_string();
     }
-    let text = value.to_string();
-    if text.chars().count() > 60 {
-        let cut: String = text.chars().take(57).collect();
+    shorten(&value.to_string(), 60)
+}
+
+/// `text`, cut to at most `max` characters with `...` when longer.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        let cut: String = text.chars().take(max.saturating_sub(3)).collect();
         format!("{cut}...")
     } else {
-        text
+        text.to_string()
     }
 }
 
@@ -720,7 +742,7 @@ mod tests {
         let msg = e(json!({"units": [{"name": "a"}, {"name": "b", "state": "gone"}]}));
         assert!(
             msg.starts_with(
-                "units[1]: value of parameter 'state' must be one of: started, stopped"
+                "units[1] (b): value of parameter 'state' must be one of: started, stopped"
             ),
             "{msg}"
         );
@@ -731,7 +753,7 @@ mod tests {
         );
         let msg = e(json!({"units": [{"name": "a", "enable": true}]}));
         assert!(
-            msg.contains("units[0]: unsupported keys in 'units': enable. Supported keys: enabled, name, restart, state, token."),
+            msg.contains("units[0] (a): unsupported keys in 'units': enable. Supported keys: enabled, name, restart, state, token."),
             "{msg}"
         );
         let msg = e(json!({"units": ["a.service"]}));
@@ -760,7 +782,9 @@ mod tests {
         .unwrap();
         let mut secrets = p.secrets().to_vec();
         secrets.sort();
-        assert_eq!(secrets, ["42", "Bearer tok-123", "unit-secret"]);
+        // An entry's no_log key is hidden in `invocation`, but not answer-wide: the module
+        // decides what of an entry it shows (see parse_object).
+        assert_eq!(secrets, ["42", "Bearer tok-123"]);
         let inv = p.invocation().to_string();
         assert!(
             !inv.contains("tok-123") && !inv.contains("unit-secret"),

@@ -1,0 +1,574 @@
+//! What is at each path now, and what has to change: read-only, so check mode stops here.
+//! Every conflict (a directory where a file is wanted, a missing parent, a symlink) is found
+//! for all entries before anything is written.
+
+use std::fs::{self, Metadata};
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use runtime::Diff;
+
+use crate::entry::{Entry, State};
+
+/// What is at a path now.
+#[derive(Debug)]
+pub enum Current {
+    Missing,
+    File {
+        meta: Metadata,
+        content: Vec<u8>,
+    },
+    Dir {
+        meta: Metadata,
+    },
+    /// A symbolic link (only for state=absent, which removes the link itself).
+    Link,
+}
+
+impl Current {
+    pub fn meta(&self) -> Option<&Metadata> {
+        match self {
+            Current::File { meta, .. } | Current::Dir { meta } => Some(meta),
+            Current::Missing | Current::Link => None,
+        }
+    }
+
+    fn state(&self) -> &'static str {
+        match self {
+            Current::Missing => "absent",
+            Current::File { .. } => "file",
+            Current::Dir { .. } => "directory",
+            Current::Link => "link",
+        }
+    }
+}
+
+/// One change an entry needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Create,
+    /// Missing parent directories are made first (`parents: true`).
+    Parents,
+    Content,
+    Owner {
+        from: u32,
+        to: u32,
+    },
+    Group {
+        from: u32,
+        to: u32,
+    },
+    Mode {
+        from: u32,
+        to: u32,
+    },
+    Remove,
+}
+
+impl Change {
+    pub fn word(self) -> &'static str {
+        match self {
+            Change::Create => "created",
+            Change::Parents => "parents created",
+            Change::Content => "content",
+            Change::Owner { .. } => "owner",
+            Change::Group { .. } => "group",
+            Change::Mode { .. } => "mode",
+            Change::Remove => "removed",
+        }
+    }
+}
+
+/// An entry, what is there now and what has to change.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    pub entry: &'a Entry,
+    pub current: Current,
+    pub changes: Vec<Change>,
+}
+
+impl Plan<'_> {
+    pub fn changed(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The file content must be (re)written: a new file or different bytes.
+    pub fn writes_content(&self) -> bool {
+        self.entry.state == State::File
+            && self
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::Create | Change::Content))
+    }
+}
+
+/// Looks at every path and plans every entry. The first conflict is the error.
+pub fn plan(entries: &[Entry]) -> Result<Vec<Plan<'_>>, String> {
+    let mut plans: Vec<Plan> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        check_nesting(entry, entries)?;
+        let current = inspect(entry)?;
+        let changes = changes(entry, &current)?;
+        let mut changes = changes;
+        if changes.contains(&Change::Create) && check_parent(entry, &plans)? {
+            changes.insert(0, Change::Parents);
+        }
+        plans.push(Plan {
+            entry,
+            current,
+            changes,
+        });
+    }
+    Ok(plans)
+}
+
+/// An entry that removes a path must not hold another entry's path below it.
+fn check_nesting(entry: &Entry, all: &[Entry]) -> Result<(), String> {
+    if entry.state != State::Absent {
+        return Ok(());
+    }
+    match all
+        .iter()
+        .find(|other| other.state != State::Absent && other.path.starts_with(&entry.path))
+    {
+        Some(inner) => Err(format!(
+            "{}: removes a path that holds {} (state={}); drop one of the two entries",
+            entry.label(),
+            inner.label(),
+            inner.state.name()
+        )),
+        None => Ok(()),
+    }
+}
+
+fn inspect(entry: &Entry) -> Result<Current, String> {
+    let path = &entry.path;
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        // A file where a parent should be (ENOTDIR): nothing is at the path; the parent check
+        // then says which part is in the way.
+        Err(e)
+            if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
+        {
+            return Ok(Current::Missing)
+        }
+        Err(e) => return Err(access_error(entry, "inspect", &e)),
+    };
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        match entry.state {
+            State::Absent => return Ok(Current::Link),
+            // A directory behind a link (say /var/lib/loki on another disk) is managed
+            // through the link, as `ansible.builtin.file` does.
+            State::Directory => {
+                return match fs::metadata(path) {
+                    Ok(target) if target.is_dir() => Ok(Current::Dir { meta: target }),
+                    _ => Err(format!(
+                        "{}: is a symbolic link to {}, which is not a directory; fix the link or the path",
+                        entry.label(),
+                        link_target(path)
+                    )),
+                };
+            }
+            // Writing through a link would change a file elsewhere; replacing the link would
+            // surprise whoever made it. Neither is guessed.
+            State::File => {
+                return Err(format!(
+                    "{}: is a symbolic link to {}; the module writes regular files only: point 'path' at the link's target, or remove the link",
+                    entry.label(),
+                    link_target(path)
+                ))
+            }
+        }
+    }
+    if kind.is_dir() {
+        return Ok(Current::Dir { meta });
+    }
+    if kind.is_file() {
+        // Only a file whose content is managed is read.
+        let content = if entry.state == State::File {
+            fs::read(path).map_err(|e| access_error(entry, "read", &e))?
+        } else {
+            Vec::new()
+        };
+        return Ok(Current::File { meta, content });
+    }
+    Err(format!(
+        "{}: is neither a file nor a directory (a socket, pipe or device); the module does not replace those: fix the path",
+        entry.label()
+    ))
+}
+
+fn link_target(path: &Path) -> String {
+    fs::read_link(path)
+        .map(|t| t.display().to_string())
+        .unwrap_or_else(|_| "an unreadable target".into())
+}
+
+pub fn access_error(entry: &Entry, what: &str, e: &std::io::Error) -> String {
+    if e.kind() == ErrorKind::PermissionDenied {
+        format!(
+            "{}: cannot {what} it: permission denied; run the task as root (become: true)",
+            entry.label()
+        )
+    } else {
+        format!("{}: cannot {what} it: {e}", entry.label())
+    }
+}
+
+fn changes(entry: &Entry, current: &Current) -> Result<Vec<Change>, String> {
+    let mut out = Vec::new();
+    let mismatch = |want: &str| {
+        Err(format!(
+            "{}: is a {}, but the entry wants a {want}; remove it first (a separate task) or fix the path",
+            entry.label(),
+            current.state()
+        ))
+    };
+    match (entry.state, current) {
+        (State::Absent, Current::Missing) => {}
+        (State::Absent, _) => out.push(Change::Remove),
+        (_, Current::Missing) => out.push(Change::Create),
+        (State::File, Current::File { meta, content }) => {
+            if Some(content.as_slice()) != entry.content.as_deref().map(str::as_bytes) {
+                out.push(Change::Content);
+            }
+            attributes(entry, meta, &mut out);
+        }
+        (State::Directory, Current::Dir { meta }) => attributes(entry, meta, &mut out),
+        (State::File, _) => return mismatch("file"),
+        (State::Directory, _) => return mismatch("directory"),
+    }
+    Ok(out)
+}
+
+fn attributes(entry: &Entry, meta: &Metadata, out: &mut Vec<Change>) {
+    if let Some(owner) = entry.owner.as_ref().filter(|o| o.id != meta.uid()) {
+        out.push(Change::Owner {
+            from: meta.uid(),
+            to: owner.id,
+        });
+    }
+    if let Some(group) = entry.group.as_ref().filter(|g| g.id != meta.gid()) {
+        out.push(Change::Group {
+            from: meta.gid(),
+            to: group.id,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if let Some(want) = entry.mode.filter(|m| *m != mode) {
+        out.push(Change::Mode {
+            from: mode,
+            to: want,
+        });
+    }
+}
+
+/// A new path needs its parent: on the host already, made by an earlier entry, or (with
+/// `parents: true`) made now. `Ok(true)`: the parent is missing and will be made.
+fn check_parent(entry: &Entry, earlier: &[Plan]) -> Result<bool, String> {
+    let Some(parent) = entry.path.parent() else {
+        return Ok(false);
+    };
+    if earlier
+        .iter()
+        .any(|p| p.entry.path == parent && p.entry.state == State::Directory)
+    {
+        return Ok(false);
+    }
+    if entry.parents {
+        // The nearest existing ancestor must be a directory; everything below it is made.
+        let mut missing = false;
+        for ancestor in parent.ancestors() {
+            match fs::metadata(ancestor) {
+                Ok(meta) if meta.is_dir() => return Ok(missing),
+                Ok(_) => {
+                    return Err(format!(
+                    "{}: {} is not a directory, so no parent can be made below it; fix the path",
+                    entry.label(),
+                    ancestor.display()
+                ))
+                }
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound
+                        || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
+                {
+                    missing = true
+                }
+                Err(e) => return Err(access_error(entry, "inspect the parents of", &e)),
+            }
+        }
+        return Ok(missing);
+    }
+    match fs::metadata(parent) {
+        Ok(meta) if meta.is_dir() => Ok(false),
+        Ok(_) => Err(format!(
+            "{}: the parent {} is not a directory; fix the path",
+            entry.label(),
+            parent.display()
+        )),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(format!(
+            "{}: the parent directory {} does not exist; add it as a state=directory entry before this one, or set parents: true",
+            entry.label(),
+            parent.display()
+        )),
+        Err(e) => Err(access_error(entry, "inspect the parent of", &e)),
+    }
+}
+
+/// At most this much text is shown in a diff (ansible-core's default `max_diff_size`).
+const MAX_DIFF: usize = 104_448;
+pub const HIDDEN: &str = "content hidden: secret entry";
+
+/// The diffs of one changed entry, in the form ansible-core prints: the content (for files)
+/// and the attributes. A secret entry's content is never shown, only that it changed.
+pub fn diffs(plan: &Plan, names: &dyn Fn(bool, u32) -> String) -> Vec<Diff> {
+    let entry = plan.entry;
+    let path = entry.path.display().to_string();
+    let mut out = Vec::new();
+    if plan.writes_content() {
+        let new = entry.content.as_deref().unwrap_or_default();
+        let (before, after) = match (&plan.current, entry.secret) {
+            (Current::File { .. }, true) => (
+                format!("({HIDDEN}; the current version)\n"),
+                format!("({HIDDEN}; the new version)\n"),
+            ),
+            (_, true) => (String::new(), format!("({HIDDEN})\n")),
+            (Current::File { content, .. }, false) => (shown(content), shown(new.as_bytes())),
+            (_, false) => (String::new(), shown(new.as_bytes())),
+        };
+        out.push(Diff::new(before, after).headers(path.clone(), path.clone()));
+    }
+    let attrs = plan.changes.iter().any(|c| !matches!(c, Change::Content));
+    if attrs {
+        // (key, before, after); a key with no before is only in the new version.
+        let mut rows: Vec<(&str, Option<String>, String)> = vec![(
+            "state",
+            Some(plan.current.state().into()),
+            entry.state.name().into(),
+        )];
+        for change in &plan.changes {
+            match *change {
+                Change::Owner { from, to } => {
+                    rows.push(("owner", Some(names(true, from)), names(true, to)))
+                }
+                Change::Group { from, to } => {
+                    rows.push(("group", Some(names(false, from)), names(false, to)))
+                }
+                Change::Mode { from, to } => {
+                    rows.push(("mode", Some(runtime::octal(from)), runtime::octal(to)))
+                }
+                Change::Create => {
+                    // What the new path gets, as far as the entry says.
+                    if let Some(o) = &entry.owner {
+                        rows.push(("owner", None, o.name.clone()));
+                    }
+                    if let Some(g) = &entry.group {
+                        rows.push(("group", None, g.name.clone()));
+                    }
+                    if let Some(m) = entry.mode {
+                        rows.push(("mode", None, runtime::octal(m)));
+                    }
+                }
+                Change::Parents => rows.push(("parents", None, "created".into())),
+                Change::Content | Change::Remove => {}
+            }
+        }
+        let (mut before, mut after) = (String::new(), String::new());
+        for (key, old, new) in rows {
+            if let Some(old) = old {
+                before.push_str(&format!("{key}: {old}\n"));
+            }
+            after.push_str(&format!("{key}: {new}\n"));
+        }
+        out.push(Diff::new(before, after).headers(
+            format!("{path} (attributes)"),
+            format!("{path} (attributes)"),
+        ));
+    }
+    out
+}
+
+fn shown(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if bytes.len() <= MAX_DIFF => text.to_string(),
+        Ok(_) => format!(
+            "(not shown: {} bytes, more than the {MAX_DIFF} a diff shows)\n",
+            bytes.len()
+        ),
+        Err(_) => format!(
+            "(not shown: {} bytes that are not UTF-8 text)\n",
+            bytes.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Id;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    fn file(path: &Path, content: &str) -> Entry {
+        Entry {
+            index: 0,
+            path: path.to_path_buf(),
+            state: State::File,
+            content: Some(content.into()),
+            owner: None,
+            group: None,
+            mode: None,
+            validate: None,
+            secret: false,
+            parents: false,
+        }
+    }
+
+    fn dir(path: &Path) -> Entry {
+        Entry {
+            state: State::Directory,
+            content: None,
+            ..file(path, "")
+        }
+    }
+
+    fn names(_: bool, id: u32) -> String {
+        format!("id{id}")
+    }
+
+    #[test]
+    fn a_new_file_in_a_new_directory_plans_both() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("conf.d");
+        let entries = vec![dir(&d), file(&d.join("a.yml"), "a: 1\n")];
+        let plans = plan(&entries).unwrap();
+        assert_eq!(plans[0].changes, [Change::Create]);
+        assert_eq!(plans[1].changes, [Change::Create]);
+        assert!(plans[1].writes_content());
+        // The other order is refused: the file comes before its directory.
+        let reversed = vec![file(&d.join("a.yml"), "a: 1\n"), dir(&d)];
+        let e = plan(&reversed).unwrap_err();
+        assert!(
+            e.contains("the parent directory") && e.contains("before this one"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn same_content_and_attributes_plan_nothing_and_drift_is_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x");
+        fs::write(&path, "same\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        let mut entry = file(&path, "same\n");
+        entry.mode = Some(0o644);
+        entry.owner = Some(Id {
+            name: "me".into(),
+            id: meta.uid(),
+        });
+        assert!(plan(std::slice::from_ref(&entry)).unwrap()[0]
+            .changes
+            .is_empty());
+        entry.mode = Some(0o640);
+        entry.content = Some("new\n".into());
+        entry.owner = Some(Id {
+            name: "other".into(),
+            id: meta.uid() + 1,
+        });
+        let plans = plan(std::slice::from_ref(&entry)).unwrap();
+        assert_eq!(
+            plans[0].changes,
+            [
+                Change::Content,
+                Change::Owner {
+                    from: meta.uid(),
+                    to: meta.uid() + 1
+                },
+                Change::Mode {
+                    from: 0o644,
+                    to: 0o640
+                }
+            ]
+        );
+        let d = diffs(&plans[0], &names);
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            (d[0].before.as_str(), d[0].after.as_str()),
+            ("same\n", "new\n")
+        );
+        assert_eq!(
+            d[1].before,
+            format!("state: file\nowner: id{}\nmode: 0644\n", meta.uid())
+        );
+        assert_eq!(
+            d[1].after,
+            format!("state: file\nowner: id{}\nmode: 0640\n", meta.uid() + 1)
+        );
+    }
+
+    #[test]
+    fn secret_content_is_never_in_a_diff() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("secret.ini");
+        fs::write(&path, "password = old-S3cret\n").unwrap();
+        let mut entry = file(&path, "password = new-S3cret\n");
+        entry.secret = true;
+        let plans = plan(std::slice::from_ref(&entry)).unwrap();
+        let d = diffs(&plans[0], &names);
+        assert_eq!(d.len(), 1);
+        let text = format!("{d:?}");
+        assert!(!text.contains("S3cret"), "{text}");
+        assert!(d[0].before.contains(HIDDEN) && d[0].after.contains(HIDDEN));
+        assert_ne!(d[0].before, d[0].after, "the diff must still show a change");
+    }
+
+    #[test]
+    fn conflicts_are_refused_before_anything_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("d");
+        fs::create_dir(&d).unwrap();
+        let e = plan(&[file(&d, "x")]).unwrap_err();
+        assert!(
+            e.contains("is a directory, but the entry wants a file"),
+            "{e}"
+        );
+        let f = tmp.path().join("f");
+        fs::write(&f, "x").unwrap();
+        let e = plan(&[dir(&f)]).unwrap_err();
+        assert!(
+            e.contains("is a file, but the entry wants a directory"),
+            "{e}"
+        );
+        let link = tmp.path().join("l");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        let e = plan(&[file(&link, "x")]).unwrap_err();
+        assert!(
+            e.contains("is a symbolic link to") && e.contains("regular files only"),
+            "{e}"
+        );
+        let mut gone = file(&d, "");
+        gone.state = State::Absent;
+        gone.content = None;
+        let e = plan(&[gone.clone(), file(&d.join("in"), "x")]).unwrap_err();
+        assert!(e.contains("removes a path that holds"), "{e}");
+        // A link to a directory is fine for state=directory, and removable as a link.
+        let dlink = tmp.path().join("dl");
+        std::os::unix::fs::symlink(&d, &dlink).unwrap();
+        assert!(plan(&[dir(&dlink)]).unwrap()[0].changes.is_empty());
+        gone.path = dlink;
+        assert_eq!(plan(&[gone]).unwrap()[0].changes, [Change::Remove]);
+        let missing = PathBuf::from("/nonexistent-homeops/x/y");
+        let e = plan(&[file(&missing, "")]).unwrap_err();
+        assert!(e.contains("/nonexistent-homeops/x does not exist"), "{e}");
+    }
+
+    #[test]
+    fn big_or_binary_content_is_summarised() {
+        assert_eq!(shown(b"a\n"), "a\n");
+        assert!(shown(&[0xff, 0xfe]).contains("2 bytes that are not UTF-8"));
+        assert!(shown(&vec![b'a'; MAX_DIFF + 1]).contains("more than the"));
+    }
+}

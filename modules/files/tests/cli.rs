@@ -1,0 +1,493 @@
+//! The real binary, run the way Ansible runs it (an args file) and the way the fast path does
+//! (standard input), against temp directories: create, converge again, drift, check mode,
+//! diff, secrets, bad input and failures in the middle of a set.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use runtime::testing::{
+    assert_refused, assert_rejects_malformed_arguments, run_with_file, run_with_stdin, Run,
+};
+use serde_json::{json, Value as Json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_files");
+const SECRET: &str = "pw-S3cr3t-Qx81Lm";
+
+fn run(args: Json) -> Run {
+    let run = run_with_file(BIN, &args.to_string());
+    assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
+    run
+}
+
+fn is_root() -> bool {
+    runtime::effective_uid() == 0
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().mode() & 0o7777
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Names of everything in `dir`, sorted (temp files would show up here).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A directory, a file in it (owned by daemon when root runs the tests) and a file next to
+/// the directory.
+fn stack(root: &Path) -> Json {
+    let owner = if is_root() { "daemon" } else { "" };
+    let mut dir = json!({"path": p(&root.join("conf.d")), "state": "directory", "mode": "0750"});
+    let mut inner =
+        json!({"path": p(&root.join("conf.d/app.yml")), "content": "a: 1\n", "mode": "0640"});
+    if is_root() {
+        dir["owner"] = json!(owner);
+        dir["group"] = json!(owner);
+        inner["group"] = json!(owner);
+    }
+    json!({"files": [
+        dir,
+        inner,
+        {"path": p(&root.join("top.txt")), "content": "top\n"},
+    ]})
+}
+
+#[test]
+fn creates_then_converges_to_no_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let first = run(stack(root));
+    assert_eq!(first.json["failed"], json!(false), "{}", first.json);
+    assert_eq!(first.json["changed"], json!(true));
+    assert_eq!(
+        first.json["changed_paths"],
+        json!([
+            p(&root.join("conf.d")),
+            p(&root.join("conf.d/app.yml")),
+            p(&root.join("top.txt"))
+        ])
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("conf.d/app.yml")).unwrap(),
+        "a: 1\n"
+    );
+    assert_eq!(mode(&root.join("conf.d")), 0o750);
+    assert_eq!(mode(&root.join("conf.d/app.yml")), 0o640);
+    // No mode given: 0666 minus the umask, as a shell's redirection would make it.
+    assert_eq!(mode(&root.join("top.txt")) & 0o600, 0o600);
+    if is_root() {
+        let meta = fs::metadata(root.join("conf.d")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (1, 1));
+        assert_eq!(fs::metadata(root.join("conf.d/app.yml")).unwrap().gid(), 1);
+    }
+    assert_eq!(listing(root), ["conf.d", "top.txt"], "no temp file left");
+
+    let second = run(stack(root));
+    assert_eq!(second.json["changed"], json!(false), "{}", second.json);
+    assert_eq!(second.json["changed_paths"], json!([]));
+    assert_eq!(second.msg(), "all 3 paths as wanted");
+
+    // The same through standard input (the fast path).
+    let third = run_with_stdin(BIN, &stack(root).to_string());
+    assert_eq!(third.json["changed"], json!(false), "{}", third.json);
+}
+
+#[test]
+fn drift_in_mode_owner_and_content_is_fixed_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    assert_eq!(run(stack(root)).json["changed"], json!(true));
+    let app = root.join("conf.d/app.yml");
+    fs::set_permissions(&app, fs::Permissions::from_mode(0o666)).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(&app, None, Some(0)).unwrap();
+    }
+    let inode = fs::metadata(&app).unwrap().ino();
+    let fixed = run(stack(root));
+    assert_eq!(
+        fixed.json["changed_paths"],
+        json!([p(&app)]),
+        "{}",
+        fixed.json
+    );
+    let want = if is_root() {
+        json!(["group", "mode"])
+    } else {
+        json!(["mode"])
+    };
+    assert_eq!(fixed.json["entries"][1]["changes"], want);
+    assert_eq!(mode(&app), 0o640);
+    assert_eq!(
+        fs::metadata(&app).unwrap().ino(),
+        inode,
+        "attributes fixed in place"
+    );
+
+    // New content: a new file (a rename), with the mode and group kept.
+    let mut args = stack(root);
+    args["files"][1]["content"] = json!("a: 2\n");
+    let changed = run(args);
+    assert_eq!(changed.json["entries"][1]["changes"], json!(["content"]));
+    assert_eq!(fs::read_to_string(&app).unwrap(), "a: 2\n");
+    assert_ne!(
+        fs::metadata(&app).unwrap().ino(),
+        inode,
+        "content replaced atomically"
+    );
+    assert_eq!(mode(&app), 0o640);
+
+    // Without a mode in the task, a rewrite keeps the file's mode.
+    let top = root.join("top.txt");
+    fs::set_permissions(&top, fs::Permissions::from_mode(0o604)).unwrap();
+    let mut args = stack(root);
+    args["files"][2]["content"] = json!("top 2\n");
+    run(args);
+    assert_eq!(mode(&top), 0o604);
+}
+
+#[test]
+fn check_mode_reports_and_touches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut args = stack(root);
+    args["_ansible_check_mode"] = json!(true);
+    let run1 = run(args.clone());
+    assert_eq!(run1.json["changed"], json!(true), "{}", run1.json);
+    assert_eq!(run1.json["changed_paths"].as_array().unwrap().len(), 3);
+    assert!(
+        run1.msg().starts_with("would change 3 of 3 paths"),
+        "{}",
+        run1.msg()
+    );
+    assert!(
+        listing(root).is_empty(),
+        "check mode wrote {:?}",
+        listing(root)
+    );
+
+    // And on a converged host it says no change, without touching the drift it reports.
+    run(stack(root));
+    let top = root.join("top.txt");
+    fs::write(&top, "edited\n").unwrap();
+    let run2 = run(args);
+    assert_eq!(run2.json["changed_paths"], json!([p(&top)]));
+    assert_eq!(fs::read_to_string(&top).unwrap(), "edited\n");
+}
+
+#[test]
+fn diff_shows_content_and_attributes_per_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let top = root.join("top.txt");
+    fs::write(&top, "old\n").unwrap();
+    fs::set_permissions(&top, fs::Permissions::from_mode(0o644)).unwrap();
+    let args = json!({"_ansible_diff": true, "files": [
+        {"path": p(&top), "content": "new\n", "mode": "0600"},
+        {"path": p(&root.join("d")), "state": "directory", "mode": "0700"},
+    ]});
+    let out = run(args.clone());
+    let diff = &out.json["diff"];
+    assert_eq!(
+        diff,
+        &json!([
+            {"before": "old\n", "after": "new\n", "before_header": p(&top), "after_header": p(&top)},
+            {"before": "state: file\nmode: 0644\n", "after": "state: file\nmode: 0600\n",
+             "before_header": format!("{} (attributes)", p(&top)), "after_header": format!("{} (attributes)", p(&top))},
+            {"before": "state: absent\n", "after": "state: directory\nmode: 0700\n",
+             "before_header": format!("{}/d (attributes)", p(root)), "after_header": format!("{}/d (attributes)", p(root))},
+        ]),
+        "{}",
+        out.json
+    );
+    // Nothing changes, nothing to show.
+    let again = run(args);
+    assert!(again.json.get("diff").is_none(), "{}", again.json);
+    // Without --diff no diff is sent.
+    let plain = run(json!({"files": [{"path": p(&top), "content": "newer\n"}]}));
+    assert!(plain.json.get("diff").is_none(), "{}", plain.json);
+}
+
+#[test]
+fn secret_content_never_leaves_the_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ini = root.join("grafana.ini");
+    fs::write(&ini, format!("admin_password = old-{SECRET}\n")).unwrap();
+    let content = format!("admin_password = {SECRET}\n");
+    let assert_hidden = |run: &Run| {
+        assert!(
+            !run.stdout.contains("S3cr3t"),
+            "secret leaked: {}",
+            run.stdout
+        );
+        assert!(
+            !run.stderr.contains("S3cr3t"),
+            "secret leaked: {}",
+            run.stderr
+        );
+    };
+    // Entry-level secret, with --diff.
+    let out = run(json!({"_ansible_diff": true, "files": [
+        {"path": p(&ini), "content": content, "mode": "0640", "secret": true},
+        {"path": p(&root.join("plain.txt")), "content": "plain\n"},
+    ]}));
+    assert_hidden(&out);
+    assert_eq!(out.json["changed"], json!(true));
+    let diff = out.json["diff"].as_array().unwrap();
+    assert!(
+        diff[0]["before"]
+            .as_str()
+            .unwrap()
+            .contains("content hidden"),
+        "{}",
+        out.json
+    );
+    assert!(diff[0]["after"]
+        .as_str()
+        .unwrap()
+        .contains("content hidden"));
+    assert_ne!(diff[0]["before"], diff[0]["after"]);
+    assert_eq!(
+        diff[2]["after"],
+        json!("plain\n"),
+        "a plain entry still shows its diff"
+    );
+    assert_eq!(fs::read_to_string(&ini).unwrap(), content);
+    // Content is never echoed in invocation, secret or not.
+    let inv = out.json["invocation"]["module_args"]["files"].to_string();
+    assert!(
+        !inv.contains("plain\\n") && inv.contains("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"),
+        "{inv}"
+    );
+
+    // The module-level secret and the task's no_log hide every entry; a validate command that
+    // prints the file (as checkers quoting a bad line do) is not shown either.
+    for (key, value) in [("secret", json!(true)), ("_ansible_no_log", json!(true))] {
+        let mut args = json!({"_ansible_diff": true, "files": [
+            {"path": p(&ini), "content": format!("x = {SECRET}\n"),
+             "validate": "/bin/sh -c 'cat \"$0\"; exit 3' %s"},
+        ]});
+        args[key] = value;
+        let out = run(args);
+        assert_hidden(&out);
+        assert_eq!(out.json["failed"], json!(true));
+        assert!(
+            out.msg()
+                .contains("exited 3 (its output is hidden: the entry is secret)"),
+            "{}",
+            out.msg()
+        );
+        assert_eq!(
+            fs::read_to_string(&ini).unwrap(),
+            content,
+            "a failed validation replaces nothing"
+        );
+    }
+    // Without secret, the checker's output is shown (it is how the user finds the error).
+    let out = run(
+        json!({"files": [{"path": p(&root.join("plain.txt")), "content": "visible-line\n",
+        "validate": "/bin/sh -c 'cat \"$0\"; exit 3' %s"}]}),
+    );
+    assert!(out.msg().contains("visible-line"), "{}", out.msg());
+}
+
+#[test]
+fn validation_runs_on_the_staged_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("app.conf");
+    let ok = run(
+        json!({"files": [{"path": p(&conf), "content": "hello\n", "validate": "/bin/grep -q ^hello$ %s"}]}),
+    );
+    assert_eq!(ok.json["changed"], json!(true), "{}", ok.json);
+    let bad = run(
+        json!({"files": [{"path": p(&conf), "content": "bye\n", "validate": "/bin/grep -q ^hello$ %s"}]}),
+    );
+    assert_refused(
+        &bad,
+        &[
+            "the new content failed validation, the file was not replaced",
+            "exited 1",
+            "nothing was changed",
+        ],
+    );
+    assert_eq!(fs::read_to_string(&conf).unwrap(), "hello\n");
+    let missing = run(
+        json!({"files": [{"path": p(&conf), "content": "x\n", "validate": "/nonexistent/checker %s"}]}),
+    );
+    assert_refused(&missing, &["cannot run the validate command"]);
+    assert_eq!(listing(tmp.path()), ["app.conf"], "no temp file left");
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let good = json!({"path": p(&root.join("good.txt")), "content": "x\n"});
+    let cases = [
+        (
+            json!({"path": p(&root.join("b")), "content": "x", "mode": "u=rw"}),
+            "files[1] (",
+            "'mode' must be an octal mode",
+        ),
+        (
+            json!({"path": p(&root.join("b")), "content": "x", "owner": "no-such-user-hq"}),
+            "owner 'no-such-user-hq' does not exist on this host",
+            "system_account",
+        ),
+        (
+            json!({"path": p(&root.join("b")), "content": "x", "group": "no-such-group-hq"}),
+            "group 'no-such-group-hq' does not exist",
+            "/etc/group",
+        ),
+        (
+            json!({"path": "relative/b", "content": "x"}),
+            "files[1] (relative/b)",
+            "must be absolute",
+        ),
+        (
+            json!({"path": p(&root.join("b"))}),
+            "state=file needs 'content'",
+            "lookup('ansible.builtin.template'",
+        ),
+        (
+            json!({"path": p(&root.join("no/such/dir/b")), "content": "x"}),
+            "does not exist",
+            "state=directory entry before this one",
+        ),
+        (
+            json!({"path": p(&root.join("b")), "content": 5, "size": 1}),
+            "unsupported keys in 'files': size",
+            "Supported keys",
+        ),
+        (
+            json!({"path": p(&root.join("good.txt")), "state": "absent"}),
+            "the path is also files[0]",
+            "merge",
+        ),
+    ];
+    for (bad, a, b) in cases {
+        let out = run(json!({"files": [good.clone(), bad]}));
+        assert_refused(&out, &[a, b]);
+        assert!(
+            listing(root).is_empty(),
+            "{:?} after {}",
+            listing(root),
+            out.msg()
+        );
+    }
+    assert_refused(
+        &run(json!({"files": "/etc/x"})),
+        &["'files' must be of type list of dicts"],
+    );
+    assert_refused(&run(json!({})), &["missing required parameter 'files'"]);
+    assert_rejects_malformed_arguments(BIN, "files");
+}
+
+#[test]
+fn a_failure_in_the_middle_leaves_every_file_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for name in ["a", "b", "c"] {
+        fs::write(root.join(name), format!("old {name}\n")).unwrap();
+    }
+    let out = run(json!({"files": [
+        {"path": p(&root.join("a")), "content": "new a\n"},
+        {"path": p(&root.join("b")), "content": "new b\n", "validate": "/bin/false %s"},
+        {"path": p(&root.join("c")), "content": "new c\n"},
+    ]}));
+    assert_refused(
+        &out,
+        &["files[1] (", "failed validation", "nothing was changed"],
+    );
+    assert_eq!(out.json["changed_paths"], json!([]));
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            fs::read_to_string(root.join(name)).unwrap(),
+            format!("old {name}\n")
+        );
+    }
+    assert_eq!(listing(root), ["a", "b", "c"], "staged files are removed");
+
+    // A file in a directory made by this run is staged after the directory: its failure
+    // leaves the directory (and says so), never a half-written file.
+    let out = run(json!({"files": [
+        {"path": p(&root.join("d")), "state": "directory"},
+        {"path": p(&root.join("d/x")), "content": "x\n", "validate": "/bin/false %s"},
+    ]}));
+    assert_eq!(out.json["failed"], json!(true));
+    assert_eq!(out.json["changed"], json!(true), "{}", out.json);
+    assert_eq!(out.json["changed_paths"], json!([p(&root.join("d"))]));
+    assert!(
+        out.msg().contains("already changed before the error"),
+        "{}",
+        out.msg()
+    );
+    assert!(listing(&root.join("d")).is_empty());
+}
+
+#[test]
+fn absent_removes_files_links_and_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fs::write(root.join("f"), "x").unwrap();
+    fs::create_dir_all(root.join("d/sub")).unwrap();
+    fs::write(root.join("d/sub/x"), "x").unwrap();
+    std::os::unix::fs::symlink(root.join("f"), root.join("l")).unwrap();
+    let entries: Vec<Json> = ["f", "d", "l", "never"]
+        .iter()
+        .map(|n| json!({"path": p(&root.join(n)), "state": "absent"}))
+        .collect();
+    let args = json!({ "files": entries });
+    let out = run(args.clone());
+    assert_eq!(
+        out.json["changed_paths"],
+        json!([p(&root.join("f")), p(&root.join("d")), p(&root.join("l"))]),
+        "{}",
+        out.json
+    );
+    assert!(listing(root).is_empty());
+    assert_eq!(run(args).json["changed"], json!(false));
+}
+
+#[test]
+fn parents_true_makes_missing_directories_like_mkdir_p() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let deep = root.join("a/b/c.yml");
+    let args = json!({"files": [{"path": p(&deep), "content": "c\n", "parents": true}]});
+    let mut check = args.clone();
+    check["_ansible_check_mode"] = json!(true);
+    let dry = run(check);
+    assert_eq!(
+        dry.json["entries"][0]["changes"],
+        json!(["parents created", "created"]),
+        "{}",
+        dry.json
+    );
+    assert!(
+        listing(root).is_empty(),
+        "check mode made {:?}",
+        listing(root)
+    );
+    let out = run(args.clone());
+    assert_eq!(out.json["changed_paths"], json!([p(&deep)]), "{}", out.json);
+    assert_eq!(fs::read_to_string(&deep).unwrap(), "c\n");
+    assert_eq!(run(args).json["changed"], json!(false));
+    // Without it the same entry is refused, naming both fixes.
+    let refused = run(json!({"files": [{"path": p(&root.join("x/y.yml")), "content": ""}]}));
+    assert_refused(&refused, &["does not exist", "or set parents: true"]);
+    // A file in the way of a parent is an error, before anything is made.
+    let blocked =
+        run(json!({"files": [{"path": p(&deep.join("d/e")), "content": "", "parents": true}]}));
+    assert_refused(&blocked, &["c.yml is not a directory"]);
+    assert_eq!(listing(&root.join("a/b")), ["c.yml"]);
+}
