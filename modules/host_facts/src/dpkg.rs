@@ -141,26 +141,14 @@ pub fn parse(text: &str) -> Vec<Record> {
     out
 }
 
-/// Checks a package name from a task: dpkg's package name syntax, optionally `:arch`.
+/// Checks a package name from a task: Debian's package name rules (the apt engine's check, the
+/// one apt_packages applies), optionally with `:arch` as dpkg-query takes it.
 pub fn check_name(name: &str) -> Result<(), String> {
     let (package, arch) = match name.split_once(':') {
         Some((p, a)) => (p, Some(a)),
         None => (name, None),
     };
-    if package.is_empty() {
-        return Err("the package name is empty".into());
-    }
-    if let Some(c) = package
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(*c)))
-    {
-        return Err(format!(
-            "'{c}' is not allowed in a package name (lower-case letters, digits, '+', '-', '.')"
-        ));
-    }
-    if !package.as_bytes()[0].is_ascii_alphanumeric() {
-        return Err("a package name starts with a letter or digit".into());
-    }
+    apt::names::check_name(package)?;
     if let Some(arch) = arch {
         if arch.is_empty() || !arch.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(format!("'{arch}' is not an architecture name"));
@@ -300,9 +288,9 @@ Architecture: amd64
         }
         for (bad, why) in [
             ("", "empty"),
-            ("Loki", "'L'"),
-            ("loki 3", "' '"),
-            ("-loki", "starts with"),
+            ("Loki", "upper-case letter 'L'"),
+            ("loki 3", "a space"),
+            ("-loki", "option"),
             ("libc6:", "architecture"),
             ("libc6:a/b", "architecture"),
         ] {
