@@ -4,7 +4,7 @@ LAB ?= lab/lab
 LAB_HOSTS ?= 3
 export LAB_HOSTS
 
-.PHONY: lab-up lab-status lab-down lab-fault lab-inventory lab-test lab-unit lab-prune lab-status-all lab-down-all
+.PHONY: lab-up lab-status lab-down lab-fault lab-inventory lab-test lab-test-nopython lab-unit lab-prune lab-status-all lab-down-all
 
 lab-up:
 	$(LAB) up
@@ -43,3 +43,8 @@ lab-test:
 # Unit tests of the pure parts: no root, nothing booted.
 lab-unit:
 	bash lab/tests/unit.sh
+
+# The python-free agent (LAB_NOPYTHON): ping fails there, our binary modules run (needs root
+# and `make setup`). Boots its own small lab and always tears it down.
+lab-test-nopython:
+	bash lab/tests/nopython.sh

@@ -88,23 +88,26 @@ def test_previous_alloy_standin_ships_its_reference(both_sets):
     assert json.loads(ref.read_text())["source"]["tag"] == f"v{VERSIONS['alloy_version_previous']}"
 
 
-# ---- the downgrade guard, run by Ansible against this machine with a fake dpkg-query ----------
+# ---- the downgrade guard, run by Ansible against this machine with a dpkg database of its own -----
 
 def guard(tmp_path, installed, **pins):
-    bindir = tmp_path / "bin"
-    bindir.mkdir(exist_ok=True)
-    cases = "".join(f"  {p}) printf 'installed {v}';;\n" for p, v in installed.items())
-    (bindir / "dpkg-query").write_text(f'#!/bin/sh\nfor a; do p=$a; done\ncase $p in\n{cases}  *) exit 1;;\nesac\n')
-    (bindir / "dpkg-query").chmod(0o755)
+    # The guard reads dpkg's database with host_facts (no dpkg-query): give it one in which
+    # `installed` are installed, plus a removed package that must never count.
+    admindir = tmp_path / "dpkg"
+    admindir.mkdir(exist_ok=True)
+    stanzas = [f"Package: {p}\nStatus: install ok installed\nArchitecture: amd64\nVersion: {v}\n"
+               for p, v in installed.items()]
+    stanzas.append("Package: grafana-old\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 99\n")
+    (admindir / "status").write_text("\n".join(stanzas))
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
         "children": {"loki": {"hosts": {"obs": None}}, "grafana": {"hosts": {"obs": None}},
                      "alloy_linux": {"hosts": {"agent": None}}}}}))
-    extra = [a for k, v in pins.items() for a in ("-e", f"{k}={v}")]
+    extra = [a for k, v in {**pins, "observability_dpkg_admindir": str(admindir)}.items() for a in ("-e", f"{k}={v}")]
     return subprocess.run(["ansible-playbook", "-i", str(inv), *extra, os.path.join(REPO, "playbooks/upgrade-guard.yml")],
                           capture_output=True, text=True, timeout=120,
-                          env={**ENV, "PATH": f"{bindir}:{ENV['PATH']}", "ANSIBLE_LOG_PATH": "/dev/null"})
+                          env={**ENV, "ANSIBLE_LOG_PATH": "/dev/null"})
 
 
 def test_guard_refuses_a_downgrade_and_names_it(tmp_path):

@@ -182,6 +182,22 @@ prune_decision() {
     return 1
 }
 
+# nopython_hosts SPEC HOST...: the hosts of LAB_NOPYTHON (names separated by commas or spaces),
+# one a line, each checked: a host of this lab (HOST... are its hosts) and a Linux agent
+# (alloy_linux), since Loki and Grafana hosts are not the python-free case under test. Empty SPEC:
+# none. Fails with the reason.
+nopython_hosts() {
+    local spec=${1:-} h; shift
+    local IFS=$' ,\t'
+    for h in $spec; do
+        [[ " $* " == *" $h "* ]] || { echo "LAB_NOPYTHON names '$h', which is not a host of this lab (hosts: $*)" >&2; return 1; }
+        [[ " $(host_groups "$h") " == *" alloy_linux "* ]] \
+            || { echo "LAB_NOPYTHON names '$h', which runs $(host_groups "$h"); only a Linux agent (alloy_linux) can be the python-free host" >&2; return 1; }
+        echo "$h"
+    done
+    return 0
+}
+
 # parse_fault SPEC: prints "KIND SECONDS" (SECONDS only for dpkg-lock), or fails.
 parse_fault() {
     local spec=${1:-}

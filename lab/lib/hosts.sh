@@ -104,6 +104,38 @@ EOS
     return 0
 }
 
+# remove_python HOST: purges every python3 package from a running host (LAB_NOPYTHON), with
+# the packages that need them (unattended-upgrades, python3-yaml, ...), as on a minimal Debian
+# install without Python; prints how many packages went. dpkg directly, not apt-get: apt's
+# DPkg::Post-Invoke hooks (the DKMS stand-in of ws-01-linux) would fail the removal, and nothing
+# needs downloading. The set is what apt would purge for all of them (reverse dependencies
+# included), from a dry run. The shared base image is untouched: only this host's overlay upper
+# dir changes.
+remove_python() {
+    local h=$1 log; log="$(host_state_dir "$h")/nopython.log"
+    hexec "$h" sh -s >"$log.out" 2>"$log" <<'EOS' || { tail -n 8 "$log" >&2; echo "removing python3 from $h failed (log: $log)" >&2; return 1; }
+set -e
+installed=$(dpkg-query -W -f '${db:Status-Status} ${Package}\n' 'python3*' 'libpython3*' | awk '$1 == "installed" { print $2 }')
+[ -n "$installed" ] || { echo "no python3 package is installed" >&2; exit 1; }
+# shellcheck disable=SC2086
+pkgs=$(apt-get -s purge $installed | awk '/^Purg / { print $2 }')
+# shellcheck disable=SC2086
+DEBIAN_FRONTEND=noninteractive dpkg --purge $pkgs >&2
+# Proof, not hope: no interpreter left that Ansible's discovery could find.
+for p in /usr/bin/python* /usr/local/bin/python* /bin/python*; do
+    if [ -e "$p" ]; then echo "still there after the purge: $p" >&2; exit 1; fi
+done
+echo $pkgs | wc -w
+EOS
+    local st; st=$(hexec "$h" systemctl is-system-running 2>/dev/null || true)
+    if [[ $st != running ]]; then
+        echo "$h is '$st' after removing python3" >&2
+        hexec "$h" systemctl --failed --no-legend --plain >&2 || true
+        return 1
+    fi
+    cat "$log.out"
+}
+
 # set_become_password HOST PASSWORD: set the password-sudo user's password in a running host
 # (via nsenter + chpasswd: the password travels on stdin, never on a command line or in a log).
 set_become_password() {

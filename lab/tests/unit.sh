@@ -222,6 +222,16 @@ grep -q '^    observability_expect_linux_agents: false$' "$TMP/inv1.yml" \
 s1=$(new_secret hoplab-x-); s2=$(new_secret hoplab-x-)
 [[ $s1 =~ ^hoplab-x-[A-Za-z0-9]{32}$ && $s1 != "$s2" ]] && ok "secrets are distinctive and random" || nok "secrets are distinctive and random"
 
+# --- LAB_NOPYTHON: which hosts lose python3 --------------------------------------------
+mapfile -t H5 < <(host_names 5)
+eq "LAB_NOPYTHON unset: no host" "" "$(nopython_hosts "" "${H5[@]}")"
+eq "LAB_NOPYTHON one agent" "srv-01" "$(nopython_hosts srv-01 "${H5[@]}")"
+eq "LAB_NOPYTHON two agents, comma or space" "srv-01 agent-05" "$(nopython_hosts 'srv-01, agent-05' "${H5[@]}" | tr '\n' ' ' | sed 's/ $//')"
+fails "LAB_NOPYTHON refuses a host the lab does not have" nopython_hosts agent-09 "${H5[@]}"
+fails "LAB_NOPYTHON refuses the Loki/Grafana host" nopython_hosts obs-01 "${H5[@]}"
+msg=$(nopython_hosts obs-01 "${H5[@]}" 2>&1 >/dev/null || true)
+[[ $msg == *"only a Linux agent (alloy_linux)"* ]] && ok "LAB_NOPYTHON says why obs-01 is refused" || nok "LAB_NOPYTHON says why obs-01 is refused" "$msg"
+
 # --- the CLI's argument checks (exit 2 before anything needs root) ----------------------
 cli() { local rc=0; "$LAB_DIR/lab" "$@" >/dev/null 2>&1 || rc=$?; echo "$rc"; }
 eq "lab with no args prints help" "0" "$(cli)"
@@ -234,6 +244,8 @@ eq "up with an argument exits 2" "2" "$(cli up now)"
 eq "up with a bad LAB_ID exits 2" "2" "$(LAB_ID=Bad-Id cli up)"
 eq "down with a bad argument exits 2" "2" "$(cli down --every)"
 eq "prune with an argument exits 2" "2" "$(cli prune now)"
+eq "up with LAB_NOPYTHON naming a non-agent exits 2" "2" "$(LAB_NOPYTHON=obs-01 cli up)"
+eq "up with LAB_NOPYTHON naming an unknown host exits 2" "2" "$(LAB_NOPYTHON=web-01 cli up)"
 
 # --- lab.mk does not take the main Makefile's targets ------------------------------------
 bad=$(grep -E '^(setup|build|test|lint|itest|deploy|verify):' "$LAB_DIR/lab.mk" || true)

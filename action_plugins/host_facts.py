@@ -1,0 +1,1 @@
+homeops_fastpath.py
