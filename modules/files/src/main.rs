@@ -163,38 +163,15 @@ fn summary(plan: &Plan) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Entry, State};
-    use std::path::PathBuf;
 
     #[test]
     fn the_message_lists_what_changes() {
         let tmp = tempfile::tempdir().unwrap();
-        let entries = vec![
-            Entry {
-                index: 0,
-                path: tmp.path().join("a"),
-                state: State::File,
-                content: Some("x".into()),
-                owner: None,
-                group: None,
-                mode: Some(0o640),
-                validate: None,
-                secret: false,
-                parents: false,
-            },
-            Entry {
-                index: 1,
-                path: PathBuf::from(tmp.path()),
-                state: State::Directory,
-                content: None,
-                owner: None,
-                group: None,
-                mode: None,
-                validate: None,
-                secret: false,
-                parents: false,
-            },
-        ];
+        let mut a_file = plan::tests::file(&tmp.path().join("a"), "x");
+        a_file.mode = Some(0o640);
+        let mut the_dir = plan::tests::dir(tmp.path());
+        the_dir.index = 1;
+        let entries = vec![a_file, the_dir];
         let plans = plan::plan(&entries).unwrap();
         let a = tmp.path().join("a").display().to_string();
         assert_eq!(

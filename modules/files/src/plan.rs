@@ -405,13 +405,14 @@ fn shown(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::entry::Id;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
-    fn file(path: &Path, content: &str) -> Entry {
+    /// A file entry with nothing but its path and content (shared with main's tests).
+    pub(crate) fn file(path: &Path, content: &str) -> Entry {
         Entry {
             index: 0,
             path: path.to_path_buf(),
@@ -426,7 +427,7 @@ mod tests {
         }
     }
 
-    fn dir(path: &Path) -> Entry {
+    pub(crate) fn dir(path: &Path) -> Entry {
         Entry {
             state: State::Directory,
             content: None,
