@@ -13,6 +13,7 @@ mod apply;
 mod entry;
 mod plan;
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use runtime::accounts::Db;
@@ -62,6 +63,39 @@ impl Accounts for NoNames {
     }
 }
 
+/// Check mode's accounts: a name the host does not know (yet) resolves to PENDING_ID, which
+/// no file has, so the entry plans a change of owner or group; the names are kept for a warning.
+struct Pending<'a> {
+    known: &'a dyn Accounts,
+    missing: RefCell<Vec<String>>,
+}
+
+/// Never applied (check mode writes nothing); not u32::MAX, which chown reads as "unchanged".
+const PENDING_ID: u32 = u32::MAX - 1;
+
+impl Pending<'_> {
+    fn pending(&self, name: &str) -> Option<u32> {
+        // A number is an id, never a pending name (entry::resolve reads it as one).
+        if name.is_empty() || name.parse::<u32>().is_ok() {
+            return None;
+        }
+        let mut missing = self.missing.borrow_mut();
+        if !missing.iter().any(|m| m == name) {
+            missing.push(name.to_string());
+        }
+        Some(PENDING_ID)
+    }
+}
+
+impl Accounts for Pending<'_> {
+    fn uid(&self, name: &str) -> Option<u32> {
+        self.known.uid(name).or_else(|| self.pending(name))
+    }
+    fn gid(&self, name: &str) -> Option<u32> {
+        self.known.gid(name).or_else(|| self.pending(name))
+    }
+}
+
 fn files(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     let list = params.entries("files");
     let names_given = list.iter().any(|e| {
@@ -77,7 +111,15 @@ fn files(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     } else {
         Db::default()
     };
-    let accounts: &dyn Accounts = if names_given { &db } else { &NoNames };
+    let known: &dyn Accounts = if names_given { &db } else { &NoNames };
+    // In check mode an earlier task (system_account, a package) has not really created the
+    // account this entry names: take it as pending, as ansible.builtin.file does for a path
+    // it would create, and say so. For real, an unknown name stays an error.
+    let pending = Pending {
+        known,
+        missing: RefCell::new(Vec::new()),
+    };
+    let accounts: &dyn Accounts = if ctx.check_mode { &pending } else { known };
     // Under the task's no_log every entry is secret: nothing of any content comes back.
     let secret = params.bool("secret") || ctx.no_log;
     let entries = entry::entries(list, secret, accounts)?;
@@ -100,6 +142,14 @@ fn files(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     let mut outcome = Outcome::new(!changed_paths.is_empty(), message(&plans, ctx.check_mode))
         .with("changed_paths", changed_paths)
         .with("entries", Json::Array(plans.iter().map(summary).collect()));
+    let missing = pending.missing.take();
+    if !missing.is_empty() {
+        outcome.warn(format!(
+            "check mode: owner/group {} not on this host yet; taken as made by an earlier task of \
+             this run (a real run fails here if it still is not)",
+            missing.join(", ")
+        ));
+    }
     if ctx.diff {
         // Names for the ids a diff shows: the host's, or the number.
         let host = if names_given {

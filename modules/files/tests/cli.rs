@@ -183,6 +183,49 @@ fn check_mode_reports_and_touches_nothing() {
     assert_eq!(fs::read_to_string(&top).unwrap(), "edited\n");
 }
 
+/// In check mode on a fresh host the account an earlier task would create is not there yet:
+/// the entry plans the change and warns; for real, the same task fails naming the owner.
+#[test]
+fn check_mode_takes_an_account_not_made_yet_as_pending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dir = p(&root.join("data"));
+    let mut args = json!({"files": [
+        {"path": dir, "state": "directory", "owner": "homeops-no-such-user",
+         "group": "homeops-no-such-group", "mode": "0750"},
+    ]});
+    args["_ansible_check_mode"] = json!(true);
+    args["_ansible_diff"] = json!(true);
+    let checked = run(args.clone());
+    assert_ne!(checked.json["failed"], json!(true), "{}", checked.json);
+    assert_eq!(checked.json["changed"], json!(true), "{}", checked.json);
+    let warnings = checked.json["warnings"].to_string();
+    assert!(
+        warnings.contains("homeops-no-such-user, homeops-no-such-group"),
+        "{warnings}"
+    );
+    assert!(
+        listing(root).is_empty(),
+        "check mode wrote {:?}",
+        listing(root)
+    );
+
+    args["_ansible_check_mode"] = json!(false);
+    let real = run(args);
+    assert_eq!(real.json["failed"], json!(true), "{}", real.json);
+    assert!(
+        real.msg()
+            .contains("owner 'homeops-no-such-user' does not exist on this host"),
+        "{}",
+        real.msg()
+    );
+    assert!(
+        listing(root).is_empty(),
+        "a refused run wrote {:?}",
+        listing(root)
+    );
+}
+
 #[test]
 fn diff_shows_content_and_attributes_per_path() {
     let tmp = tempfile::tempdir().unwrap();
