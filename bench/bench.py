@@ -52,6 +52,7 @@ LAB = ROOT / "lab" / "lab"
 # The lab, the playbook runs and SSH to the hosts are the shared driver's (scripts/labdriver.py).
 sys.path.insert(0, str(ROOT / "scripts"))
 import labdriver  # noqa: E402
+import modules as workspace_modules  # noqa: E402  (scripts/modules.py: the one module list)
 
 INVENTORY = labdriver.LAB_INVENTORY
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -63,7 +64,8 @@ DEPLOY_OURS = ROOT / "playbooks" / "deploy-observability-stack.yml"
 TWIN = BENCH / "twin"                      # generated, git-ignored (bench/builtin_twin.py)
 DEPLOY_BUILTIN = TWIN / "deploy-builtin.yml"
 DOC = ROOT / "docs" / "benchmarks.md"
-MODULES = ["system_account", "apt_packages", "apt_lockdown", "kernel_headers", "safe_grep"]
+# Every module of the Cargo workspace: the deploy runs most of them, the per-task series five.
+MODULES = workspace_modules.modules(str(ROOT))
 MIB = 1024 * 1024
 
 # What the per-task series run. Each entry: our task (one), its builtin equivalent (one or more
@@ -932,9 +934,8 @@ def main() -> int:
     for p, why in [(ANSIBLE_PLAYBOOK, "run 'make setup'"), (LAB, "the lab is not in this clone yet")]:
         if not p.exists():
             raise SystemExit(f"bench: {p} does not exist: {why}")
-    # The deploy uses four of the modules; the other series use all five.
-    needed = set(MODULES) if only - {"deploy"} else set(MODULES) - {"safe_grep"}
-    missing = [m for m in MODULES if m in needed and not (LIBRARY / m).is_file()]
+    # Every module must be built: the deploy and the series between them use nearly all.
+    missing = [m for m in MODULES if not (LIBRARY / m).is_file()]
     if missing:
         raise SystemExit(f"bench: module binaries missing in {LIBRARY}: {' '.join(missing)} (run 'make build')")
     if "deploy" in only:
