@@ -702,7 +702,7 @@ mod tests {
         );
         let e = task(json!({"units": [{"name": "a", "state": "restarted"}]})).unwrap_err();
         assert!(
-            e.contains("units[0]: value of parameter 'state' must be one of: started, stopped"),
+            e.contains("units[0] (a): value of parameter 'state' must be one of: started, stopped"),
             "{e}"
         );
     }
