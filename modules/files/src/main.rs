@@ -163,36 +163,19 @@ fn summary(plan: &Plan) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Entry, State};
-    use std::path::PathBuf;
+    use crate::entry::Entry;
 
     #[test]
     fn the_message_lists_what_changes() {
         let tmp = tempfile::tempdir().unwrap();
         let entries = vec![
             Entry {
-                index: 0,
-                path: tmp.path().join("a"),
-                state: State::File,
-                content: Some("x".into()),
-                owner: None,
-                group: None,
                 mode: Some(0o640),
-                validate: None,
-                secret: false,
-                parents: false,
+                ..Entry::test_file(&tmp.path().join("a"), "x")
             },
             Entry {
                 index: 1,
-                path: PathBuf::from(tmp.path()),
-                state: State::Directory,
-                content: None,
-                owner: None,
-                group: None,
-                mode: None,
-                validate: None,
-                secret: false,
-                parents: false,
+                ..Entry::test_dir(tmp.path())
             },
         ];
         let plans = plan::plan(&entries).unwrap();

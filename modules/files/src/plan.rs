@@ -412,26 +412,11 @@ mod tests {
     use std::path::PathBuf;
 
     fn file(path: &Path, content: &str) -> Entry {
-        Entry {
-            index: 0,
-            path: path.to_path_buf(),
-            state: State::File,
-            content: Some(content.into()),
-            owner: None,
-            group: None,
-            mode: None,
-            validate: None,
-            secret: false,
-            parents: false,
-        }
+        Entry::test_file(path, content)
     }
 
     fn dir(path: &Path) -> Entry {
-        Entry {
-            state: State::Directory,
-            content: None,
-            ..file(path, "")
-        }
+        Entry::test_dir(path)
     }
 
     fn names(_: bool, id: u32) -> String {
