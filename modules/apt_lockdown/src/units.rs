@@ -59,20 +59,11 @@ pub fn is_apt_job(unit: &str) -> bool {
 
 /// Checks a unit name from a task.
 pub fn check_unit(unit: &str) -> Result<(), String> {
-    let why = if unit.is_empty() {
-        Some("it is empty".to_string())
-    } else if unit.starts_with('-') {
-        Some("it starts with '-', so systemctl would read it as an option".to_string())
-    } else if let Some(bad) = unit
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || ":_.@-\\".contains(*c)))
-    {
-        Some(format!("it contains '{bad}'"))
-    } else if !unit.contains('.') || unit.ends_with('.') {
-        Some("it has no unit type suffix".to_string())
-    } else {
-        None
-    };
+    let why = runtime::systemd::name_problem(unit).or_else(|| {
+        runtime::systemd::type_suffix(unit)
+            .is_none()
+            .then(|| "it has no unit type suffix".to_string())
+    });
     match why {
         Some(why) => Err(format!(
             "units: '{unit}' is not a systemd unit name: {why}; write full names such as 'apt-daily.timer' or 'packagekit.service'"

@@ -41,21 +41,12 @@ pub fn states_json(units: &[String], show: &str) -> Vec<Json> {
 
 /// Why a unit name from a task cannot be given to systemctl, if it cannot.
 pub fn check_name(unit: &str) -> Result<(), String> {
-    if unit.is_empty() {
-        return Err("the unit name is empty".into());
+    if let Some(why) = runtime::systemd::name_problem(unit) {
+        return Err(why);
     }
-    if unit.starts_with('-') {
-        return Err("it starts with '-', so systemctl would read it as an option".into());
-    }
-    if let Some(c) = unit
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || ":_.@-\\".contains(*c)))
-    {
-        return Err(format!("'{c}' is not allowed in a unit name"));
-    }
-    match unit.rsplit_once('.') {
-        Some((stem, suffix)) if !stem.is_empty() && !suffix.is_empty() => Ok(()),
-        _ => Err("it has no unit type suffix; give the full name, e.g. loki.service".into()),
+    match runtime::systemd::type_suffix(unit) {
+        Some(_) => Ok(()),
+        None => Err("it has no unit type suffix; give the full name, e.g. loki.service".into()),
     }
 }
 

@@ -100,6 +100,29 @@ pub fn show_states(units: &[String], text: &str) -> Vec<UnitState> {
     states_for(units, &parse_show(text))
 }
 
+/// Why `name` cannot go to systemctl as a unit name, if it cannot: the checks every module
+/// makes before a name from a task reaches a command line (each adds its own, such as a type
+/// suffix). The reason reads after "is not a unit name: ".
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("it is empty".into())
+    } else if name.starts_with('-') {
+        Some("it starts with '-', so systemctl would read it as an option".into())
+    } else {
+        name.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || ":_.@-\\".contains(*c)))
+            .map(|bad| format!("it contains '{bad}'"))
+    }
+}
+
+/// The type suffix of a unit name (`service` of `loki.service`): the text after the last dot,
+/// when there is text on both sides of it.
+pub fn type_suffix(name: &str) -> Option<&str> {
+    name.rsplit_once('.')
+        .filter(|(stem, suffix)| !stem.is_empty() && !suffix.is_empty())
+        .map(|(_, suffix)| suffix)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +195,35 @@ mod tests {
             assert_ne!(one.remove(0), UnitState::default(), "{key} is not read");
         }
         assert!(ALL_PROPERTIES.starts_with(STATE_PROPERTIES));
+    }
+
+    #[test]
+    fn unit_names_that_cannot_reach_systemctl_are_named_with_the_reason() {
+        for good in [
+            "loki.service",
+            "getty@tty1.service",
+            "a\\x2db.mount",
+            "dev-sda1.swap",
+            "x",
+        ] {
+            assert_eq!(name_problem(good), None, "{good}");
+        }
+        for (bad, why) in [
+            ("", "it is empty"),
+            (
+                "--now",
+                "it starts with '-', so systemctl would read it as an option",
+            ),
+            ("a b.service", "it contains ' '"),
+            ("x.service;reboot", "it contains ';'"),
+            ("a/b.service", "it contains '/'"),
+        ] {
+            assert_eq!(name_problem(bad).as_deref(), Some(why), "{bad:?}");
+        }
+        assert_eq!(type_suffix("loki.service"), Some("service"));
+        assert_eq!(type_suffix("foo.bar.timer"), Some("timer"));
+        for none in ["loki", "loki.", ".service", ""] {
+            assert_eq!(type_suffix(none), None, "{none:?}");
+        }
     }
 }

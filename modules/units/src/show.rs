@@ -87,28 +87,14 @@ impl Judge for UnitState {
 /// A unit name from a task, checked and completed: `grafana-server` is
 /// `grafana-server.service`, as systemctl reads it. The error names the entry and the fix.
 pub fn unit_name(index: usize, name: &str) -> Result<String, String> {
-    let why = if name.is_empty() {
-        Some("it is empty".to_string())
-    } else if name.starts_with('-') {
-        Some("it starts with '-', so systemctl would read it as an option".to_string())
-    } else if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || ":_.@-\\".contains(*c)))
-    {
-        Some(format!("it contains '{bad}'"))
-    } else if name.len() > 255 {
-        Some("it is longer than 255 characters".to_string())
-    } else {
-        None
-    };
+    let why = runtime::systemd::name_problem(name)
+        .or_else(|| (name.len() > 255).then(|| "it is longer than 255 characters".to_string()));
     if let Some(why) = why {
         return Err(format!(
             "units[{index}]: name '{name}' is not a systemd unit name: {why}; write names such as 'grafana-server' or 'alloy.service'"
         ));
     }
-    let typed = name
-        .rsplit_once('.')
-        .is_some_and(|(stem, suffix)| !stem.is_empty() && TYPES.contains(&suffix));
+    let typed = runtime::systemd::type_suffix(name).is_some_and(|suffix| TYPES.contains(&suffix));
     Ok(if typed {
         name.to_string()
     } else {
