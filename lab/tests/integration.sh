@@ -5,23 +5,9 @@
 # Ends with "N passed, N failed".
 set -euo pipefail
 
-LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LAB_ROOT=$(cd "$LAB_DIR/.." && pwd)
-LAB="$LAB_DIR/lab"
-# shellcheck source=/dev/null
-source "$LAB_DIR/lib/common.sh"
-# shellcheck source=/dev/null
-source "$LAB_DIR/lib/config.sh"
+# shellcheck source=lab/tests/harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh" itest
 export LAB_HOSTS=${LAB_HOSTS:-3}
-
-PASS=0 FAIL=0
-LOG=$(mktemp -d "${TMPDIR:-/tmp}/lab-itest.XXXXXX")
-ok()  { PASS=$((PASS + 1)); printf 'ok   %s\n' "$1"; }
-nok() { FAIL=$((FAIL + 1)); printf 'FAIL %s\n' "$1"; [[ -n ${2:-} ]] && printf '%s\n' "$2" | tail -n 8 | sed 's/^/     /'; return 0; }
-# check NAME CMD...: passes if CMD succeeds (its output is shown only on failure).
-check() { local n=$1 out; shift; if out=$("$@" 2>&1); then ok "$n"; else nok "$n" "$out"; fi; }
-# check_fails NAME CMD...: passes if CMD fails.
-check_fails() { local n=$1 out; shift; if out=$("$@" 2>&1); then nok "$n" "unexpected success: $out"; else ok "$n"; fi; }
 
 TORN_DOWN=0
 finish() {
@@ -31,11 +17,7 @@ finish() {
         echo "== teardown (trap): lab/lab down"
         if "$LAB" down; then echo "teardown: done, verified clean"; else echo "teardown: FAILED, see above"; FAIL=$((FAIL + 1)); fi
     fi
-    rm -rf "$LOG"
-    echo
-    echo "$PASS passed, $FAIL failed"
-    (( FAIL == 0 && rc == 0 )) || exit 1
-    exit 0
+    harness_end "$rc"
 }
 trap finish EXIT
 trap 'exit 130' INT

@@ -11,36 +11,21 @@
 # agent whose sudo asks for a password), NOPYTHON_LAB_HOSTS (default 2).
 set -euo pipefail
 
-LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LAB_ROOT=$(cd "$LAB_DIR/.." && pwd)
-LAB="$LAB_DIR/lab"
-# shellcheck source=/dev/null
-source "$LAB_DIR/lib/common.sh"
-# shellcheck source=/dev/null
-source "$LAB_DIR/lib/config.sh"
+NOK_TAIL=12
+# shellcheck source=lab/tests/harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh" nopython
 # Two hosts are enough (obs-01 keeps python3, the agent loses it); lab.mk exports LAB_HOSTS=3
 # for every lab target, so this script has its own knob.
 export LAB_HOSTS=${NOPYTHON_LAB_HOSTS:-2}
 NP=${NOPYTHON_HOST:-ws-01-linux}
 export LAB_NOPYTHON=$NP
 
-PASS=0 FAIL=0
-LOG=$(mktemp -d "${TMPDIR:-/tmp}/lab-nopython.XXXXXX")
-ok()  { PASS=$((PASS + 1)); printf 'ok   %s\n' "$1"; }
-nok() { FAIL=$((FAIL + 1)); printf 'FAIL %s\n' "$1"; [[ -n ${2:-} ]] && printf '%s\n' "$2" | tail -n 12 | sed 's/^/     /'; return 0; }
-check() { local n=$1 out; shift; if out=$("$@" 2>&1); then ok "$n"; else nok "$n" "$out"; fi; }
-check_fails() { local n=$1 out; shift; if out=$("$@" 2>&1); then nok "$n" "unexpected success: $out"; else ok "$n"; fi; }
-
 finish() {
     local rc=$?
     trap - EXIT INT TERM
     echo "== teardown (trap): lab/lab down"
     "$LAB" down >"$LOG/down.out" 2>&1 || { FAIL=$((FAIL + 1)); cat "$LOG/down.out"; }
-    rm -rf "$LOG"
-    echo
-    echo "$PASS passed, $FAIL failed"
-    (( FAIL == 0 && rc == 0 )) || exit 1
-    exit 0
+    harness_end "$rc"
 }
 
 (( EUID == 0 )) || { echo "needs root" >&2; exit 1; }

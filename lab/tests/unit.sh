@@ -247,6 +247,22 @@ eq "prune with an argument exits 2" "2" "$(cli prune now)"
 eq "up with LAB_NOPYTHON naming a non-agent exits 2" "2" "$(LAB_NOPYTHON=obs-01 cli up)"
 eq "up with LAB_NOPYTHON naming an unknown host exits 2" "2" "$(LAB_NOPYTHON=web-01 cli up)"
 
+# --- the booting tests' shared harness (tests/harness.sh) ---------------------------------
+# One passing and one failing check: the closing line counts both, the exit says failed, the
+# failed check shows only the last NOK_TAIL lines of its output, and the logs are dropped.
+harness_run() {
+    bash -c 'set -euo pipefail; NOK_TAIL=2; source "$1/tests/harness.sh" unit-harness
+        echo "log=$LOG"; check "passes" true; check "fails" sh -c "printf \"a\\nb\\nc\\n\"; false"
+        check_fails "refused" false; harness_end 0' _ "$LAB_DIR"
+}
+hout=$(harness_run 2>&1) && hrc=0 || hrc=$?
+eq "harness: a failed check fails the script" "1" "$hrc"
+eq "harness: the closing line counts" "2 passed, 1 failed" "$(tail -n 1 <<<"$hout")"
+eq "harness: a failed check shows its last NOK_TAIL lines" "FAIL fails|     b|     c" \
+    "$(grep -A2 '^FAIL' <<<"$hout" | paste -sd'|')"
+hlog=$(sed -n 's/^log=//p' <<<"$hout")
+[[ -n $hlog && ! -e $hlog ]] && ok "harness: the log directory is removed" || nok "harness: the log directory is removed" "$hlog"
+
 # --- lab.mk does not take the main Makefile's targets ------------------------------------
 bad=$(grep -E '^(setup|build|test|lint|itest|deploy|verify):' "$LAB_DIR/lab.mk" || true)
 eq "lab.mk defines no main-Makefile targets" "" "$bad"

@@ -33,8 +33,8 @@ use runtime::{Command, Context, Default, Diff, Failure, Outcome, Param, Params};
 use serde_json::{json, Value as Json};
 
 use units::{
-    check_unit, is_apt_job, mark_finished, parse_show, plan_lock, plan_release, start_batches,
-    states_for, Record, UnitState,
+    check_unit, is_apt_job, mark_finished, plan_lock, plan_release, start_batches, states_for,
+    Lockable, Record, UnitState, PROPERTIES,
 };
 
 const NAME: &str = "apt_lockdown";
@@ -246,16 +246,12 @@ impl<'h> Lockdown<'h> {
             return Ok(Vec::new());
         }
         let cmd = Command::new("systemctl")
-            .args([
-                "show",
-                "-p",
-                "Id,LoadState,ActiveState,SubState,UnitFileState",
-            ])
+            .args(["show", "-p", PROPERTIES])
             .args(units.iter().cloned())
             .timeout(SHOW_TIMEOUT);
         let out = self.host.run(&cmd)?;
         out.check(&cmd)?;
-        Ok(states_for(units, &parse_show(&out.stdout)))
+        Ok(states_for(units, &out.stdout))
     }
 
     /// Runs one `systemctl` command. The error says what failed and whether it timed out.
@@ -786,6 +782,13 @@ mod tests {
         fn file(&self) -> PathBuf {
             self.dir.path().join("lib/homeops/apt-lockdown.json")
         }
+        /// The record a first lock of the `before()` host writes, as if it had run.
+        fn write_first_record(&self) {
+            let units: Vec<String> = UNITS.iter().map(|s| s.to_string()).collect();
+            let record = plan_lock(&states_for(&units, &before()), None, 1).record;
+            std::fs::create_dir_all(self.file().parent().unwrap()).unwrap();
+            std::fs::write(self.file(), record.to_json().to_string()).unwrap();
+        }
         fn run(&self, host: &FakeHost, state: &str, check: bool) -> Result<Outcome, Failure> {
             let none = || Vec::new();
             self.run_with(host, state, check, &none)
@@ -1114,17 +1117,7 @@ mod tests {
     #[test]
     fn a_batch_that_times_out_is_not_tried_again() {
         let fx = Fixture::new();
-        let record = plan_lock(
-            &states_for(
-                &UNITS.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-                &parse_show(&before()),
-            ),
-            None,
-            1,
-        )
-        .record;
-        std::fs::create_dir_all(fx.file().parent().unwrap()).unwrap();
-        std::fs::write(fx.file(), record.to_json().to_string()).unwrap();
+        fx.write_first_record();
         let host = FakeHost::new();
         host.file(SYSTEMD_MARKER);
         host.on("systemctl show", ok(&locked()));
@@ -1188,17 +1181,7 @@ mod tests {
         assert!(!fx.file().exists());
 
         // Release in check mode with a record: reports, keeps everything.
-        let record = plan_lock(
-            &states_for(
-                &UNITS.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-                &parse_show(&before()),
-            ),
-            None,
-            1,
-        )
-        .record;
-        std::fs::create_dir_all(fx.file().parent().unwrap()).unwrap();
-        std::fs::write(fx.file(), record.to_json().to_string()).unwrap();
+        fx.write_first_record();
         let host = FakeHost::new();
         host.file(SYSTEMD_MARKER);
         host.on("systemctl show", ok(&locked()));

@@ -3,34 +3,32 @@
 
 use serde_json::{json, Value as Json};
 
-/// One unit, as `systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState` prints it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UnitState {
-    pub id: String,
-    /// `loaded`, `not-found`, `masked`, `bad-setting`, `error`.
-    pub load: String,
-    /// `active`, `inactive`, `activating`, `deactivating`, `reloading`, `failed`.
-    pub active: String,
-    /// `running`, `waiting` (timers), `listening` (sockets), `exited`, `dead`, ...
-    pub sub: String,
-    /// `enabled`, `disabled`, `static`, `masked`, `masked-runtime`, ...
-    pub file_state: String,
+pub use runtime::systemd::UnitState;
+
+/// The properties a lock reads, in the one `systemctl show` call per look.
+pub const PROPERTIES: &str = runtime::systemd::STATE_PROPERTIES;
+
+/// The judgments a lock and a release make from a unit's state.
+pub trait Lockable {
+    /// Not on this host at all.
+    fn absent(&self) -> bool;
+    fn masked(&self) -> bool;
+    /// Doing something that stopping would end.
+    fn running(&self) -> bool;
 }
 
-impl UnitState {
-    /// Not on this host at all.
-    pub fn absent(&self) -> bool {
-        self.load.is_empty() || self.load == "not-found"
+impl Lockable for UnitState {
+    fn absent(&self) -> bool {
+        !self.found()
     }
 
-    pub fn masked(&self) -> bool {
+    fn masked(&self) -> bool {
         self.load == "masked" || self.file_state.starts_with("masked")
     }
 
-    /// Doing something that stopping would end. A oneshot that finished but "remains after
-    /// exit" (dkms.service: `active`/`exited`) has no process: there is nothing to stop, and
-    /// starting it again on release would rerun it.
-    pub fn running(&self) -> bool {
+    /// A oneshot that finished but "remains after exit" (dkms.service: `active`/`exited`) has
+    /// no process: there is nothing to stop, and starting it again on release would rerun it.
+    fn running(&self) -> bool {
         matches!(
             self.active.as_str(),
             "active" | "activating" | "reloading" | "deactivating"
@@ -38,56 +36,13 @@ impl UnitState {
     }
 }
 
-/// Parses `systemctl show` output for several units: one block of `Key=value` lines per unit,
-/// blocks separated by an empty line, in the order the units were given.
-pub fn parse_show(text: &str) -> Vec<UnitState> {
-    let mut out = Vec::new();
-    let mut current: Option<UnitState> = None;
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            if let Some(unit) = current.take() {
-                out.push(unit);
-            }
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let unit = current.get_or_insert_with(UnitState::default);
-        let value = value.trim().to_string();
-        match key.trim() {
-            "Id" => unit.id = value,
-            "LoadState" => unit.load = value,
-            "ActiveState" => unit.active = value,
-            "SubState" => unit.sub = value,
-            "UnitFileState" => unit.file_state = value,
-            _ => {}
-        }
-    }
-    if let Some(unit) = current {
-        out.push(unit);
-    }
-    out
-}
-
-/// Pairs each requested unit with its state: by position when systemctl printed one block per
-/// unit (it does), by `Id` otherwise. A unit with no block counts as absent.
-pub fn states_for(units: &[String], blocks: &[UnitState]) -> Vec<(String, UnitState)> {
+/// Each requested unit with its state, from one `systemctl show -p PROPERTIES -- UNITS`
+/// output (read by `runtime::systemd`). A unit with no block counts as absent.
+pub fn states_for(units: &[String], show: &str) -> Vec<(String, UnitState)> {
     units
         .iter()
-        .enumerate()
-        .map(|(i, unit)| {
-            let state = if blocks.len() == units.len() {
-                blocks[i].clone()
-            } else {
-                blocks
-                    .iter()
-                    .find(|b| &b.id == unit)
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            (unit.clone(), state)
-        })
+        .cloned()
+        .zip(runtime::systemd::show_states(units, show))
         .collect()
 }
 
@@ -104,20 +59,11 @@ pub fn is_apt_job(unit: &str) -> bool {
 
 /// Checks a unit name from a task.
 pub fn check_unit(unit: &str) -> Result<(), String> {
-    let why = if unit.is_empty() {
-        Some("it is empty".to_string())
-    } else if unit.starts_with('-') {
-        Some("it starts with '-', so systemctl would read it as an option".to_string())
-    } else if let Some(bad) = unit
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || ":_.@-\\".contains(*c)))
-    {
-        Some(format!("it contains '{bad}'"))
-    } else if !unit.contains('.') || unit.ends_with('.') {
-        Some("it has no unit type suffix".to_string())
-    } else {
-        None
-    };
+    let why = runtime::systemd::name_problem(unit).or_else(|| {
+        runtime::systemd::type_suffix(unit)
+            .is_none()
+            .then(|| "it has no unit type suffix".to_string())
+    });
     match why {
         Some(why) => Err(format!(
             "units: '{unit}' is not a systemd unit name: {why}; write full names such as 'apt-daily.timer' or 'packagekit.service'"
@@ -363,6 +309,7 @@ mod tests {
                 active: active.into(),
                 sub: sub.into(),
                 file_state: file.into(),
+                ..UnitState::default()
             },
         )
     }
@@ -408,25 +355,20 @@ mod tests {
     }
 
     #[test]
-    fn show_output_parses_per_unit() {
+    fn show_output_is_judged_per_unit() {
         let text = "Id=apt-daily.timer\nLoadState=loaded\nActiveState=active\nSubState=waiting\nUnitFileState=enabled\n\nId=snapd.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\n\nId=x.service\nLoadState=masked\nActiveState=inactive\nSubState=dead\nUnitFileState=masked-runtime\n";
-        let units = parse_show(text);
-        assert_eq!(units.len(), 3);
-        assert_eq!(units[0].id, "apt-daily.timer");
-        assert!(units[0].running() && !units[0].absent());
-        assert!(units[1].absent());
-        assert!(units[2].masked());
-        assert!(parse_show("").is_empty());
-
         let names: Vec<String> = ["apt-daily.timer", "snapd.service", "x.service"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let paired = states_for(&names, &units);
-        assert_eq!(paired[1].1.load, "not-found");
-        // One block missing: matched by Id, the missing one counts as absent.
-        let paired = states_for(&names, &units[..2]);
-        assert_eq!(paired[1].1.id, "snapd.service");
+        let paired = states_for(&names, text);
+        assert_eq!(paired[0].0, "apt-daily.timer");
+        assert!(paired[0].1.running() && !paired[0].1.absent());
+        assert!(paired[1].1.absent());
+        assert!(paired[2].1.masked() && !paired[2].1.absent());
+        // A unit without a block is absent.
+        let paired = states_for(&names, &text[..text.find("\n\nId=x").unwrap()]);
+        assert_eq!(paired[2].0, "x.service");
         assert!(paired[2].1.absent());
     }
 

@@ -55,6 +55,33 @@ impl Entry {
     pub fn label(&self) -> String {
         format!("files[{}] ({})", self.index, self.path.display())
     }
+
+    /// A plain `state: file` entry with this content and nothing else set, for tests.
+    #[cfg(test)]
+    pub fn test_file(path: &Path, content: &str) -> Entry {
+        Entry {
+            index: 0,
+            path: path.to_path_buf(),
+            state: State::File,
+            content: Some(content.into()),
+            owner: None,
+            group: None,
+            mode: None,
+            validate: None,
+            secret: false,
+            parents: false,
+        }
+    }
+
+    /// A plain `state: directory` entry, for tests.
+    #[cfg(test)]
+    pub fn test_dir(path: &Path) -> Entry {
+        Entry {
+            state: State::Directory,
+            content: None,
+            ..Entry::test_file(path, "")
+        }
+    }
 }
 
 /// How names resolve to ids: from the host's /etc/passwd and /etc/group (never NSS).

@@ -213,15 +213,21 @@ fn summary(plan: &Plan) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::Entry;
 
     #[test]
     fn the_message_lists_what_changes() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut a_file = plan::tests::file(&tmp.path().join("a"), "x");
-        a_file.mode = Some(0o640);
-        let mut the_dir = plan::tests::dir(tmp.path());
-        the_dir.index = 1;
-        let entries = vec![a_file, the_dir];
+        let entries = vec![
+            Entry {
+                mode: Some(0o640),
+                ..Entry::test_file(&tmp.path().join("a"), "x")
+            },
+            Entry {
+                index: 1,
+                ..Entry::test_dir(tmp.path())
+            },
+        ];
         let plans = plan::plan(&entries).unwrap();
         let a = tmp.path().join("a").display().to_string();
         assert_eq!(

@@ -405,34 +405,18 @@ fn shown(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::entry::Id;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
-    /// A file entry with nothing but its path and content (shared with main's tests).
-    pub(crate) fn file(path: &Path, content: &str) -> Entry {
-        Entry {
-            index: 0,
-            path: path.to_path_buf(),
-            state: State::File,
-            content: Some(content.into()),
-            owner: None,
-            group: None,
-            mode: None,
-            validate: None,
-            secret: false,
-            parents: false,
-        }
+    fn file(path: &Path, content: &str) -> Entry {
+        Entry::test_file(path, content)
     }
 
-    pub(crate) fn dir(path: &Path) -> Entry {
-        Entry {
-            state: State::Directory,
-            content: None,
-            ..file(path, "")
-        }
+    fn dir(path: &Path) -> Entry {
+        Entry::test_dir(path)
     }
 
     fn names(_: bool, id: u32) -> String {

@@ -238,17 +238,12 @@ fn host_facts(params: &Params, _ctx: &Context, host: &dyn Host) -> Result<Outcom
         let text = host
             .systemctl_show(&task.units)
             .map_err(|e| Failure::new(format!("units: reading the unit states failed: {e}")))?;
-        let blocks = units::parse_blocks(&text);
         let mut out = Map::new();
-        for (unit, block) in task
+        for (unit, state) in task
             .units
             .iter()
-            .zip(units::blocks_for(&task.units, &blocks))
+            .zip(units::states_json(&task.units, &text))
         {
-            let state = block.map_or_else(
-                || units::state_json(&std::collections::BTreeMap::new()),
-                units::state_json,
-            );
             out.insert(unit.clone(), state);
         }
         read.push(count(out.len(), "unit"));

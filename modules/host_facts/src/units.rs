@@ -1,96 +1,52 @@
 //! Unit states from ONE `systemctl show` call for all the units a task names.
 
-use std::collections::BTreeMap;
-
+use runtime::systemd::UnitState;
 use serde_json::{json, Value as Json};
 
-/// The properties asked for; `UnitFileState` is what `systemctl is-enabled` says.
-pub const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState";
-
-/// `systemctl show` output for several units: one block of `Key=value` lines per unit,
-/// blocks separated by an empty line, in the order the units were given.
-pub fn parse_blocks(text: &str) -> Vec<BTreeMap<String, String>> {
-    let mut blocks = Vec::new();
-    let mut block = BTreeMap::new();
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            if !block.is_empty() {
-                blocks.push(std::mem::take(&mut block));
-            }
-        } else if let Some((key, value)) = line.split_once('=') {
-            block.insert(key.trim().to_string(), value.trim().to_string());
-        }
-    }
-    if !block.is_empty() {
-        blocks.push(block);
-    }
-    blocks
-}
+/// The properties asked for.
+pub const PROPERTIES: &str = runtime::systemd::STATE_PROPERTIES;
 
 /// The answer for one unit. `state` is what service_facts calls it, so a check written
 /// against service_facts (`state == 'running'`) reads the same: `running` when the unit's
 /// process runs (SubState running); `not-found` when systemd has no such unit; `failed` when
 /// it failed; `stopped` otherwise. The raw systemd states come with it.
-pub fn state_json(block: &BTreeMap<String, String>) -> Json {
-    let get = |k: &str| block.get(k).map(String::as_str).unwrap_or("");
-    let (load, active, sub) = (get("LoadState"), get("ActiveState"), get("SubState"));
-    let state = if sub == "running" {
+pub fn state_json(unit: &UnitState) -> Json {
+    let state = if unit.sub == "running" {
         "running"
-    } else if load.is_empty() || load == "not-found" {
+    } else if !unit.found() {
         "not-found"
-    } else if active == "failed" {
+    } else if unit.active == "failed" {
         "failed"
     } else {
         "stopped"
     };
     json!({
-        "name": get("Id"),
+        "name": unit.id,
         "state": state,
-        "load_state": load,
-        "active_state": active,
-        "sub_state": sub,
-        "unit_file_state": get("UnitFileState"),
+        "load_state": unit.load,
+        "active_state": unit.active,
+        "sub_state": unit.sub,
+        "unit_file_state": unit.file_state,
     })
 }
 
-/// Pairs each requested unit with its block: by position when systemctl printed one block per
-/// unit (it does), else by `Id`. `None` for a unit without a block.
-pub fn blocks_for<'a>(
-    units: &[String],
-    blocks: &'a [BTreeMap<String, String>],
-) -> Vec<Option<&'a BTreeMap<String, String>>> {
-    units
+/// Each requested unit's answer, in order, from one `systemctl show -p PROPERTIES -- UNITS`
+/// output (read by `runtime::systemd`); a unit without a block is `not-found`.
+pub fn states_json(units: &[String], show: &str) -> Vec<Json> {
+    runtime::systemd::show_states(units, show)
         .iter()
-        .enumerate()
-        .map(|(i, unit)| {
-            if blocks.len() == units.len() {
-                blocks.get(i)
-            } else {
-                blocks
-                    .iter()
-                    .find(|b| b.get("Id").map(String::as_str) == Some(unit.as_str()))
-            }
-        })
+        .map(state_json)
         .collect()
 }
 
 /// Why a unit name from a task cannot be given to systemctl, if it cannot.
 pub fn check_name(unit: &str) -> Result<(), String> {
-    if unit.is_empty() {
-        return Err("the unit name is empty".into());
+    if let Some(why) = runtime::systemd::name_problem(unit) {
+        return Err(why);
     }
-    if unit.starts_with('-') {
-        return Err("it starts with '-', so systemctl would read it as an option".into());
-    }
-    if let Some(c) = unit
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || ":_.@-\\".contains(*c)))
-    {
-        return Err(format!("'{c}' is not allowed in a unit name"));
-    }
-    match unit.rsplit_once('.') {
-        Some((stem, suffix)) if !stem.is_empty() && !suffix.is_empty() => Ok(()),
-        _ => Err("it has no unit type suffix; give the full name, e.g. loki.service".into()),
+    match runtime::systemd::type_suffix(unit) {
+        Some(_) => Ok(()),
+        None => Err("it has no unit type suffix; give the full name, e.g. loki.service".into()),
     }
 }
 
@@ -129,44 +85,42 @@ UnitFileState=enabled
     }
 
     #[test]
-    fn one_block_per_unit_in_order() {
-        let blocks = parse_blocks(SHOW);
+    fn one_answer_per_unit_in_order() {
         let names = units(&[
             "loki.service",
             "nosuch.service",
             "alloy.service",
             "apt-daily.timer",
         ]);
-        let states: Vec<String> = blocks_for(&names, &blocks)
-            .into_iter()
-            .map(|b| {
-                state_json(b.unwrap())["state"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+        let answers = states_json(&names, SHOW);
+        let states: Vec<&str> = answers
+            .iter()
+            .map(|a| a["state"].as_str().unwrap())
             .collect();
         assert_eq!(states, ["running", "not-found", "failed", "stopped"]);
         assert_eq!(
-            state_json(&blocks[0]),
+            answers[0],
             json!({"name": "loki.service", "state": "running", "load_state": "loaded",
                    "active_state": "active", "sub_state": "running", "unit_file_state": "enabled"})
         );
     }
 
     #[test]
-    fn an_alias_keeps_the_name_asked_for_and_a_missing_block_is_none() {
+    fn an_alias_keeps_the_name_systemd_gave_and_a_missing_block_is_not_found() {
         // sshd.service is an alias of ssh.service: the block's Id differs from the name given.
-        let blocks = parse_blocks(
-            "Id=ssh.service\nLoadState=loaded\nActiveState=active\nSubState=running\n",
+        let one = "Id=ssh.service\nLoadState=loaded\nActiveState=active\nSubState=running\n";
+        assert_eq!(
+            states_json(&units(&["sshd.service"]), one)[0]["name"],
+            "ssh.service"
         );
-        let got = blocks_for(&units(&["sshd.service"]), &blocks);
-        assert_eq!(got[0].unwrap()["Id"], "ssh.service");
-        // Fewer blocks than units: matched by Id, the rest has none.
-        let got = blocks_for(&units(&["ssh.service", "other.service"]), &blocks);
-        assert!(got[0].is_some() && got[1].is_none());
-        let empty = BTreeMap::new();
-        assert_eq!(state_json(&empty)["state"], "not-found");
+        // Fewer blocks than units: matched by Id, the rest is not found, with an empty name.
+        let got = states_json(&units(&["ssh.service", "other.service"]), one);
+        assert_eq!(got[0]["state"], "running");
+        assert_eq!(
+            got[1],
+            json!({"name": "", "state": "not-found", "load_state": "", "active_state": "",
+                   "sub_state": "", "unit_file_state": ""})
+        );
     }
 
     #[test]

@@ -1,5 +1,15 @@
-//! What `systemctl show -p ...` prints, read into one struct per unit: for the modules that
-//! drive systemd (`units`; `apt_lockdown` has its own copy until it moves here).
+//! What `systemctl show -p ...` prints, read into one struct per unit: the one reader for
+//! every module that asks systemd about units (`units`, `apt_lockdown`, `host_facts`); each
+//! module keeps its own judgments on top of [`UnitState`].
+
+/// The properties that say where a unit stands: enough for `apt_lockdown` and `host_facts`.
+/// `UnitFileState` is what `systemctl is-enabled` says.
+pub const STATE_PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState";
+
+/// [`STATE_PROPERTIES`] and why a unit is down or stale: for `units`, which starts, restarts
+/// and reloads. Keep it in step with the fields [`parse_show`] reads.
+pub const ALL_PROPERTIES: &str =
+    "Id,LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,Result,ExecMainStatus";
 
 /// One unit, as `systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState,...` prints
 /// it; properties not asked for stay empty.
@@ -20,6 +30,13 @@ pub struct UnitState {
     pub result: String,
     /// The main process's exit status (services only).
     pub exit_status: String,
+}
+
+impl UnitState {
+    /// systemd knows the unit. A unit without a block (empty `LoadState`) counts as not found.
+    pub fn found(&self) -> bool {
+        !(self.load.is_empty() || self.load == "not-found")
+    }
 }
 
 /// Parses `systemctl show` output for several units: one block of `Key=value` lines per unit,
@@ -77,6 +94,35 @@ pub fn states_for(units: &[String], blocks: &[UnitState]) -> Vec<UnitState> {
         .collect()
 }
 
+/// The states of `units`, in their order, from the output of one
+/// `systemctl show -p PROPERTIES -- UNITS` call.
+pub fn show_states(units: &[String], text: &str) -> Vec<UnitState> {
+    states_for(units, &parse_show(text))
+}
+
+/// Why `name` cannot go to systemctl as a unit name, if it cannot: the checks every module
+/// makes before a name from a task reaches a command line (each adds its own, such as a type
+/// suffix). The reason reads after "is not a unit name: ".
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("it is empty".into())
+    } else if name.starts_with('-') {
+        Some("it starts with '-', so systemctl would read it as an option".into())
+    } else {
+        name.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || ":_.@-\\".contains(*c)))
+            .map(|bad| format!("it contains '{bad}'"))
+    }
+}
+
+/// The type suffix of a unit name (`service` of `loki.service`): the text after the last dot,
+/// when there is text on both sides of it.
+pub fn type_suffix(name: &str) -> Option<&str> {
+    name.rsplit_once('.')
+        .filter(|(stem, suffix)| !stem.is_empty() && !suffix.is_empty())
+        .map(|(_, suffix)| suffix)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +160,70 @@ mod tests {
         let units = vec!["a.service".to_string(), "b.service".into()];
         let states = states_for(&units, &blocks);
         assert_eq!(states[0], UnitState::default());
+        assert!(!states[0].found());
         assert_eq!(states[1].load, "loaded");
+        assert!(states[1].found());
+        assert!(parse_show("").is_empty());
+    }
+
+    #[test]
+    fn an_alias_keeps_the_block_systemd_printed_for_it() {
+        // sshd.service is an alias of ssh.service: the block's Id differs from the name given,
+        // and one block for one unit is paired by position.
+        let states = show_states(
+            &["sshd.service".to_string()],
+            "Id=ssh.service\nLoadState=loaded\nActiveState=active\nSubState=running\n",
+        );
+        assert_eq!(states[0].id, "ssh.service");
+        assert!(states[0].found());
+    }
+
+    #[test]
+    fn blank_runs_noise_and_unknown_properties_are_skipped() {
+        let text = "\n\nId=a.timer\nno equals sign\nFragmentPath=/x\nSubState=waiting\n\n\n\nId=b.service\nLoadState=not-found\nUnitFileState=masked-runtime\n";
+        let blocks = parse_show(text);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(
+            (blocks[0].id.as_str(), blocks[0].sub.as_str()),
+            ("a.timer", "waiting")
+        );
+        assert_eq!(blocks[1].file_state, "masked-runtime");
+        assert!(!blocks[1].found());
+        // Every property asked for is one the parser reads.
+        for key in ALL_PROPERTIES.split(',') {
+            let mut one = parse_show(&format!("{key}=yes\n"));
+            assert_ne!(one.remove(0), UnitState::default(), "{key} is not read");
+        }
+        assert!(ALL_PROPERTIES.starts_with(STATE_PROPERTIES));
+    }
+
+    #[test]
+    fn unit_names_that_cannot_reach_systemctl_are_named_with_the_reason() {
+        for good in [
+            "loki.service",
+            "getty@tty1.service",
+            "a\\x2db.mount",
+            "dev-sda1.swap",
+            "x",
+        ] {
+            assert_eq!(name_problem(good), None, "{good}");
+        }
+        for (bad, why) in [
+            ("", "it is empty"),
+            (
+                "--now",
+                "it starts with '-', so systemctl would read it as an option",
+            ),
+            ("a b.service", "it contains ' '"),
+            ("x.service;reboot", "it contains ';'"),
+            ("a/b.service", "it contains '/'"),
+        ] {
+            assert_eq!(name_problem(bad).as_deref(), Some(why), "{bad:?}");
+        }
+        assert_eq!(type_suffix("loki.service"), Some("service"));
+        assert_eq!(type_suffix("foo.bar.timer"), Some("timer"));
+        for none in ["loki", "loki.", ".service", ""] {
+            assert_eq!(type_suffix(none), None, "{none:?}");
+        }
     }
 }

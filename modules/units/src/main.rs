@@ -16,7 +16,7 @@ use runtime::{Command, Context, Default, Diff, Failure, Outcome, Output, Param, 
 use serde_json::{json, Value as Json};
 
 use plan::{Plan, Run, Wanted};
-use runtime::systemd::{parse_show, states_for};
+use runtime::systemd::show_states;
 use show::{unit_name, Judge, UnitState, PROPERTIES};
 
 const NAME: &str = "units";
@@ -138,7 +138,7 @@ impl Task {
                 out.tail(3)
             )));
         }
-        Ok(states_for(&self.names(), &parse_show(&out.stdout)))
+        Ok(show_states(&self.names(), &out.stdout))
     }
 
     /// One systemctl call that changes the host; its failure says what it was and what
@@ -702,7 +702,7 @@ mod tests {
         );
         let e = task(json!({"units": [{"name": "a", "state": "restarted"}]})).unwrap_err();
         assert!(
-            e.contains("units[0]: value of parameter 'state' must be one of: started, stopped"),
+            e.contains("units[0] (a): value of parameter 'state' must be one of: started, stopped"),
             "{e}"
         );
     }

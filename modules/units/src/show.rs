@@ -3,9 +3,9 @@
 
 pub use runtime::systemd::UnitState;
 
-/// The properties asked for, in the one `systemctl show` call per look.
-pub const PROPERTIES: &str =
-    "Id,LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,Result,ExecMainStatus";
+/// The properties asked for, in the one `systemctl show` call per look: the states and why a
+/// unit is down or stale.
+pub const PROPERTIES: &str = runtime::systemd::ALL_PROPERTIES;
 
 /// The unit types systemd knows; a name without one of these suffixes is a `.service`, as
 /// systemctl itself reads it.
@@ -25,7 +25,6 @@ const TYPES: &[&str] = &[
 
 /// The judgments `units` makes from a unit's state.
 pub trait Judge {
-    fn found(&self) -> bool;
     fn running(&self) -> bool;
     fn enabled(&self) -> bool;
     fn disableable(&self) -> bool;
@@ -34,10 +33,6 @@ pub trait Judge {
 }
 
 impl Judge for UnitState {
-    fn found(&self) -> bool {
-        !(self.load.is_empty() || self.load == "not-found")
-    }
-
     /// Up, or on its way up. `auto-restart` is a service that died and waits to be started
     /// again: down, whatever ActiveState (`activating`) says.
     fn running(&self) -> bool {
@@ -92,28 +87,14 @@ impl Judge for UnitState {
 /// A unit name from a task, checked and completed: `grafana-server` is
 /// `grafana-server.service`, as systemctl reads it. The error names the entry and the fix.
 pub fn unit_name(index: usize, name: &str) -> Result<String, String> {
-    let why = if name.is_empty() {
-        Some("it is empty".to_string())
-    } else if name.starts_with('-') {
-        Some("it starts with '-', so systemctl would read it as an option".to_string())
-    } else if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || ":_.@-\\".contains(*c)))
-    {
-        Some(format!("it contains '{bad}'"))
-    } else if name.len() > 255 {
-        Some("it is longer than 255 characters".to_string())
-    } else {
-        None
-    };
+    let why = runtime::systemd::name_problem(name)
+        .or_else(|| (name.len() > 255).then(|| "it is longer than 255 characters".to_string()));
     if let Some(why) = why {
         return Err(format!(
             "units[{index}]: name '{name}' is not a systemd unit name: {why}; write names such as 'grafana-server' or 'alloy.service'"
         ));
     }
-    let typed = name
-        .rsplit_once('.')
-        .is_some_and(|(stem, suffix)| !stem.is_empty() && TYPES.contains(&suffix));
+    let typed = runtime::systemd::type_suffix(name).is_some_and(|suffix| TYPES.contains(&suffix));
     Ok(if typed {
         name.to_string()
     } else {
@@ -124,35 +105,21 @@ pub fn unit_name(index: usize, name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runtime::systemd::{parse_show, states_for};
+    use runtime::systemd::show_states;
 
     const TWO: &str = "Id=grafana-server.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nNeedDaemonReload=no\nResult=success\nExecMainStatus=0\n\nId=nope.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nNeedDaemonReload=no\nResult=success\n";
 
     #[test]
-    fn show_output_is_one_block_per_unit() {
-        let blocks = parse_show(TWO);
-        assert_eq!(blocks.len(), 2);
-        assert_eq!(blocks[0].id, "grafana-server.service");
-        assert!(blocks[0].found() && blocks[0].running() && blocks[0].enabled());
-        assert_eq!(blocks[0].describe(), "enabled, active (running)");
-        assert!(!blocks[1].found());
-        assert_eq!(blocks[1].file_state, "");
+    fn judgments_on_what_systemctl_show_printed() {
+        let names = vec!["grafana-server.service".to_string(), "nope.service".into()];
+        let states = show_states(&names, TWO);
+        assert!(states[0].found() && states[0].running() && states[0].enabled());
+        assert_eq!(states[0].describe(), "enabled, active (running)");
+        assert!(!states[1].found() && !states[1].running() && !states[1].enabled());
         assert_eq!(
-            blocks[1].describe(),
+            states[1].describe(),
             "unit file state unknown, inactive (dead)"
         );
-        let units = vec!["grafana-server.service".to_string(), "nope.service".into()];
-        assert_eq!(states_for(&units, &blocks), blocks);
-    }
-
-    #[test]
-    fn missing_blocks_are_matched_by_id_or_count_as_not_found() {
-        let blocks =
-            parse_show("Id=b.service\nLoadState=loaded\nActiveState=active\nSubState=running\n");
-        let units = vec!["a.service".to_string(), "b.service".into()];
-        let states = states_for(&units, &blocks);
-        assert!(!states[0].found());
-        assert!(states[1].found());
     }
 
     #[test]
@@ -178,8 +145,6 @@ mod tests {
             failed.down_reason(),
             "failed (failed), result exit-code, main process exit status 1"
         );
-        let mut needs = parse_show("Id=a.service\nNeedDaemonReload=yes\n");
-        assert!(needs.remove(0).needs_reload);
     }
 
     #[test]

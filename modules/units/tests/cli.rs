@@ -116,11 +116,11 @@ fn broken_arguments_fail_clearly() {
     );
     assert_refused(
         &run(json!({"units": [{"name": "grafana-server", "state": "restarted"}]})),
-        &["units[0]: value of parameter 'state' must be one of: started, stopped"],
+        &["units[0] (grafana-server): value of parameter 'state' must be one of: started, stopped"],
     );
     assert_refused(
         &run(json!({"units": [{"name": "grafana-server", "enabled": "maybe"}]})),
-        &["units[0]: parameter 'enabled' must be a boolean"],
+        &["units[0] (grafana-server): parameter 'enabled' must be a boolean"],
     );
     assert_refused(
         &run(json!({"units": [{"name": "--now", "restart": true}]})),
