@@ -122,8 +122,23 @@ fn files(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     let accounts: &dyn Accounts = if ctx.check_mode { &pending } else { known };
     // Under the task's no_log every entry is secret: nothing of any content comes back.
     let secret = params.bool("secret") || ctx.no_log;
-    let entries = entry::entries(list, secret, accounts)?;
+    let mut entries = entry::entries(list, secret, accounts)?;
+    // Likewise a directory an earlier task would make (a package's /etc/loki): in check mode
+    // every entry may have its parents made, and those that would need it without asking say so.
+    let mut parents_pending = Vec::new();
+    if ctx.check_mode {
+        for entry in entries.iter_mut().filter(|e| !e.parents) {
+            entry.parents = true;
+            parents_pending.push(entry.index);
+        }
+    }
     let plans = plan::plan(&entries)?;
+    let parents_pending: Vec<String> = plans
+        .iter()
+        .filter(|p| parents_pending.contains(&p.entry.index))
+        .filter(|p| p.changes.contains(&plan::Change::Parents))
+        .filter_map(|p| p.entry.path.parent().map(|d| d.display().to_string()))
+        .collect();
 
     let changed_paths: Vec<String> = if ctx.check_mode {
         plans
@@ -142,6 +157,13 @@ fn files(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     let mut outcome = Outcome::new(!changed_paths.is_empty(), message(&plans, ctx.check_mode))
         .with("changed_paths", changed_paths)
         .with("entries", Json::Array(plans.iter().map(summary).collect()));
+    if !parents_pending.is_empty() {
+        outcome.warn(format!(
+            "check mode: directory {} not on this host yet; taken as made by an earlier task of \
+             this run (a real run fails here if it still is not)",
+            parents_pending.join(", ")
+        ));
+    }
     let missing = pending.missing.take();
     if !missing.is_empty() {
         outcome.warn(format!(

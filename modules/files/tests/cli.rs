@@ -190,9 +190,12 @@ fn check_mode_takes_an_account_not_made_yet_as_pending() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let dir = p(&root.join("data"));
+    let conf = p(&root.join("etc-app/app.yml"));
     let mut args = json!({"files": [
         {"path": dir, "state": "directory", "owner": "homeops-no-such-user",
          "group": "homeops-no-such-group", "mode": "0750"},
+        // Its directory would come with a package an earlier task installs.
+        {"path": conf, "content": "a: 1\n"},
     ]});
     args["_ansible_check_mode"] = json!(true);
     args["_ansible_diff"] = json!(true);
@@ -202,6 +205,13 @@ fn check_mode_takes_an_account_not_made_yet_as_pending() {
     let warnings = checked.json["warnings"].to_string();
     assert!(
         warnings.contains("homeops-no-such-user, homeops-no-such-group"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains(&format!(
+            "directory {} not on this host yet",
+            p(&root.join("etc-app"))
+        )),
         "{warnings}"
     );
     assert!(
