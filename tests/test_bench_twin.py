@@ -133,11 +133,11 @@ def test_a_stale_twin_is_detected(twin, tmp_path):
 
     # A generated file edited by hand, one removed, one that nothing generates.
     (out / "roles/loki/tasks/main.yml").write_text("---\n[]\n")
-    (out / "roles/grafana/handlers/main.yml").unlink()
+    (out / "roles/loki/handlers/main.yml").unlink()
     (out / "roles/loki/tasks/extra.yml").write_text("---\n[]\n")
     diffs = twin.differences(out)
     assert "out of date: roles/loki/tasks/main.yml" in diffs
-    assert "missing: roles/grafana/handlers/main.yml" in diffs
+    assert "missing: roles/loki/handlers/main.yml" in diffs
     assert "not generated (extra): roles/loki/tasks/extra.yml" in diffs
     # The command line says so too, with exit 1 (and 0 once regenerated).
     cli = [venv_bin("python"), os.path.join(REPO, "bench", "builtin_twin.py"), "--out", str(out)]
@@ -194,7 +194,9 @@ def test_the_bench_attributes_role_tasks_and_templated_names_to_our_modules(twin
     assert is_twin("loki : Ensure the loki system user exists")
     assert not is_ours("loki : Ensure the loki system user exists")
     assert not is_ours("homeops.observability.common : Refresh the apt package lists now if the repository changed")
-    assert not is_twin("loki : Ensure Loki data directories exist")
+    assert not is_twin("loki : Enable and start the Loki service")
+    # A files task keeps its name in the twin (one looped file task): both sides count it.
+    assert is_ours("loki : Ensure Loki data directories exist") and is_twin("loki : Ensure Loki data directories exist")
 
 
 def test_a_run_of_some_series_keeps_the_others_tables_in_the_doc():
@@ -219,3 +221,206 @@ def test_a_run_of_some_series_keeps_the_others_tables_in_the_doc():
     # Kept again by the next partial run: one note, the original date.
     again = bench.carry_over(out.replace("NOW", "LATER"), {"hosts": 3, "deploy": {"runs": 5}}, new)
     assert again.count("_Kept from") == 1 and "2026-11-22 06:37 UTC" in again
+
+
+# ---- the twins of the modules the roles call with list-of-dict parameters ------------------
+
+def templar(**variables):
+    """ansible-core's Templar (its filters and tests, `omit`), for what the twin's tasks compute."""
+    from ansible.template import Templar
+    from ansible.parsing.dataloader import DataLoader
+
+    return Templar(loader=DataLoader(), variables={"omit": "__omit__", **variables})
+
+
+def trusted(value):
+    """A value of a task as the play gives it to the templar: its strings are templates."""
+    from ansible.template import trust_as_template
+
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {k: trusted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [trusted(v) for v in value]
+    return value
+
+
+def render_expr(value, **variables):
+    return templar(**variables).template(trusted(value))
+
+
+def result(changed=False, skipped=False, **more):
+    return {"changed": changed, "skipped": skipped, **more} if skipped else {"changed": changed, **more}
+
+
+def test_the_files_twin_writes_one_builtin_task_per_entry_and_keeps_the_register(twin):
+    args = {"files": [
+        {"path": "{{ d }}", "state": "directory", "owner": "root", "group": "grafana", "mode": "0755",
+         "parents": True},
+        {"path": "{{ d }}/loki.yaml", "content": "{{ lookup('ansible.builtin.template', 'x.j2') }}",
+         "mode": "0640", "secret": True, "validate": "check %s"},
+        {"path": "/etc/old.conf", "state": "absent", "owner": "root"},
+    ]}
+    rest = {"register": "ds_result", "notify": "Restart Grafana", "when": "x"}
+    tasks = twin.TWINS["files"].convert(args, "Provision it", rest)
+    d, f, a, combined = tasks
+    assert d["ansible.builtin.file"] == {"path": "{{ d }}", "state": "directory", "owner": "root",
+                                         "group": "grafana", "mode": "0755"}
+    assert f["ansible.builtin.copy"] == {"dest": "{{ d }}/loki.yaml", "mode": "0640", "validate": "check %s",
+                                         "content": "{{ lookup('ansible.builtin.template', 'x.j2') }}"}
+    assert f["diff"] is False and "diff" not in d          # the secret entry only
+    assert a["ansible.builtin.file"] == {"path": "/etc/old.conf", "state": "absent"}
+    for t in (d, f, a):
+        assert t["notify"] == "Restart Grafana" and t["when"] == "x", t
+    assert [t["register"] for t in (d, f, a)] == ["ds_result_part1", "ds_result_part2", "ds_result_part3"]
+    assert "when" not in combined, "a skipped task registers a skipped result; the combined one must exist too"
+
+    # What later tasks read: `ds_result is changed` and changed_paths, from the parts' results.
+    fact = combined["ansible.builtin.set_fact"]["ds_result"]
+    # The task's vars are templates of the play (trusted): rendered here as the play would.
+    variables = dict(d="/etc/grafana/ds")
+    variables.update({k: render_expr(v, **variables) for k, v in combined["vars"].items()},
+                     ds_result_part1=result(),
+                     ds_result_part2=result(True), ds_result_part3=result())
+    got = {k: render_expr(v, **variables) for k, v in fact.items()}
+    assert got == {"changed": True, "skipped": False, "changed_paths": ["/etc/grafana/ds/loki.yaml"]}
+    variables.update(ds_result_part2=result())
+    assert render_expr(fact["changed"], **variables) is False
+    assert render_expr("{{ r is changed }}", r=render_expr(fact, **variables)) is False
+    skipped = {f"ds_result_part{i}": result(skipped=True) for i in (1, 2, 3)}
+    assert render_expr(fact["skipped"], **dict(variables, **skipped)) is True
+
+    # Without a register: the entries' tasks only, and no_log makes every entry secret.
+    plain = twin.TWINS["files"].convert({"files": [dict(args["files"][1], secret=False)]}, "Write it",
+                                        {"no_log": True})
+    assert len(plain) == 1 and plain[0]["name"] == "Write it" and plain[0]["diff"] is False
+
+    # parents on a file: copy makes no directory, so a file task makes it first.
+    mkdir, copy = twin.TWINS["files"].convert({"files": [dict(args["files"][1], parents=True)]}, "Write it", {})
+    assert mkdir["ansible.builtin.file"]["state"] == "directory" and "ansible.builtin.copy" in copy
+    assert render_expr(mkdir["ansible.builtin.file"]["path"], d="/etc/g",
+                       **{k: render_expr(v, d="/etc/g") for k, v in mkdir["vars"].items()}) == "/etc/g"
+
+
+def test_the_files_twin_loops_over_an_expression_of_entries(twin):
+    loki = ("{{ ([dir] + subdirs)\n"
+            "   | map('combine', {'state': 'directory', 'owner': u, 'mode': '0750'}) | list }}")
+    tasks = twin.TWINS["files"].convert({"files": loki}, "Ensure the data directories exist", {})
+    assert len(tasks) == 1, "every entry is a directory (the combine sets it): one file loop, no copy loop"
+    t = tasks[0]
+    assert t["ansible.builtin.file"]["state"] == "directory" and t["ansible.builtin.file"]["path"] == "{{ item.path }}"
+    entries = render_expr(t["loop"], dir={"path": "/var/lib/loki"}, subdirs=[{"path": "/var/lib/loki/wal"}], u="loki")
+    assert [e["path"] for e in entries] == ["/var/lib/loki", "/var/lib/loki/wal"]
+
+    # Entries of several kinds: directories/absent in a file loop, files in a copy loop, both registered.
+    tasks = twin.TWINS["files"].convert({"files": "{{ entries }}"}, "Converge", {"register": "r"})
+    file_loop, copy_loop, combined = tasks
+    entries = [{"path": "/a", "state": "directory"}, {"path": "/a/f", "content": "x"},
+               {"path": "/b", "state": "absent"}, {"path": "/a/g", "state": "file", "content": "y"}]
+    assert [e["path"] for e in render_expr(file_loop["loop"], entries=entries)] == ["/a", "/b"]
+    assert [e["path"] for e in render_expr(copy_loop["loop"], entries=entries)] == ["/a/f", "/a/g"]
+    assert copy_loop["diff"] is False
+    fact = combined["ansible.builtin.set_fact"]["r"]
+    parts = {"r_part1": {"changed": True, "results": [{"item": entries[0], "changed": True},
+                                                      {"item": entries[2], "changed": False}]},
+             "r_part2": {"changed": False, "results": [{"item": entries[1], "changed": False},
+                                                       {"item": entries[3], "changed": False}]}}
+    assert render_expr(fact["changed_paths"], **parts) == ["/a"]
+    assert render_expr(fact["changed"], **parts) is True
+
+
+def test_the_units_twin_restarts_through_the_state_of_systemd_service(twin):
+    restart = "{{ pkg is changed\n   or cfg is changed }}"
+    units = [{"name": "grafana-server", "enabled": True, "state": "started", "restart": restart},
+             {"name": "old", "state": "stopped", "restart": True, "enabled": False},
+             {"name": "alloy", "restart": True}]
+    tasks = twin.TWINS["units"].convert({"units": units, "daemon_reload": True}, "Run them",
+                                        {"when": "c", "register": "u"})
+    g, old, alloy, combined = tasks
+    assert all("ansible.builtin.systemd_service" in t and t["when"] == "c" for t in (g, old, alloy))
+    assert g["ansible.builtin.systemd_service"]["daemon_reload"] is True
+    assert "daemon_reload" not in old["ansible.builtin.systemd_service"]
+    assert old["ansible.builtin.systemd_service"] == {"name": "old", "enabled": False, "state": "stopped"}
+    assert alloy["ansible.builtin.systemd_service"] == {"name": "alloy", "state": "restarted"}
+    state = g["ansible.builtin.systemd_service"]["state"]
+    assert render_expr(state, pkg=result(), cfg=result(True)) == "restarted"
+    assert render_expr(state, pkg=result(), cfg=result()) == "started"
+    assert combined["ansible.builtin.set_fact"]["u"]["changed"].startswith("{{ [u_part1, u_part2, u_part3]")
+
+    # One unit: the register stays on its task (a systemd_service result is changed when it acted).
+    one = twin.TWINS["units"].convert({"units": units[:1]}, "Run it", {"register": "u"})
+    assert len(one) == 1 and one[0]["register"] == "u" and one[0]["name"] == "Run it"
+
+    # Units from an expression: one loop, the restart decided per item.
+    loop = twin.TWINS["units"].convert({"units": "{{ my_units }}"}, "Run them", {})[0]
+    state = loop["ansible.builtin.systemd_service"]["state"]
+    assert render_expr(state, item={"name": "a", "restart": True}) == "restarted"
+    assert render_expr(state, item={"name": "a", "restart": True, "state": "stopped"}) == "stopped"
+    assert render_expr(state, item={"name": "a", "state": "started"}) == "started"
+
+
+def test_the_http_ready_twin_is_uri_with_until_retries_and_delay(twin):
+    args = {"url": "http://127.0.0.1:{{ port }}/api/health", "status_code": [200], "json": {"database": "ok"},
+            "timeout": "{{ tries * delay }}", "interval": "{{ delay }}", "body_regex": "^\\{"}
+    (t,) = twin.TWINS["http_ready"].convert(args, "Wait for it", {"when": "not ansible_check_mode"})
+    assert t["ansible.builtin.uri"] == {"url": args["url"], "status_code": [200], "return_content": True}
+    assert t["when"] == "not ansible_check_mode" and t["delay"] == "{{ delay }}"
+    assert int(render_expr(t["retries"], tries=30, delay=2)) == 30
+    reg = t["register"]
+    until = "{{ %s }}" % t["until"]
+    assert t["vars"] == {"twin_ready_json": {"database": "ok"}, "twin_ready_body_regex": "^\\{"}
+
+    def render_until(r):
+        return render_expr(until, **{reg: r}, **t["vars"])
+    ready = {"status": 200, "json": {"database": "ok"}, "content": '{"database": "ok"}'}
+    assert render_until(ready) is True
+    assert render_until(dict(ready, json={"database": "failing"})) is False
+    assert render_until(dict(ready, status=503)) is False
+    assert render_until({"status": -1, "msg": "Connection refused"}) is False
+    assert render_until(dict(ready, content="<html>")) is False
+    # Literal numbers: retries computed here (ceil), the task's own register kept; a wanted string
+    # also matches a number with that text (templated values arrive as strings), as in ours.
+    (t,) = twin.TWINS["http_ready"].convert({"url": "http://h/x", "json": {"a.0.b": "1"}, "timeout": 5, "interval": 2},
+                                            "Wait", {"register": "mine"})
+    assert t["retries"] == 3 and t["delay"] == 2 and t["register"] == "mine"
+    assert render_expr("{{ %s }}" % t["until"], mine={"status": 200, "json": {"a": [{"b": 1}]}}, **t["vars"]) is True
+    assert render_expr("{{ %s }}" % t["until"], mine={"status": 200, "json": {"a": [{"b": 2}]}}, **t["vars"]) is False
+
+
+def test_the_host_facts_twin_gives_the_register_the_packages_facts_of_ours(twin):
+    rest = {"register": "guard", "when": "pins | length > 0"}
+    query, compare, facts = twin.TWINS["host_facts"].convert(
+        {"packages": "{{ pins }}", "admindir": "/var/lib/dpkg"}, "Read the versions", rest)
+    argv = query["ansible.builtin.command"]["argv"]
+    assert argv[:2] == ["dpkg-query", "--admindir=/var/lib/dpkg"] and query["loop"] == "{{ (pins) }}"
+    assert query["when"] == rest["when"] and query["check_mode"] is False and query["changed_when"] is False
+    assert compare["ansible.builtin.command"]["argv"][:2] == ["dpkg", "--compare-versions"]
+    assert "when" not in facts
+    # dpkg-query's answers for an upgrade (newer installed), a fresh host, a config-files leftover.
+    variables = dict(guard_query={"results": [
+        {"item": "loki=3.4.3", "rc": 0, "stdout": "installed|3.5.7|amd64"},
+        {"item": "grafana=12.0.0", "rc": 1, "stdout": ""},
+        {"item": "alloy=1.8.0", "rc": 0, "stdout": "config-files|1.7.0|amd64"},
+        {"item": "unpinned", "rc": 0, "stdout": "installed|2.0|all"}]},
+        guard_newer={"results": [{"rc": 0}, {"skipped": True}, {"skipped": True}, {"skipped": True}]})
+    variables["twin_homeops_packages"] = render_expr(facts["vars"]["twin_homeops_packages"], **variables)
+    got = render_expr(facts["ansible.builtin.set_fact"]["guard"], **variables)
+    pkgs = got["ansible_facts"]["homeops_packages"]
+    assert got["changed"] is False
+    assert pkgs["loki"] == {"name": "loki", "installed": True, "status": "installed", "version": "3.5.7",
+                            "architecture": "amd64", "pin": "3.4.3", "newer_than_pin": True}
+    assert pkgs["grafana"]["installed"] is False and pkgs["grafana"]["newer_than_pin"] is False
+    assert pkgs["grafana"]["version"] is None
+    assert pkgs["alloy"]["status"] == "config-files" and pkgs["alloy"]["newer_than_pin"] is False
+    assert "pin" not in pkgs["unpinned"] and pkgs["unpinned"]["version"] == "2.0"
+    # What the guard's next task selects: the downgrades.
+    assert [p["name"] for p in pkgs.values() if p.get("newer_than_pin")] == ["loki"]
+    # The compare loop only asks dpkg about installed packages with a pin.
+    when = compare["when"]
+    item = variables["guard_query"]["results"]
+    ok = [all(render_expr("{{ %s }}" % w, item=i) for w in when) for i in item]
+    assert ok == [True, False, False, False]
+
+    with pytest.raises(ValueError, match="packages only"):
+        twin.TWINS["host_facts"].convert({"units": ["loki.service"]}, "B2", {})
