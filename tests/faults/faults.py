@@ -133,7 +133,8 @@ def add_repo(limit: str, **kw) -> None:
     """Point the hosts of limit at the lab's apt repo as the deploy would (a lab host boots
     without it); the scenario fails here, named, when that does not work."""
     play = playbook("add-repo", ADD_REPO_BOOK, "-l", limit, **kw)
-    if play.rc != 0 or not play.clean():
+    # clean([limit]): a run that reached no host is not a success.
+    if play.rc != 0 or not play.clean([limit]):
         raise Failed(f"adding the apt repository on {limit} failed (rc={play.rc}); see logs/{LOG_DIR.name}/add-repo.out")
 
 
