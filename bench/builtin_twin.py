@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import re
 import shutil
 import sys
@@ -75,11 +74,12 @@ class TwinError(Exception):
 
 
 def our_modules() -> list[str]:
-    """The one list of modules: scripts/modules.py (the binary crates of Cargo.toml)."""
-    spec = importlib.util.spec_from_file_location("homeops_modules", ROOT / "scripts" / "modules.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.modules(str(ROOT))
+    """The one list of modules: scripts/modules.py (the binary crates of Cargo.toml), imported
+    the way bench.py imports it."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import modules as workspace_modules
+
+    return workspace_modules.modules(str(ROOT))
 
 
 # ---- the mapping: one entry per module ----------------------------------------------------
