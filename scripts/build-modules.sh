@@ -38,6 +38,15 @@ PACKAGES=$(grep -vE '^\s*(#|$)' scripts/build-packages.txt | tr '\n' ' ')   # al
 (( $# >= 2 )) || { echo "usage: scripts/build-modules.sh ARCH MODULE...   (ARCH: x86_64 or aarch64)" >&2; exit 2; }
 ARCH=$1; shift
 
+# Two builds in one clone (make lint and make itest started together) share target/build-std:
+# one waits for the other instead of both relinking its vendor tree at once.
+mkdir -p target
+exec 9>target/.build-modules.lock
+if ! flock -n 9; then
+    echo "==> build $ARCH: another build in this clone holds target/.build-modules.lock; waiting for it"
+    flock -w 1800 9 || { echo "build: the other build did not finish in 30 min" >&2; exit 1; }
+fi
+
 missing=()
 [[ -x /usr/bin/cargo && -x /usr/bin/rustc ]] || missing+=("rustc-web cargo-web (/usr/bin/rustc, /usr/bin/cargo)")
 [[ -f $RUST_SRC/Cargo.lock && -d $RUST_SRC/vendor ]] || missing+=("rust-web-src ($RUST_SRC)")
