@@ -22,10 +22,12 @@ modules and nothing else:
                     the unit should be stopped; daemon_reload on the first)
     http_ready      ansible.builtin.uri until status (and json fields, body regex), retries =
                     ceil(timeout / interval), delay = interval
-    host_facts      packages only (the upgrade guard): dpkg-query and dpkg --compare-versions per
+    host_facts      packages (the upgrade guard): dpkg-query and dpkg --compare-versions per
                     package, then a set_fact giving the register ansible_facts.homeops_packages
-                    (name, installed, status, version, architecture, pin, newer_than_pin); the
-                    other reads (verify's) have no entry here and stop the generator
+                    (name, installed, status, version, architecture, pin, newer_than_pin);
+                    architecture/kernel only (the deploy's first contact): ansible.builtin.setup
+                    with gather_subset [!all, !min, platform]; the other reads (verify's) have no
+                    entry here and stop the generator
 
 The mapping is the table TWINS, keyed by module name: a new module (scripts/modules.py, from the
 Cargo workspace) needs exactly one entry there, and the generator stops, naming the module and
@@ -406,7 +408,12 @@ HOST_FACTS_COVERED = ("packages", "admindir")
 def _host_facts(args: dict, name: str, rest: dict) -> list[dict]:
     """The upgrade guard's package read: dpkg-query per package, dpkg --compare-versions per pin,
     and a set_fact that gives the register the module's `ansible_facts.homeops_packages` (name,
-    installed, status, version, architecture, pin, newer_than_pin; not `compare`)."""
+    installed, status, version, architecture, pin, newer_than_pin; not `compare`). The deploy's
+    first contact (architecture and/or kernel only) is setup's platform subset, what a builtin
+    user runs for those facts."""
+    platform = {"architecture", "kernel"}
+    if args and set(args) <= platform:
+        return [_task(name, "ansible.builtin.setup", {"gather_subset": ["!all", "!min", "platform"]}, **rest)]
     other = sorted(set(args) - set(HOST_FACTS_COVERED))
     if other:
         raise ValueError(f"the host_facts twin covers packages only (the deploy's upgrade guard), not {other}")

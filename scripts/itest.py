@@ -10,6 +10,8 @@
   6. lab down        always, also on failure, Ctrl-C and SIGTERM, unless LAB_KEEP=1; only a lab
                      this run started (a refused `lab up` leaves another run's lab alone), and
                      `lab down` acts on this clone's lab (its LAB_ID) only
+On the lab, the agent ws-01-linux is python-free (LAB_NOPYTHON, default ws-01-linux; empty for
+none): checked before the deploy and again after verify, so Python cannot come back unseen.
 Environment: INVENTORY=path (real hosts: the lab is never touched), LAB_KEEP=1,
 ANSIBLE_ARGS (extra ansible-playbook arguments). Logs: logs/itest-<timestamp>/.
 The lab, the runs and the checks are scripts/labdriver.py's.
@@ -32,6 +34,8 @@ PROGRESS = re.compile(r"^(PLAY|TASK|RUNNING HANDLER|ok:|changed:|fatal:|failed:|
 
 def main() -> int:
     os.chdir(labdriver.ROOT)
+    # The Golden Path runs with one python-free agent (issue 15); LAB_NOPYTHON= turns it off.
+    os.environ.setdefault("LAB_NOPYTHON", "ws-01-linux")
     inventory = os.environ.get("INVENTORY", "")
     extra = os.environ.get("ANSIBLE_ARGS", "").split()
     log_dir = Path("logs") / f"itest-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -49,6 +53,11 @@ def main() -> int:
         else:
             inv = steps.lab_up()
             lab.status()
+        nopython = lab.nopython_hosts() if lab else []
+        if lab and os.environ.get("LAB_NOPYTHON") and not nopython:
+            steps.fail(f"LAB_NOPYTHON={os.environ['LAB_NOPYTHON']} but the lab records no python-free host")
+        if nopython:
+            print(labdriver.check_python_free("itest", lab, nopython, "before the deploy"))
         # Ctrl-C reaches ansible-playbook from the terminal, and it can prompt there (-K).
         runner = labdriver.Runner(log_dir, inv, extra_args=extra, new_session=False)
 
@@ -71,6 +80,8 @@ def main() -> int:
         # ---- 3. verify
         steps.step(f"verify: {VERIFY}")
         print(labdriver.check_same_hosts("itest", run("verify", VERIFY), verify_hosts))
+        if nopython:
+            print(labdriver.check_python_free("itest", lab, nopython, "after the deploy and verify"))
 
         # ---- 4. idempotence: -vvv, so the secrets must stay hidden at the highest verbosity too
         # (scanned in step 5).

@@ -274,6 +274,29 @@ def check_no_change(who: str, play: Play, what: str) -> str:
     return "    idempotent: changed=0 on every host"
 
 
+# Fails (exit 3, naming what it found) where an interpreter Ansible's discovery could use is on
+# the host: python3.x or python on PATH, /usr/bin/python3, /usr/libexec/platform-python.
+PYTHON_FREE_SCRIPT = (
+    "found=''; for n in python3 python python3.13 python3.12 python3.11 python3.10 python3.9; do "
+    "p=$(command -v \"$n\" 2>/dev/null) && found=\"$found $p\"; done; "
+    "for p in /usr/bin/python3 /usr/libexec/platform-python; do [ -e \"$p\" ] && found=\"$found $p\"; done; "
+    "if [ -n \"$found\" ]; then echo \"python found:$found\"; exit 3; fi; echo python-free"
+)
+
+
+def check_python_free(who: str, lab: "Lab", hosts: Iterable[str], when: str) -> str:
+    """The lab's python-free agents (LAB_NOPYTHON) must have no interpreter Ansible could find,
+    checked over SSH as the inventory logs in: proof that a green run did not pass on a host
+    that still had Python (or got it back from a package dependency). Returns the line to print."""
+    hosts = list(hosts)
+    for h in hosts:
+        r = lab.sh(h, PYTHON_FREE_SCRIPT, timeout=60)
+        if r.returncode != 0 or r.text.strip() != "python-free":
+            raise CheckFailed(f"{who}: {h} should be python-free {when}, but: "
+                              f"{(r.text.strip() or r.stderr.strip() or f'exit {r.returncode}')[:300]}")
+    return f"    python-free {when}: {' '.join(hosts)} (no python on PATH, no /usr/bin/python3)"
+
+
 class Runner:
     """Runs playbooks against one inventory, each with its output in log_dir/NAME.out and
     Ansible's own log in log_dir/NAME.log (or all runs in one shared ansible_log)."""
@@ -575,6 +598,10 @@ class Lab:
     def hostvars(self) -> dict[str, dict]:
         """{host: its variables} of the lab inventory, in the inventory's order."""
         return self.inventory()["all"]["hosts"]
+
+    def nopython_hosts(self) -> list[str]:
+        """The hosts this lab made python-free (LAB_NOPYTHON), from its state."""
+        return ((self.state() or {}).get("NOPYTHON") or "").split()
 
     def address(self, host: str) -> str:
         return self.hostvars()[host]["ansible_host"]

@@ -133,11 +133,11 @@ def test_a_stale_twin_is_detected(twin, tmp_path):
 
     # A generated file edited by hand, one removed, one that nothing generates.
     (out / "roles/loki/tasks/main.yml").write_text("---\n[]\n")
-    (out / "roles/loki/handlers/main.yml").unlink()
+    (out / "roles/loki/defaults/main.yml").unlink()
     (out / "roles/loki/tasks/extra.yml").write_text("---\n[]\n")
     diffs = twin.differences(out)
     assert "out of date: roles/loki/tasks/main.yml" in diffs
-    assert "missing: roles/loki/handlers/main.yml" in diffs
+    assert "missing: roles/loki/defaults/main.yml" in diffs
     assert "not generated (extra): roles/loki/tasks/extra.yml" in diffs
     # The command line says so too, with exit 1 (and 0 once regenerated).
     cli = [venv_bin("python"), os.path.join(REPO, "bench", "builtin_twin.py"), "--out", str(out)]

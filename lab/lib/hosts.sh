@@ -111,20 +111,41 @@ EOS
 # needs downloading. The set is what apt would purge for all of them (reverse dependencies
 # included), from a dry run. The shared base image is untouched: only this host's overlay upper
 # dir changes.
+#
+# The Alloy LAB STAND-IN is a Python program (real Alloy is one static Go binary carrying its own
+# runtime). So that the agent can still run it, the interpreter and its standard library are first
+# copied to $LAB_STANDIN_RUNTIME, the stand-in's private runtime: not on PATH and at none of the
+# places Ansible's interpreter discovery looks (python3.x on PATH, /usr/bin/python3,
+# /usr/libexec/platform-python), which the proof below checks. Only the stand-in's launcher
+# (lab/packages/alloy/usr/bin/alloy) uses it.
+LAB_STANDIN_RUNTIME=/usr/lib/homeops-lab-runtime
 remove_python() {
     local h=$1 log; log="$(host_state_dir "$h")/nopython.log"
-    hexec "$h" sh -s >"$log.out" 2>"$log" <<'EOS' || { tail -n 8 "$log" >&2; echo "removing python3 from $h failed (log: $log)" >&2; return 1; }
+    hexec "$h" env LAB_STANDIN_RUNTIME="$LAB_STANDIN_RUNTIME" sh -s >"$log.out" 2>"$log" <<'EOS' || { tail -n 8 "$log" >&2; echo "removing python3 from $h failed (log: $log)" >&2; return 1; }
 set -e
 installed=$(dpkg-query -W -f '${db:Status-Status} ${Package}\n' 'python3*' 'libpython3*' | awk '$1 == "installed" { print $2 }')
 [ -n "$installed" ] || { echo "no python3 package is installed" >&2; exit 1; }
+# The Alloy stand-in's private runtime (see above): python3.X and its standard library.
+py=$(readlink -f /usr/bin/python3); ver=${py##*/}
+rt=$LAB_STANDIN_RUNTIME
+mkdir -p "$rt/bin" "$rt/lib"
+cp -a "$py" "$rt/bin/$ver" && ln -sfn "$ver" "$rt/bin/python3"
+cp -a "/usr/lib/$ver" "$rt/lib/"
+"$rt/bin/python3" -c 'import json, http.server, urllib.request, subprocess, threading' \
+    || { echo "the stand-in runtime in $rt does not start" >&2; exit 1; }
 # shellcheck disable=SC2086
 pkgs=$(apt-get -s purge $installed | awk '/^Purg / { print $2 }')
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive dpkg --purge $pkgs >&2
 # Proof, not hope: no interpreter left that Ansible's discovery could find.
-for p in /usr/bin/python* /usr/local/bin/python* /bin/python*; do
+for p in /usr/bin/python* /usr/local/bin/python* /bin/python* /usr/libexec/platform-python; do
     if [ -e "$p" ]; then echo "still there after the purge: $p" >&2; exit 1; fi
 done
+for n in python3 python python3.13 python3.12 python3.11 python3.10 python3.9; do
+    if command -v "$n" >/dev/null 2>&1; then echo "still on PATH after the purge: $n" >&2; exit 1; fi
+done
+# The stand-in runtime survives the purge (dpkg does not own the copy).
+"$rt/bin/python3" -c 'import json' || { echo "the stand-in runtime in $rt broke with the purge" >&2; exit 1; }
 echo $pkgs | wc -w
 EOS
     local st; st=$(hexec "$h" systemctl is-system-running 2>/dev/null || true)

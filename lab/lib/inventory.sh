@@ -28,12 +28,14 @@ render_inventory() {
         [[ $(host_ssh_user "$h") == "${LAB_PW_USER:-pi}" ]] && echo "      ansible_become_password: \"$bpw\""
         echo "      ansible_ssh_private_key_file: \"$key\""
         echo "      ansible_ssh_common_args: \"$LAB_SSH_COMMON_ARGS\""
-        # The deploy's default path (observability_package_source: grafana): it downloads the key,
+        # The deploy's default path (observability_package_source: grafana): it fetches the key,
         # writes the deb822 source with Signed-By and refreshes the lists; only the two URLs point
         # at the lab's signed repository (laid out like apt.grafana.com: suite stable, component
         # main). Host vars: they beat any group_vars (a playbook's group_vars/all beats all.vars).
+        # The key is fetched on the controller, so its URL is the repo's file on this machine (the
+        # controller sends no traffic to the bridge address; the hosts use the repo's URL).
         echo "      observability_grafana_apt_url: \"$repo\""
-        echo "      observability_grafana_apt_key_url: \"${repo}gpg.key\""
+        echo "      observability_grafana_apt_key_url: \"file://$(repo_dir)/gpg.key\""
     done
     echo "  children:"
     for g in loki grafana alloy_linux alloy_windows; do

@@ -197,8 +197,9 @@ eq "inventory group loki" "obs-01" "$(group_hosts loki)"
 eq "inventory group grafana" "obs-01" "$(group_hosts grafana)"
 eq "inventory group alloy_linux" "ws-01-linux srv-01 agent-04" "$(group_hosts alloy_linux)"
 [[ $inv == *$'    alloy_windows:\n      hosts: {}'* ]] && ok "inventory group alloy_windows empty" || nok "inventory group alloy_windows empty"
-[[ $inv != *"observability_package_source"* && $inv == *'observability_grafana_apt_url: "http://10.77.0.1:8642/"'* && $inv == *'observability_grafana_apt_key_url: "http://10.77.0.1:8642/gpg.key"'* ]] \
-    && ok "inventory: the deploy's default package source, URLs at the lab" || nok "inventory: the deploy's default package source, URLs at the lab"
+[[ $inv != *"observability_package_source"* && $inv == *'observability_grafana_apt_url: "http://10.77.0.1:8642/"'* && $inv == *"observability_grafana_apt_key_url: \"file://$LAB_STATE_DIR/repo/gpg.key\""* ]] \
+    && ok "inventory: the deploy's default package source, URLs at the lab (key fetched by the controller from the repo's file)" \
+    || nok "inventory: the deploy's default package source, URLs at the lab (key fetched by the controller from the repo's file)"
 [[ $inv == *'grafana_admin_password: "hoplab-grafana-SECRET1"'* && $inv == *'loki_datasource_password: "hoplab-loki-SECRET2"'* ]] \
     && ok "inventory secrets in all vars" || nok "inventory secrets in all vars"
 eq "inventory ansible_host per host" "4" "$(grep -c '^      ansible_host: 10\.77\.0\.1[1-4]$' "$TMP/inv.yml")"
