@@ -15,6 +15,8 @@ source "$LAB_DIR/lib/inventory.sh"
 source "$LAB_DIR/lib/state.sh"
 # shellcheck source=/dev/null
 source "$LAB_DIR/lib/base.sh"
+# shellcheck source=/dev/null
+source "$LAB_DIR/lib/repo.sh"
 
 PASS=0 FAIL=0
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lab-unit.XXXXXX")
