@@ -424,3 +424,16 @@ def test_the_host_facts_twin_gives_the_register_the_packages_facts_of_ours(twin)
 
     with pytest.raises(ValueError, match="packages only"):
         twin.TWINS["host_facts"].convert({"units": ["loki.service"]}, "B2", {})
+
+
+def test_the_system_account_twin_of_a_membership_only_call_is_one_user_task(twin):
+    tasks = twin.TWINS["system_account"].convert({"name": "alloy", "groups": ["adm", "systemd-journal"]},
+                                                 "Let Alloy read the journal", {"when": "c", "notify": "h"})
+    assert tasks == [{"name": "Let Alloy read the journal", "when": "c", "notify": "h",
+                      "ansible.builtin.user": {"name": "alloy", "groups": ["adm", "systemd-journal"],
+                                               "append": True}}]
+    # With a primary group it stays group + user; append passes through.
+    g, u = twin.TWINS["system_account"].convert({"name": "loki", "group": "loki", "groups": ["adm"],
+                                                 "append": False}, "Ensure the loki account", {})
+    assert g["ansible.builtin.group"]["name"] == "loki"
+    assert u["ansible.builtin.user"]["append"] is False and u["ansible.builtin.user"]["groups"] == ["adm"]

@@ -544,3 +544,50 @@ fn parents_true_makes_missing_directories_like_mkdir_p() {
     assert_refused(&blocked, &["c.yml is not a directory"]);
     assert_eq!(listing(&root.join("a/b")), ["c.yml"]);
 }
+
+/// The cases of tests/faults/bad-input.json for this module (the fault suite runs them through
+/// Ansible on a lab host): each fails, changing nothing, with a message naming the field.
+#[test]
+fn the_fault_suites_bad_input_cases_fail_naming_the_field() {
+    for (args, needle) in [
+        (r#"{}"#, "missing required parameter 'files'"),
+        (
+            r#"{"files": "/etc/loki"}"#,
+            "'files' must be of type list of dicts",
+        ),
+        (
+            r#"{"files": [{"path": "etc/loki", "state": "directory"}]}"#,
+            "'path' must be absolute (start with /)",
+        ),
+        (
+            r#"{"files": [{"path": "/etc/homeops-x", "state": "link"}]}"#,
+            "value of parameter 'state' must be one of: file, directory, absent",
+        ),
+        (
+            r#"{"files": [{"path": "/etc/homeops-x", "state": "directory", "mode": "999"}]}"#,
+            "parameter 'mode' must be an octal mode",
+        ),
+        (
+            r#"{"files": [{"path": "/etc/homeops-x", "state": "directory", "owner": "root;id"}]}"#,
+            "owner 'root;id' does not exist on this host",
+        ),
+        (
+            r#"{"files": [{"path": "/etc/homeops-x", "state": "directory", "content": "x"}]}"#,
+            "'content' does not apply to state=directory",
+        ),
+        (
+            r#"{"files": [{"path": "/etc/homeops-x", "state": "directory"}, {"path": "/etc/homeops-x", "state": "absent"}]}"#,
+            "the path is also files[0]",
+        ),
+        (
+            r#"{"files": [{"path": "/etc/homeops-x", "state": "directory", "recurse": true}]}"#,
+            "unsupported keys in 'files': recurse",
+        ),
+        (
+            r#"{"files": [], "force": true}"#,
+            "Unsupported parameters for (files) module: force",
+        ),
+    ] {
+        assert_refused(&run_with_file(BIN, args), &[needle]);
+    }
+}

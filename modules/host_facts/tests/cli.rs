@@ -238,3 +238,38 @@ fn bad_fields_fail_without_a_panic() {
         assert_refused(&run(args), &[needle]);
     }
 }
+
+/// The cases of tests/faults/bad-input.json for this module (the fault suite runs them through
+/// Ansible on a lab host): each fails, changing nothing, with a message naming the field.
+#[test]
+fn the_fault_suites_bad_input_cases_fail_naming_the_field() {
+    for (args, needle) in [
+        (
+            r#"{"packages": ["loki=latest"]}"#,
+            "packages[0]: the pin of loki is not a Debian version",
+        ),
+        (
+            r#"{"packages": ["loki;id"]}"#,
+            "packages[0]: 'loki;id' is not a package",
+        ),
+        (
+            r#"{"paths": ["etc/loki"]}"#,
+            "paths[0]: 'etc/loki' is not a path to look at",
+        ),
+        (
+            r#"{"units": ["loki; reboot"]}"#,
+            "units[0]: 'loki; reboot' is not a unit name",
+        ),
+        (
+            r#"{"packages": ["loki"], "admindir": "var/lib/dpkg"}"#,
+            "admindir: 'var/lib/dpkg' is not an absolute path",
+        ),
+        (r#"{"kernel": "sometimes"}"#, "'kernel' must be a boolean"),
+        (
+            r#"{"facts": ["all"]}"#,
+            "Unsupported parameters for (host_facts) module: facts",
+        ),
+    ] {
+        assert_refused(&run_with_file(BIN, args), &[needle]);
+    }
+}

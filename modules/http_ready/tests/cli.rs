@@ -205,3 +205,50 @@ fn nobody_listening_is_a_clear_failure() {
         run.msg()
     );
 }
+
+/// The cases of tests/faults/bad-input.json for this module (the fault suite runs them through
+/// Ansible on a lab host): each fails, changing nothing, with a message naming the field.
+#[test]
+fn the_fault_suites_bad_input_cases_fail_naming_the_field() {
+    for (args, needle) in [
+        (r#"{}"#, "missing required parameter 'url'"),
+        (
+            r#"{"url": "https://127.0.0.1:3100/ready"}"#,
+            "https is not supported",
+        ),
+        (
+            r#"{"url": "http:///ready"}"#,
+            "url 'http:///ready' has no valid host",
+        ),
+        (
+            r#"{"url": "http://127.0.0.1:3100/ready", "status_code": ["999"]}"#,
+            "status_code: '999' is not an HTTP status",
+        ),
+        (
+            r#"{"url": "http://127.0.0.1:3100/ready", "body_regex": "(ready"}"#,
+            "body_regex is not a valid regular expression",
+        ),
+        (
+            r#"{"url": "http://127.0.0.1:3100/ready", "url_password": "x"}"#,
+            "url_password is set without url_username",
+        ),
+        (
+            r#"{"url": "http://127.0.0.1:3100/ready", "headers": {"X-Token": "a\r\nHost: evil"}}"#,
+            "the value of 'X-Token' contains a line break",
+        ),
+        (
+            r#"{"url": "http://127.0.0.1:3100/ready", "interval": 0}"#,
+            "'interval' must be at least 1",
+        ),
+        (
+            r#"{"url": "http://127.0.0.1:3100/ready", "json": "ready"}"#,
+            "'json' must be of type dict",
+        ),
+        (
+            r#"{"url": "http://127.0.0.1:3100/ready", "validate_certs": false}"#,
+            "Unsupported parameters for (http_ready) module: validate_certs",
+        ),
+    ] {
+        assert_refused(&run_with_file(BIN, args), &[needle]);
+    }
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use runtime::{Context, Default, Diff, Failure, Outcome, Param, Params};
 use serde_json::Value as Json;
 
-use plan::{View, Wanted};
+use plan::{View, Wanted, DEFAULT_SHELL};
 use runtime::accounts::{self, Db};
 
 const NAME: &str = "system_account";
@@ -29,8 +29,11 @@ const SPEC: &[Param] = &[
     Param::int("gid").min(0),
     Param::str("home"),
     Param::bool("create_home").default(Default::Bool(false)),
-    Param::str("shell").default(Default::Str("/usr/sbin/nologin")),
+    // No default: unset, a new user gets DEFAULT_SHELL and an existing one keeps its shell.
+    Param::str("shell"),
     Param::str("comment"),
+    Param::list("groups"),
+    Param::bool("append").default(Default::Bool(true)),
     Param::str("state")
         .default(Default::Str("present"))
         .choices(&["present", "absent"]),
@@ -120,7 +123,10 @@ fn system_account(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
 }
 
 fn settled(want: &Wanted) -> String {
-    if want.present {
+    if want.present && !want.enforce_group {
+        // The primary group was not asked for: an existing user's may be another.
+        format!("user {} is as wanted", want.name)
+    } else if want.present {
         format!(
             "user {} with primary group {} is as wanted",
             want.name, want.group
@@ -149,6 +155,7 @@ fn answer(
         .with("home", opt_str(&after.home))
         .with("shell", opt_str(&after.shell))
         .with("comment", opt_str(&after.comment))
+        .with("groups", after.groups.clone())
         .with("actions", actions)
         .with_diff(Diff::new(before.render(), after.render()).headers(
             format!("account {} (before)", want.name),
@@ -166,8 +173,10 @@ fn wanted(p: &Params) -> Result<Wanted, String> {
     check_name("name", &name)?;
     let group = p.str("group").unwrap_or(&name).to_string();
     check_name("group", &group)?;
-    let shell = p.str("shell").unwrap_or("/usr/sbin/nologin").to_string();
-    check_path("shell", &shell, "/usr/sbin/nologin")?;
+    let shell = p.str("shell").map(String::from);
+    if let Some(shell) = &shell {
+        check_path("shell", shell, DEFAULT_SHELL)?;
+    }
     let home = p.str("home").map(String::from);
     if let Some(home) = &home {
         check_path("home", home, "/var/lib/loki")?;
@@ -180,8 +189,25 @@ fn wanted(p: &Params) -> Result<Wanted, String> {
             ));
         }
     }
+    let groups = if p.given("groups") {
+        let mut groups: Vec<String> = Vec::new();
+        for g in p.list("groups") {
+            check_name("groups", g)?;
+            if !groups.contains(g) {
+                groups.push(g.clone());
+            }
+        }
+        Some(groups)
+    } else {
+        None
+    };
     Ok(Wanted {
         present: p.str("state") != Some("absent"),
+        // An existing user's primary group is only corrected when the task names it: `gid`
+        // is the gid of the group O(group) (default: the user's name), so it counts too.
+        enforce_group: p.str("group").is_some() || p.int("gid").is_some(),
+        groups,
+        append: p.bool("append"),
         system: p.bool("system"),
         uid: id(p, "uid")?,
         gid: id(p, "gid")?,

@@ -3,19 +3,43 @@
 
 use runtime::accounts::Db;
 
+/// The shell of a new user when the task gives none: a service account nobody logs in to.
+pub const DEFAULT_SHELL: &str = "/usr/sbin/nologin";
+
 /// The account the task asks for, validated.
+///
+/// A new user is created with every field (defaults where the task gave none); an existing
+/// user only gets the fields the task gave. A package-created account (alloy: shell
+/// /bin/false, home /var/lib/alloy) must not be rewritten by a task that only adds it to a
+/// group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wanted {
     pub name: String,
+    /// The primary group of a new user (and the group `state: absent` removes).
     pub group: String,
+    /// Whether an existing user's primary group is corrected to `group`: the task gave
+    /// `group` or `gid`.
+    pub enforce_group: bool,
     pub present: bool,
     pub system: bool,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub home: Option<String>,
     pub create_home: bool,
-    pub shell: String,
+    /// `None`: DEFAULT_SHELL for a new user, an existing user keeps its own.
+    pub shell: Option<String>,
     pub comment: Option<String>,
+    /// Supplementary groups; `None`: not managed.
+    pub groups: Option<Vec<String>>,
+    /// With `groups`: only add the missing memberships (true), or make them exactly `groups`.
+    pub append: bool,
+}
+
+impl Wanted {
+    /// Whether the user's primary group is managed in this run: always for a new user.
+    fn manages_group(&self, db: &Db) -> bool {
+        self.enforce_group || db.user(&self.name).is_none()
+    }
 }
 
 /// Fields `usermod` should set on an existing user; `None` leaves a field alone.
@@ -48,11 +72,21 @@ pub enum Action {
         create_home: bool,
         shell: String,
         comment: Option<String>,
+        /// Supplementary groups, all existing (`useradd --groups`).
+        groups: Vec<String>,
         system: bool,
     },
     ModUser {
         name: String,
         change: UserMod,
+    },
+    /// `usermod --append --groups` (add `groups`) or `usermod --groups` (exactly `groups`).
+    SetGroups {
+        name: String,
+        groups: Vec<String>,
+        append: bool,
+        /// Only for the description: memberships `append: false` removes.
+        removed: Vec<String>,
     },
     DelUser {
         name: String,
@@ -71,7 +105,7 @@ impl Action {
             Action::AddGroup { .. } => "groupadd",
             Action::SetGroupGid { .. } => "groupmod",
             Action::AddUser { .. } => "useradd",
-            Action::ModUser { .. } => "usermod",
+            Action::ModUser { .. } | Action::SetGroups { .. } => "usermod",
             Action::DelUser { .. } => "userdel",
             Action::DelGroup { .. } => "groupdel",
         };
@@ -100,6 +134,7 @@ impl Action {
                 create_home,
                 shell,
                 comment,
+                groups,
                 system,
             } => {
                 if *system {
@@ -124,6 +159,10 @@ impl Action {
                 if let Some(comment) = comment {
                     push("--comment");
                     push(comment);
+                }
+                if !groups.is_empty() {
+                    push("--groups");
+                    push(&groups.join(","));
                 }
                 if let Some(uid) = uid {
                     push("--uid");
@@ -154,6 +193,20 @@ impl Action {
                 }
                 push(name);
             }
+            Action::SetGroups {
+                name,
+                groups,
+                append,
+                ..
+            } => {
+                if *append {
+                    push("--append");
+                }
+                // An empty list with `--groups ""` leaves the user in no supplementary group.
+                push("--groups");
+                push(&groups.join(","));
+                push(name);
+            }
             Action::DelUser { name } | Action::DelGroup { name } => push(name),
         }
         argv
@@ -167,8 +220,46 @@ impl Action {
                 None => format!("create group {name}"),
             },
             Action::SetGroupGid { name, gid } => format!("change the gid of group {name} to {gid}"),
-            Action::AddUser { name, group, .. } => {
-                format!("create user {name} with primary group {group}")
+            Action::AddUser {
+                name,
+                group,
+                groups,
+                ..
+            } => {
+                if groups.is_empty() {
+                    format!("create user {name} with primary group {group}")
+                } else {
+                    format!(
+                        "create user {name} with primary group {group} and supplementary groups {}",
+                        groups.join(", ")
+                    )
+                }
+            }
+            Action::SetGroups {
+                name,
+                groups,
+                append: true,
+                ..
+            } => format!("add user {name} to groups {}", groups.join(", ")),
+            Action::SetGroups {
+                name,
+                groups,
+                removed,
+                ..
+            } => {
+                let to = if groups.is_empty() {
+                    "none".to_string()
+                } else {
+                    groups.join(", ")
+                };
+                if removed.is_empty() {
+                    format!("set the supplementary groups of user {name} to {to}")
+                } else {
+                    format!(
+                        "set the supplementary groups of user {name} to {to} (removing {})",
+                        removed.join(", ")
+                    )
+                }
             }
             Action::ModUser { name, change } => {
                 let mut parts = Vec::new();
@@ -214,7 +305,16 @@ pub fn plan(db: &Db, want: &Wanted) -> Result<Plan, String> {
 
 fn plan_present(db: &Db, want: &Wanted) -> Result<Plan, String> {
     let mut plan = Plan::default();
+    // First, so a missing group stops the run before anything is created.
+    if let Some(groups) = &want.groups {
+        if let Some(missing) = groups.iter().find(|g| db.group(g).is_none()) {
+            return Err(format!(
+                "parameter 'groups': group '{missing}' does not exist; supplementary groups are not created by this module: create it first (or install the package that does) or remove it from 'groups'"
+            ));
+        }
+    }
     let group = db.group(&want.group);
+    let manages_group = want.manages_group(db);
 
     if let Some(gid) = want.gid {
         if group.map(|g| g.gid) != Some(gid) {
@@ -226,18 +326,20 @@ fn plan_present(db: &Db, want: &Wanted) -> Result<Plan, String> {
             }
         }
     }
-    match group {
-        None => plan.actions.push(Action::AddGroup {
-            name: want.group.clone(),
-            gid: want.gid,
-            system: want.system,
-        }),
-        Some(g) => {
-            if let Some(gid) = want.gid.filter(|gid| *gid != g.gid) {
-                plan.actions.push(Action::SetGroupGid {
-                    name: g.name.clone(),
-                    gid,
-                });
+    if manages_group {
+        match group {
+            None => plan.actions.push(Action::AddGroup {
+                name: want.group.clone(),
+                gid: want.gid,
+                system: want.system,
+            }),
+            Some(g) => {
+                if let Some(gid) = want.gid.filter(|gid| *gid != g.gid) {
+                    plan.actions.push(Action::SetGroupGid {
+                        name: g.name.clone(),
+                        gid,
+                    });
+                }
             }
         }
     }
@@ -260,11 +362,16 @@ fn plan_present(db: &Db, want: &Wanted) -> Result<Plan, String> {
             uid: want.uid,
             home: want.home.clone(),
             create_home: want.create_home,
-            shell: want.shell.clone(),
+            shell: want
+                .shell
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SHELL.to_string()),
             comment: want.comment.clone(),
+            groups: want.groups.clone().unwrap_or_default(),
             system: want.system,
         }),
         Some(u) => {
+            // Only what the task gave: `None` leaves a field as it is.
             let differs = |current: &str, wanted: &Option<String>| {
                 wanted.as_ref().filter(|w| w.as_str() != current).cloned()
             };
@@ -272,12 +379,13 @@ fn plan_present(db: &Db, want: &Wanted) -> Result<Plan, String> {
                 // A group that exists with the user's gid is right; `groupmod --gid` moves
                 // its primary members along with it.
                 group: match group {
+                    _ if !manages_group => None,
                     Some(g) if g.gid == u.gid => None,
                     _ => Some(want.group.clone()),
                 },
                 uid: want.uid.filter(|uid| *uid != u.uid),
                 home: differs(&u.home, &want.home),
-                shell: differs(&u.shell, &Some(want.shell.clone())),
+                shell: differs(&u.shell, &want.shell),
                 comment: differs(&u.comment, &want.comment),
             };
             if change != UserMod::default() {
@@ -286,9 +394,47 @@ fn plan_present(db: &Db, want: &Wanted) -> Result<Plan, String> {
                     change,
                 });
             }
+            if let Some(groups) = &want.groups {
+                let current = supplementary(db, &u.name);
+                let missing: Vec<String> = groups
+                    .iter()
+                    .filter(|g| !current.contains(g))
+                    .cloned()
+                    .collect();
+                let removed: Vec<String> = current
+                    .iter()
+                    .filter(|g| !want.append && !groups.contains(g))
+                    .cloned()
+                    .collect();
+                if want.append && !missing.is_empty() {
+                    plan.actions.push(Action::SetGroups {
+                        name: u.name.clone(),
+                        groups: missing,
+                        append: true,
+                        removed: Vec::new(),
+                    });
+                } else if !want.append && (!missing.is_empty() || !removed.is_empty()) {
+                    plan.actions.push(Action::SetGroups {
+                        name: u.name.clone(),
+                        groups: groups.clone(),
+                        append: false,
+                        removed,
+                    });
+                }
+            }
         }
     }
     Ok(plan)
+}
+
+/// The user's supplementary groups: the groups whose member list (/etc/group) names it, in
+/// file order.
+pub fn supplementary(db: &Db, user: &str) -> Vec<String> {
+    db.groups
+        .iter()
+        .filter(|g| g.members.iter().any(|m| m == user))
+        .map(|g| g.name.clone())
+        .collect()
 }
 
 fn plan_absent(db: &Db, want: &Wanted) -> Plan {
@@ -335,6 +481,8 @@ pub struct View {
     pub home: Option<String>,
     pub shell: Option<String>,
     pub comment: Option<String>,
+    /// Supplementary groups (file order of /etc/group); empty when the user does not exist.
+    pub groups: Vec<String>,
 }
 
 impl View {
@@ -355,6 +503,7 @@ impl View {
                 home: Some(u.home.clone()),
                 shell: Some(u.shell.clone()),
                 comment: Some(u.comment.clone()),
+                groups: supplementary(db, name),
             },
             None => View {
                 name: name.into(),
@@ -383,19 +532,44 @@ impl View {
             };
         }
         let user = db.user(&want.name);
+        // Group and shell as plan() leaves them: only a new user, or a task that names
+        // them, changes them.
+        let (gid, group) = if want.manages_group(db) {
+            (
+                want.gid.or(db.group(&want.group).map(|g| g.gid)),
+                Some(want.group.clone()),
+            )
+        } else {
+            (now.gid, now.group.clone())
+        };
+        let keep = want.groups.is_none() || want.append;
+        let groups = db
+            .groups
+            .iter()
+            .filter(|g| {
+                want.groups.as_ref().is_some_and(|w| w.contains(&g.name))
+                    || (keep && now.groups.contains(&g.name))
+            })
+            .map(|g| g.name.clone())
+            .collect();
         View {
             name: want.name.clone(),
             exists: true,
             uid: want.uid.or(user.map(|u| u.uid)),
-            gid: want.gid.or(db.group(&want.group).map(|g| g.gid)),
-            group: Some(want.group.clone()),
+            gid,
+            group,
             home: want.home.clone().or(user.map(|u| u.home.clone())),
-            shell: Some(want.shell.clone()),
+            shell: want
+                .shell
+                .clone()
+                .or(user.map(|u| u.shell.clone()))
+                .or(Some(DEFAULT_SHELL.to_string())),
             comment: want
                 .comment
                 .clone()
                 .or(user.map(|u| u.comment.clone()))
                 .or(Some(String::new())),
+            groups,
         }
     }
 
@@ -411,7 +585,7 @@ impl View {
         }
         let text = |v: &Option<String>| v.clone().unwrap_or_else(|| unknown.into());
         format!(
-            "name: {}\nuid: {}\ngid: {}\ngroup: {}\nhome: {}\nshell: {}\ncomment: {}\n",
+            "name: {}\nuid: {}\ngid: {}\ngroup: {}\nhome: {}\nshell: {}\ncomment: {}\ngroups: {}\n",
             self.name,
             id(self.uid),
             id(self.gid),
@@ -419,6 +593,7 @@ impl View {
             text(&self.home),
             text(&self.shell),
             text(&self.comment),
+            self.groups.join(", "),
         )
     }
 }
@@ -441,8 +616,12 @@ mod tests {
             gid: None,
             home: Some("/var/lib/loki".into()),
             create_home: false,
-            shell: "/usr/sbin/nologin".into(),
+            // As the loki role calls it: every field given.
+            enforce_group: true,
+            shell: Some("/usr/sbin/nologin".into()),
             comment: Some("Grafana Loki".into()),
+            groups: None,
+            append: true,
         }
     }
 
@@ -472,6 +651,7 @@ mod tests {
                     create_home: false,
                     shell: "/usr/sbin/nologin".into(),
                     comment: Some("Grafana Loki".into()),
+                    groups: vec![],
                     system: true,
                 }
             ]
@@ -703,18 +883,216 @@ mod tests {
         assert_eq!(plan(&d, &w).unwrap().actions.len(), 2);
     }
 
+    /// What the alloy package leaves, and how the alloy role calls the module.
+    const ALLOY_PASSWD: &str = "alloy:x:997:996::/var/lib/alloy:/bin/false\n";
+    const ALLOY_GROUP: &str =
+        "adm:x:4:syslog\nsystemd-journal:x:999:\nalloy:x:996:\nvideo:x:44:alloy\n";
+
+    fn alloy(groups: &[&str]) -> Wanted {
+        Wanted {
+            name: "alloy".into(),
+            group: "alloy".into(),
+            enforce_group: false,
+            present: true,
+            system: true,
+            uid: None,
+            gid: None,
+            home: None,
+            create_home: false,
+            shell: None,
+            comment: None,
+            groups: Some(groups.iter().map(|g| g.to_string()).collect()),
+            append: true,
+        }
+    }
+
+    #[test]
+    fn missing_memberships_are_added_and_nothing_else_is_touched() {
+        let d = db(ALLOY_PASSWD, ALLOY_GROUP);
+        let p = plan(&d, &alloy(&["adm", "systemd-journal"])).unwrap();
+        assert_eq!(
+            p.actions,
+            [Action::SetGroups {
+                name: "alloy".into(),
+                groups: vec!["adm".into(), "systemd-journal".into()],
+                append: true,
+                removed: vec![],
+            }]
+        );
+        assert_eq!(
+            p.actions[0].argv(),
+            [
+                "usermod",
+                "--append",
+                "--groups",
+                "adm,systemd-journal",
+                "alloy"
+            ]
+        );
+        assert_eq!(
+            p.actions[0].describe(),
+            "add user alloy to groups adm, systemd-journal"
+        );
+        // Check mode's prediction: the memberships change, shell, home, comment and the
+        // primary group stay; video (not asked about) is kept with append.
+        let after = View::predicted(&d, &alloy(&["adm", "systemd-journal"]));
+        assert_eq!(
+            after.render(),
+            "name: alloy\nuid: 997\ngid: 996\ngroup: alloy\nhome: /var/lib/alloy\nshell: /bin/false\ncomment: \ngroups: adm, systemd-journal, video\n"
+        );
+        // Only the one still missing is added.
+        let d = db(
+            ALLOY_PASSWD,
+            &ALLOY_GROUP.replace("adm:x:4:syslog", "adm:x:4:syslog,alloy"),
+        );
+        let p = plan(&d, &alloy(&["adm", "systemd-journal"])).unwrap();
+        assert_eq!(p.actions[0].argv()[3], "systemd-journal");
+    }
+
+    #[test]
+    fn a_member_of_every_group_needs_nothing() {
+        let d = db(
+            ALLOY_PASSWD,
+            "adm:x:4:syslog,alloy\nsystemd-journal:x:999:alloy\nalloy:x:996:\n",
+        );
+        assert_eq!(
+            plan(&d, &alloy(&["adm", "systemd-journal"])).unwrap(),
+            Plan::default()
+        );
+        // Listed twice by the task, or with append: false and nothing else: still nothing.
+        let mut w = alloy(&["systemd-journal", "adm"]);
+        w.append = false;
+        assert!(plan(&d, &w).unwrap().actions.is_empty());
+    }
+
+    #[test]
+    fn append_false_makes_the_memberships_exactly_the_list() {
+        let d = db(ALLOY_PASSWD, ALLOY_GROUP);
+        let mut w = alloy(&["adm"]);
+        w.append = false;
+        let p = plan(&d, &w).unwrap();
+        assert_eq!(
+            p.actions,
+            [Action::SetGroups {
+                name: "alloy".into(),
+                groups: vec!["adm".into()],
+                append: false,
+                removed: vec!["video".into()],
+            }]
+        );
+        assert_eq!(p.actions[0].argv(), ["usermod", "--groups", "adm", "alloy"]);
+        assert_eq!(
+            p.actions[0].describe(),
+            "set the supplementary groups of user alloy to adm (removing video)"
+        );
+        assert_eq!(View::predicted(&d, &w).groups, ["adm"]);
+        // Already a member of the listed ones: removing the rest is still a change.
+        let d = db(
+            ALLOY_PASSWD,
+            &ALLOY_GROUP.replace("adm:x:4:syslog", "adm:x:4:alloy"),
+        );
+        assert_eq!(plan(&d, &w).unwrap().actions.len(), 1);
+        // An empty list: out of every supplementary group.
+        let mut w = alloy(&[]);
+        w.append = false;
+        let p = plan(&d, &w).unwrap();
+        assert_eq!(p.actions[0].argv(), ["usermod", "--groups", "", "alloy"]);
+        assert_eq!(
+            p.actions[0].describe(),
+            "set the supplementary groups of user alloy to none (removing adm, video)"
+        );
+        // With append (the default) an empty list changes nothing.
+        assert!(plan(&d, &alloy(&[])).unwrap().actions.is_empty());
+    }
+
+    #[test]
+    fn a_missing_group_is_refused_before_anything_is_planned() {
+        // Not even the user: nothing may be created when the task cannot be done.
+        let e = plan(&db("", ALLOY_GROUP), &alloy(&["adm", "docker"])).unwrap_err();
+        assert!(
+            e.contains("parameter 'groups': group 'docker' does not exist"),
+            "{e}"
+        );
+        assert!(plan(&db(ALLOY_PASSWD, ALLOY_GROUP), &alloy(&["nope"])).is_err());
+        // With state: absent the groups do not matter.
+        let mut w = alloy(&["nope"]);
+        w.present = false;
+        assert!(plan(&db(ALLOY_PASSWD, ALLOY_GROUP), &w).is_ok());
+    }
+
+    #[test]
+    fn an_existing_user_keeps_the_fields_the_task_did_not_give() {
+        // The package's alloy: shell /bin/false, home /var/lib/alloy, in its own group.
+        // A task with only name and groups must not "correct" shell or primary group.
+        let d = db(ALLOY_PASSWD, ALLOY_GROUP);
+        let mut w = alloy(&[]);
+        w.groups = None;
+        assert_eq!(plan(&d, &w).unwrap(), Plan::default());
+        // Even in another primary group than its name, and without a group of its name.
+        let d = db("alloy:x:997:65534::/var/lib/alloy:/bin/false\n", "");
+        assert_eq!(plan(&d, &w).unwrap(), Plan::default());
+        let v = View::predicted(&d, &w);
+        assert_eq!(
+            (v.group.as_deref(), v.shell.as_deref()),
+            (Some("nogroup"), Some("/bin/false"))
+        );
+        // Given, they are enforced.
+        w.shell = Some("/usr/sbin/nologin".into());
+        w.enforce_group = true;
+        let p = plan(&d, &w).unwrap();
+        assert!(matches!(&p.actions[0], Action::AddGroup { name, .. } if name == "alloy"));
+        assert_eq!(
+            p.actions[1],
+            Action::ModUser {
+                name: "alloy".into(),
+                change: UserMod {
+                    group: Some("alloy".into()),
+                    shell: Some("/usr/sbin/nologin".into()),
+                    ..UserMod::default()
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn a_new_user_gets_the_defaults_and_its_groups_at_once() {
+        let p = plan(&db("", ALLOY_GROUP), &alloy(&["adm"])).unwrap();
+        // The group alloy exists already: only the user is created, with nologin.
+        assert_eq!(
+            p.actions[0].argv(),
+            [
+                "useradd",
+                "--system",
+                "--no-log-init",
+                "--gid",
+                "alloy",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--no-create-home",
+                "--groups",
+                "adm",
+                "alloy"
+            ]
+        );
+        assert_eq!(
+            p.actions[0].describe(),
+            "create user alloy with primary group alloy and supplementary groups adm"
+        );
+        assert_eq!(p.actions.len(), 1);
+    }
+
     #[test]
     fn views_render_without_secrets_and_predict_unknown_ids() {
         let d = db("loki:x:999:65534::/home/loki:/bin/false\n", "");
         let before = View::current(&d, "loki", "loki");
         assert_eq!(
             before.render(),
-            "name: loki\nuid: 999\ngid: 65534\ngroup: nogroup\nhome: /home/loki\nshell: /bin/false\ncomment: \n"
+            "name: loki\nuid: 999\ngid: 65534\ngroup: nogroup\nhome: /home/loki\nshell: /bin/false\ncomment: \ngroups: \n"
         );
         let after = View::predicted(&d, &want("loki"));
         assert_eq!(
             after.render(),
-            "name: loki\nuid: 999\ngid: (assigned on creation)\ngroup: loki\nhome: /var/lib/loki\nshell: /usr/sbin/nologin\ncomment: Grafana Loki\n"
+            "name: loki\nuid: 999\ngid: (assigned on creation)\ngroup: loki\nhome: /var/lib/loki\nshell: /usr/sbin/nologin\ncomment: Grafana Loki\ngroups: \n"
         );
         assert_eq!(View::current(&db("", ""), "loki", "loki").render(), "");
     }

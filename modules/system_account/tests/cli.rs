@@ -130,10 +130,14 @@ impl Sandbox {
     }
 }
 
+/// As roles/loki calls it: every field given, so an existing (package-made) user is
+/// corrected too. Fields a task leaves out are only used when creating.
 fn loki() -> Json {
     json!({
         "name": "loki",
+        "group": "loki",
         "home": "/var/lib/loki",
+        "shell": "/usr/sbin/nologin",
         "comment": "Grafana Loki",
     })
 }
@@ -218,11 +222,11 @@ fn the_package_user_in_nogroup_is_moved_to_its_own_group() {
     );
     assert_eq!(
         run.json["diff"]["before"],
-        json!("name: loki\nuid: 998\ngid: 65534\ngroup: nogroup\nhome: /home/loki\nshell: /bin/false\ncomment: \n")
+        json!("name: loki\nuid: 998\ngid: 65534\ngroup: nogroup\nhome: /home/loki\nshell: /bin/false\ncomment: \ngroups: \n")
     );
     assert_eq!(
         run.json["diff"]["after"],
-        json!(format!("name: loki\nuid: 998\ngid: {gid}\ngroup: loki\nhome: /var/lib/loki\nshell: /usr/sbin/nologin\ncomment: Grafana Loki\n"))
+        json!(format!("name: loki\nuid: 998\ngid: {gid}\ngroup: loki\nhome: /var/lib/loki\nshell: /usr/sbin/nologin\ncomment: Grafana Loki\ngroups: \n"))
     );
     assert_ok(&sb.run(loki()), false);
 }
@@ -288,7 +292,7 @@ fn diff_is_the_account_as_text_and_only_when_asked() {
         .collect();
     assert_eq!(
         keys,
-        ["name", "uid", "gid", "group", "home", "shell", "comment"]
+        ["name", "uid", "gid", "group", "home", "shell", "comment", "groups"]
     );
     assert_eq!(diff["before_header"], json!("account loki (before)"));
     let text = run.json.to_string();
@@ -451,7 +455,7 @@ fn broken_arguments_fail_clearly() {
         r#"{"name": "loki", "password": "x"}"#,
         &[
             "Unsupported parameters for (system_account) module: password",
-            "comment, create_home, gid, group, home, name, shell, state, system, uid",
+            "append, comment, create_home, gid, group, groups, home, name, shell, state, system, uid",
         ],
     );
     refused(r#"{"name": "loki", "uid": "abc"}"#, &["'uid'", "type int"]);
@@ -544,5 +548,174 @@ fn absent_keeps_a_group_that_still_has_other_members() {
     assert_ok(
         &sb.run(json!({"name": "promtail", "group": "logreaders", "state": "absent"})),
         false,
+    );
+}
+
+// ---- supplementary groups: the alloy role's task -------------------------------------------
+
+/// What the alloy package leaves: its user with shell /bin/false, home /var/lib/alloy and its
+/// own primary group; `video` stands for a membership the task does not mention.
+const ALLOY_PASSWD: &str = "alloy:x:997:996::/var/lib/alloy:/bin/false\n";
+const ALLOY_GROUP: &str =
+    "adm:x:4:syslog\nsystemd-journal:x:999:\nalloy:x:996:\nvideo:x:44:alloy\n";
+
+fn alloy_sandbox() -> Option<Sandbox> {
+    Sandbox::new(
+        &format!("{PASSWD}{ALLOY_PASSWD}"),
+        &format!("{GROUP}{ALLOY_GROUP}"),
+    )
+}
+
+#[test]
+fn groups_are_added_to_the_package_user_and_nothing_else_changes() {
+    let Some(sb) = alloy_sandbox() else {
+        return;
+    };
+    let args = json!({"name": "alloy", "groups": ["adm", "systemd-journal"]});
+    let passwd = sb.file("passwd");
+
+    // Check mode: the change is reported, with the group lists in the diff, and not made.
+    let before = sb.snapshot();
+    let run = sb.run(with(
+        args.clone(),
+        json!({"_ansible_check_mode": true, "_ansible_diff": true}),
+    ));
+    assert_ok(&run, true);
+    assert_eq!(sb.snapshot(), before, "check mode wrote something");
+    assert_eq!(
+        run.json["msg"],
+        json!("would add user alloy to groups adm, systemd-journal")
+    );
+    let line = |side: &str| -> String {
+        let text = run.json["diff"][side].as_str().unwrap().to_string();
+        text.lines()
+            .find(|l| l.starts_with("groups:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(line("before"), "groups: video");
+    assert_eq!(line("after"), "groups: adm, systemd-journal, video");
+
+    let run = sb.run(with(args.clone(), json!({"_ansible_diff": true})));
+    assert_ok(&run, true);
+    assert_eq!(
+        run.json["actions"],
+        json!(["add user alloy to groups adm, systemd-journal"])
+    );
+    assert_eq!(
+        sb.file("passwd"),
+        passwd,
+        "shell, home, comment, gid untouched"
+    );
+    assert_eq!(sb.lines("group", "adm"), ["adm:x:4:syslog,alloy"]);
+    assert_eq!(
+        sb.lines("group", "systemd-journal"),
+        ["systemd-journal:x:999:alloy"]
+    );
+    assert_eq!(
+        sb.lines("group", "video"),
+        ["video:x:44:alloy"],
+        "append keeps others"
+    );
+    assert_eq!(
+        run.json["groups"],
+        json!(["adm", "systemd-journal", "video"])
+    );
+    for (key, want) in [
+        ("shell", "/bin/false"),
+        ("home", "/var/lib/alloy"),
+        ("group", "alloy"),
+    ] {
+        assert_eq!(run.json[key], json!(want), "{key}: {}", run.json);
+    }
+
+    let before = sb.snapshot();
+    let again = sb.run(args);
+    assert_ok(&again, false);
+    assert_eq!(again.json["msg"], json!("user alloy is as wanted"));
+    assert_eq!(sb.snapshot(), before, "an unchanged run writes nothing");
+}
+
+#[test]
+fn append_false_makes_the_groups_exactly_the_list() {
+    let Some(sb) = alloy_sandbox() else {
+        return;
+    };
+    let run = sb.run(json!({"name": "alloy", "groups": "adm", "append": false}));
+    assert_ok(&run, true);
+    assert_eq!(
+        run.json["msg"],
+        json!("set the supplementary groups of user alloy to adm (removing video)")
+    );
+    assert_eq!(sb.lines("group", "adm"), ["adm:x:4:syslog,alloy"]);
+    assert_eq!(sb.lines("group", "video"), ["video:x:44:"]);
+    assert_eq!(run.json["groups"], json!(["adm"]));
+    assert_ok(
+        &sb.run(json!({"name": "alloy", "groups": ["adm"], "append": false})),
+        false,
+    );
+    // An empty list: in no supplementary group at all; others' memberships stay.
+    let run = sb.run(json!({"name": "alloy", "groups": [], "append": false}));
+    assert_ok(&run, true);
+    assert_eq!(sb.lines("group", "adm"), ["adm:x:4:syslog"]);
+    assert_eq!(run.json["groups"], json!([]));
+    assert_eq!(sb.user("alloy").4, "/bin/false");
+}
+
+#[test]
+fn a_missing_group_fails_naming_it_and_changes_nothing() {
+    let Some(sb) = alloy_sandbox() else {
+        return;
+    };
+    let before = sb.snapshot();
+    for args in [
+        json!({"name": "alloy", "groups": ["adm", "docker"]}),
+        // Not even a new user is created first.
+        json!({"name": "tempo", "groups": ["docker"]}),
+    ] {
+        let run = sb.run(args);
+        assert_eq!(run.json["failed"], json!(true), "{}", run.json);
+        assert_eq!(run.json["changed"], json!(false), "{}", run.json);
+        assert!(
+            run.json["msg"]
+                .as_str()
+                .unwrap()
+                .contains("parameter 'groups': group 'docker' does not exist"),
+            "{}",
+            run.json
+        );
+    }
+    assert_eq!(sb.snapshot(), before);
+}
+
+#[test]
+fn a_new_user_is_created_with_its_groups_and_the_defaults() {
+    let Some(sb) = alloy_sandbox() else {
+        return;
+    };
+    let run = sb.run(json!({"name": "tempo", "groups": ["adm", "video"]}));
+    assert_ok(&run, true);
+    let (_, gid, _, _, shell) = sb.user("tempo");
+    assert_eq!(
+        (gid, shell.as_str()),
+        (sb.gid("tempo"), "/usr/sbin/nologin")
+    );
+    assert_eq!(run.json["groups"], json!(["adm", "video"]));
+    assert_eq!(sb.lines("group", "video"), ["video:x:44:alloy,tempo"]);
+    assert_ok(
+        &sb.run(json!({"name": "tempo", "groups": ["adm", "video"]})),
+        false,
+    );
+}
+
+#[test]
+fn invalid_group_names_fail_naming_groups() {
+    refused(
+        r#"{"name": "alloy", "groups": ["adm", "wheel;id"]}"#,
+        &["'groups' is not a valid account name", "\"wheel;id\""],
+    );
+    refused(
+        r#"{"name": "alloy", "groups": "adm", "append": "sometimes"}"#,
+        &["'append'", "boolean"],
     );
 }

@@ -217,3 +217,45 @@ fn a_missing_unit_and_a_failing_start_fail_clearly() {
     );
     assert!(broken.stderr.is_empty(), "{}", broken.stderr);
 }
+
+/// The cases of tests/faults/bad-input.json for this module (the fault suite runs them through
+/// Ansible on a lab host): each fails, changing nothing, with a message naming the field.
+#[test]
+fn the_fault_suites_bad_input_cases_fail_naming_the_field() {
+    for (args, needle) in [
+        (
+            r#"{}"#,
+            "missing required parameter 'units'",
+        ),
+        (
+            r#"{"units": [{"name": "grafana-server", "state": "restarted"}]}"#,
+            "units[0] (grafana-server): value of parameter 'state' must be one of: started, stopped",
+        ),
+        (
+            r#"{"units": [{"name": "--now", "state": "stopped"}]}"#,
+            "read it as an option",
+        ),
+        (
+            r#"{"units": [{"name": "loki; reboot", "state": "started"}]}"#,
+            "name 'loki; reboot' is not a systemd unit name",
+        ),
+        (
+            r#"{"units": [{"name": "loki", "enabled": "sometimes"}]}"#,
+            "parameter 'enabled' must be a boolean",
+        ),
+        (
+            r#"{"units": [{"name": "loki", "state": "started"}], "timeout": 0}"#,
+            "'timeout' must be at least 1",
+        ),
+        (
+            r#"{"units": [{"name": "loki", "state": "started"}, {"name": "loki.service", "state": "stopped"}]}"#,
+            "loki.service is listed twice",
+        ),
+        (
+            r#"{"units": [{"name": "loki"}], "force": true}"#,
+            "Unsupported parameters for (units) module: force",
+        ),
+    ] {
+        assert_refused(&run_with_file(BIN, args), &[needle]);
+    }
+}
