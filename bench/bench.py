@@ -64,7 +64,8 @@ DEPLOY_OURS = ROOT / "playbooks" / "deploy-observability-stack.yml"
 TWIN = BENCH / "twin"                      # generated, git-ignored (bench/builtin_twin.py)
 DEPLOY_BUILTIN = TWIN / "deploy-builtin.yml"
 DOC = ROOT / "docs" / "benchmarks.md"
-# Every module of the Cargo workspace: the deploy runs most of them, the per-task series five.
+# Every module of the Cargo workspace: the deploy runs most of them, the per-task series all but
+# apt_lockdown (a bracket, not a no-op task; its cost is in the deploy and on-host series).
 MODULES = workspace_modules.modules(str(ROOT))
 MIB = 1024 * 1024
 
@@ -78,6 +79,14 @@ BENCH_ACCOUNT = {
 }
 GREP_FILE = "/etc/homeops-bench/grep-target.conf"
 GREP_PATTERN = r"^\s*type:\s*loki\s*$"
+# The files series converges this file (already as wanted: a no-op).
+FILES_ENTRY = {"path": "/etc/homeops-bench/files-target.conf", "owner": "root", "group": "root", "mode": "0644",
+               "content": "# HomeOps bench: the files series converges this file.\nkey = value\n"}
+# The units and http_ready series: a LAB-ONLY unit serving /etc/homeops-bench on the host's
+# loopback (python3's http.server; the bench's lab hosts keep python3).
+BENCH_UNIT = "homeops-bench-http.service"
+BENCH_PORT = 18123
+BENCH_URL = f"http://127.0.0.1:{BENCH_PORT}/"
 
 
 def per_task_specs(alloy_version: str, kernel: str) -> list[dict]:
@@ -119,6 +128,36 @@ def per_task_specs(alloy_version: str, kernel: str) -> list[dict]:
             "builtin_label": "builtin.command: grep -c",
             "onhost_args": {"path": GREP_FILE, "pattern": GREP_PATTERN, "state": "present", "min_count": 1},
         },
+        {
+            "module": "files",
+            "ours": [{"files": {"files": [dict(FILES_ENTRY)]}}],
+            "builtin": [{"ansible.builtin.copy": {"dest": FILES_ENTRY["path"],
+                                                  **{k: v for k, v in FILES_ENTRY.items() if k != "path"}}}],
+            "builtin_label": "builtin.copy with content",
+            "onhost_args": {"files": [dict(FILES_ENTRY)]},
+        },
+        {
+            "module": "units",
+            "ours": [{"units": {"units": [{"name": BENCH_UNIT, "enabled": True, "state": "started"}]}}],
+            "builtin": [{"ansible.builtin.systemd_service": {"name": BENCH_UNIT, "enabled": True,
+                                                             "state": "started"}}],
+            "builtin_label": "builtin.systemd_service enabled, started",
+            "onhost_args": {"units": [{"name": BENCH_UNIT, "enabled": True, "state": "started"}]},
+        },
+        {
+            "module": "http_ready",
+            "ours": [{"http_ready": {"url": BENCH_URL, "status_code": [200], "timeout": 10}}],
+            "builtin": [{"ansible.builtin.uri": {"url": BENCH_URL, "status_code": [200]}}],
+            "builtin_label": "builtin.uri status 200",
+            "onhost_args": {"url": BENCH_URL, "status_code": [200], "timeout": 10},
+        },
+        {
+            "module": "host_facts",
+            "ours": [{"host_facts": {"paths": [GREP_FILE]}}],
+            "builtin": [{"ansible.builtin.stat": {"path": GREP_FILE, "get_checksum": False}}],
+            "builtin_label": "builtin.stat without checksum",
+            "onhost_args": {"paths": [GREP_FILE]},
+        },
     ]
 
 
@@ -142,6 +181,22 @@ def setup_tasks(alloy_version: str, kernel: str) -> list[dict]:
         {"name": "Write the grep target",
          "ansible.builtin.copy": {"dest": GREP_FILE, "mode": "0640",
                                   "content": "apiVersion: 1\ndatasources:\n  - name: Loki\n    type: loki\n"}},
+        {"name": "Write the file the files series converges",
+         "ansible.builtin.copy": {"dest": FILES_ENTRY["path"],
+                                  **{k: v for k, v in FILES_ENTRY.items() if k != "path"}}},
+        {"name": "Write the LAB-ONLY unit the units and http_ready series use",
+         "ansible.builtin.copy": {"dest": f"/etc/systemd/system/{BENCH_UNIT}", "mode": "0644",
+                                  "content": "# LAB ONLY (make bench): serves /etc/homeops-bench on loopback.\n"
+                                             "[Unit]\nDescription=HomeOps bench HTTP server (LAB ONLY)\n"
+                                             "[Service]\nExecStart=/usr/bin/python3 -m http.server "
+                                             f"{BENCH_PORT} --bind 127.0.0.1 --directory /etc/homeops-bench\n"
+                                             "[Install]\nWantedBy=multi-user.target\n"}},
+        {"name": "Enable and start the LAB-ONLY unit",
+         "ansible.builtin.systemd_service": {"name": BENCH_UNIT, "enabled": True, "state": "started",
+                                             "daemon_reload": True}},
+        {"name": "Wait until the LAB-ONLY unit answers",
+         "ansible.builtin.uri": {"url": BENCH_URL, "status_code": [200]},
+         "register": "bench_http", "until": "bench_http.status == 200", "retries": 20, "delay": 1},
     ]
 
 
