@@ -65,11 +65,13 @@ pub fn settings(ini: &Map<String, Json>) -> Result<Settings, String> {
             let value = match value {
                 Json::String(s) => s.clone(),
                 Json::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "{at}: the value must be a string (or an integer), got {}; quote it in YAML \
                          (\"true\", \"1.10\"), or use {{{{ x | string }}}} for a templated one",
                     kind(other)
-                )),
+                ))
+                }
             };
             if value.contains(['\n', '\r']) {
                 return Err(format!(
