@@ -17,8 +17,10 @@ modules and nothing else:
     safe_grep       ansible.builtin.command: grep -c
     files           per entry ansible.builtin.file (directory, absent) or ansible.builtin.copy with
                     the content rendered on the controller (validate kept; secret -> diff: false);
-                    an expression of entries -> loops; a register -> one per task + a set_fact
-                    with changed / skipped / changed_paths
+                    an `ini` entry -> community.general.ini_file per option (owner/group/mode and
+                    create on each); an expression of entries -> loops (ini entries not supported
+                    there: the copy loop fails on them, loudly); a register -> one per task + a
+                    set_fact with changed / skipped / changed_paths
     units           ansible.builtin.systemd_service per unit (restart -> state: restarted unless
                     the unit should be stopped; daemon_reload on the first)
     http_ready      ansible.builtin.uri until status (and json fields, body regex), retries =
@@ -259,9 +261,11 @@ def _files(args: dict, name: str, rest: dict) -> list[dict]:
             elif state == "directory":
                 # ansible.builtin.file makes missing parents of a directory itself (parents: true).
                 new = [_task(label, "ansible.builtin.file", {"path": e["path"], "state": "directory", **attrs}, **each)]
+            elif "ini" in e:
+                new = _ini_entry(e, i, label, attrs, each, all_secret)
             else:
                 if "content" not in e:
-                    raise ValueError(f"files[{i}] ({e['path']}): state file needs content")
+                    raise ValueError(f"files[{i}] ({e['path']}): state file needs content or ini")
                 new = []
                 if e.get("parents") is True:
                     # copy does not make a missing directory for a file: a user adds a task for it.
@@ -277,7 +281,9 @@ def _files(args: dict, name: str, rest: dict) -> list[dict]:
                 for t in new:
                     t["register"] = f"{reg}_part{len(tasks) + 1}"
                     tasks.append(t)
-                paths.append((new[-1]["register"], e["path"]))
+                # An ini entry's path changed when any of its options did.
+                for t in (new if "ini" in e else new[-1:]):
+                    paths.append((t["register"], e["path"]))
             else:
                 tasks.extend(new)
     else:
@@ -290,11 +296,31 @@ def _files(args: dict, name: str, rest: dict) -> list[dict]:
     if paths:
         # The entries' paths as the task wrote them (templated here, as they were there).
         task_vars = {"twin_files_paths": [p for _, p in paths]}
-        pieces.append("(twin_files_paths | zip([%s]) | selectattr('1', 'changed') | map(attribute='0') | list)"
-                      % ", ".join(r for r, _ in paths))
+        pieces.append("(twin_files_paths | zip([%s]) | selectattr('1', 'changed') | map(attribute='0') | unique "
+                      "| list)" % ", ".join(r for r, _ in paths))
     changed_paths = "{{ %s }}" % " + ".join(pieces) if pieces else []
     return tasks + [_combined_result(name, reg, [t["register"] for t in tasks], rest,
                                      {"changed_paths": changed_paths}, task_vars)]
+
+
+def _ini_entry(e: dict, i: int, label: str, attrs: dict, each: dict, all_secret: bool) -> list[dict]:
+    """community.general.ini_file per option of an `ini` entry: what the role had before the entry
+    existed (the module follows ini_file's default rules). Owner, group and mode on each task, as a
+    user writes it; a secret entry's tasks write no diff."""
+    ini = e["ini"]
+    if not isinstance(ini, dict) or not ini or not all(isinstance(o, dict) and o for o in ini.values()):
+        raise ValueError(f"files[{i}] ({e['path']}): ini must be a dict of sections, each a dict of options")
+    if "content" in e:
+        raise ValueError(f"files[{i}] ({e['path']}): content and ini are mutually exclusive")
+    extra = {"diff": False} if all_secret or e.get("secret") is True else {}
+    create = {"create": e["create"]} if "create" in e else {}
+    # ini_file validates nothing: a validate of the entry has no twin.
+    if "validate" in e:
+        raise ValueError(f"files[{i}] ({e['path']}): validate on an ini entry has no ini_file twin")
+    return [_task(f"{label} ({section}.{option})", "community.general.ini_file",
+                  {"path": e["path"], "section": section, "option": option, "value": value, **attrs, **create},
+                  **{**each, **extra})
+            for section, options in ini.items() for option, value in options.items()]
 
 
 def _unit_state(state, restart):
@@ -483,7 +509,7 @@ TWINS: dict[str, Twin] = {
     "apt_lockdown": Twin("ansible.builtin.systemd_service stopped / started over the apt units", _apt_lockdown),
     "safe_grep": Twin("ansible.builtin.command: grep -c", _safe_grep),
     "files": Twin("ansible.builtin.file (directory, absent) / ansible.builtin.copy with the rendered content, "
-                  "one task per entry", _files),
+                  "one task per entry; community.general.ini_file per option of an ini entry", _files),
     "units": Twin("ansible.builtin.systemd_service per unit (restart -> state: restarted)", _units),
     "http_ready": Twin("ansible.builtin.uri with until / retries / delay", _http_ready),
     "host_facts": Twin("ansible.builtin.command dpkg-query + dpkg --compare-versions per package, then set_fact "

@@ -303,6 +303,39 @@ def test_the_files_twin_writes_one_builtin_task_per_entry_and_keeps_the_register
                        **{k: render_expr(v, d="/etc/g") for k, v in mkdir["vars"].items()}) == "/etc/g"
 
 
+def test_the_files_twin_sets_an_ini_entry_with_ini_file_per_option(twin):
+    args = {"files": [
+        {"path": "{{ d }}/loki.yaml", "content": "x", "secret": True},
+        {"path": "{{ ini }}", "ini": {"security": {"admin_user": "{{ u }}", "admin_password": "{{ pw }}"}},
+         "owner": "root", "group": "grafana", "mode": "0640", "secret": True},
+        {"path": "/etc/app.ini", "ini": {"main": {"port": 3000}}, "create": False},
+    ]}
+    tasks = twin.TWINS["files"].convert(args, "Provision", {"register": "r", "no_log": True})
+    copy, user, password, port, combined = tasks
+    assert user["community.general.ini_file"] == {
+        "path": "{{ ini }}", "section": "security", "option": "admin_user", "value": "{{ u }}",
+        "owner": "root", "group": "grafana", "mode": "0640"}
+    assert password["community.general.ini_file"]["option"] == "admin_password"
+    assert password["community.general.ini_file"]["value"] == "{{ pw }}"
+    assert port["community.general.ini_file"] == {"path": "/etc/app.ini", "section": "main", "option": "port",
+                                                  "value": 3000, "create": False}
+    for t in (copy, user, password, port):
+        assert t["no_log"] is True and t["diff"] is False, t
+    assert len({t["name"] for t in (copy, user, password, port)}) == 4, "the bench tells the tasks apart by name"
+    # The ini entry's path changed when any of its options did (listed once).
+    fact = combined["ansible.builtin.set_fact"]["r"]
+    variables = dict(d="/etc/grafana/ds", ini="/etc/grafana/grafana.ini")
+    variables.update({k: render_expr(v, **variables) for k, v in combined["vars"].items()},
+                     r_part1=result(), r_part2=result(True), r_part3=result(True), r_part4=result())
+    assert render_expr(fact["changed_paths"], **variables) == ["/etc/grafana/grafana.ini"]
+    variables.update(r_part3=result())
+    assert render_expr(fact["changed_paths"], **variables) == ["/etc/grafana/grafana.ini"], "the first option"
+    variables.update(r_part2=result())
+    assert render_expr(fact["changed_paths"], **variables) == []
+    with pytest.raises(ValueError, match="validate on an ini entry"):
+        twin.TWINS["files"].convert({"files": [dict(args["files"][2], validate="x %s")]}, "W", {})
+
+
 def test_the_files_twin_loops_over_an_expression_of_entries(twin):
     loki = ("{{ ([dir] + subdirs)\n"
             "   | map('combine', {'state': 'directory', 'owner': u, 'mode': '0750'}) | list }}")

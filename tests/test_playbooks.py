@@ -320,16 +320,27 @@ def test_tasks_writing_a_file_that_holds_secrets_never_diff(path):
                     assert task.get("diff") is False, f"{task.get('name')} would diff {target}"
 
 
-def test_secret_bearing_template_is_written_no_log_and_root_grafana_0640(deploy):
+def test_secret_bearing_files_are_written_no_log_and_root_grafana_0640(deploy):
     grafana = play(deploy, "grafana")
-    task = next(t for t in play_tasks(grafana) if t.get("name") == "Provision the Loki datasource")
-    directory, datasource = task[NS + "files"]["files"]
+    task = next(t for t in play_tasks(grafana)
+                if t.get("name") == "Provision the Loki datasource and set the admin account in grafana.ini")
+    directory, datasource, ini = task[NS + "files"]["files"]
     assert directory["path"] == "{{ grafana_datasources_dir }}" and directory["state"] == "directory"
     assert datasource["content"] == "{{ lookup('ansible.builtin.template', 'grafana-datasource-loki.yaml.j2') }}"
     assert datasource["path"] == "{{ grafana_datasources_dir }}/loki.yaml"
     assert (datasource["owner"], datasource["group"], datasource["mode"]) == ("root", "{{ grafana_group }}", "0640")
     assert datasource["secret"] is True
+    # The admin account in grafana.ini, set in the packaged file (no Python module on the host).
+    assert ini["path"] == "{{ grafana_ini_path }}" and "content" not in ini
+    # As text: a password of digits (or 1234.5) from YAML must not reach the module as a number.
+    assert ini["ini"] == {"security": {"admin_user": "{{ grafana_admin_user | string }}",
+                                       "admin_password": "{{ grafana_admin_password | string }}"}}
+    assert (ini["owner"], ini["group"], ini["mode"], ini["secret"]) == ("root", "{{ grafana_group }}", "0640", True)
     assert task["no_log"] is True and task["diff"] is False
+    # The restart follows every result that can change Grafana's configuration.
+    units = next(t for t in play_tasks(grafana) if NS + "units" in t)
+    restart = units[NS + "units"]["units"][0]["restart"]
+    assert task["register"] in restart and "grafana_package_result" in restart
 
 
 def test_no_secret_defaults_in_group_vars():

@@ -151,7 +151,7 @@ fn stage(plan: &Plan, umask: u32) -> Result<PathBuf, String> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| access_error(entry, "write a temporary file next to", &e))?;
-    file.write_all(entry.content.as_deref().unwrap_or_default().as_bytes())
+    file.write_all(plan.content.as_deref().unwrap_or_default().as_bytes())
         .map_err(|e| access_error(entry, "write a temporary file next to", &e))?;
     // What the entry does not say is kept from the file it replaces (as ansible-core's
     // atomic_move does); a new file gets the process's owner and 0666 minus the umask.

@@ -7,6 +7,8 @@ use std::path::{Component, Path, PathBuf};
 use runtime::accounts::Db;
 use runtime::Params;
 
+use crate::ini::{self, Settings};
+
 /// What an entry wants at its path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -39,6 +41,10 @@ pub struct Entry {
     pub path: PathBuf,
     pub state: State,
     pub content: Option<String>,
+    /// Options to set in the file as it is (`ini`), instead of its whole `content`.
+    pub ini: Option<Settings>,
+    /// A missing file is created (`ini` entries; a `content` entry always is).
+    pub create: bool,
     pub owner: Option<Id>,
     pub group: Option<Id>,
     pub mode: Option<u32>,
@@ -64,6 +70,8 @@ impl Entry {
             path: path.to_path_buf(),
             state: State::File,
             content: Some(content.into()),
+            ini: None,
+            create: true,
             owner: None,
             group: None,
             mode: None,
@@ -145,26 +153,47 @@ fn entry(
         Ok(())
     };
     match state {
-        State::File => {
-            if !p.given("content") {
+        State::File => match (p.given("content"), p.given("ini")) {
+            (true, true) => {
                 return Err(format!(
-                    "{head}: state=file needs 'content' (the whole text of the file; render a template on the controller with lookup('ansible.builtin.template', 'name.j2'))"
-                ));
+                    "{head}: 'content' and 'ini' are mutually exclusive: 'content' is the whole file, 'ini' sets options in the file as it is; give one of them"
+                ))
             }
-        }
+            (false, false) => {
+                return Err(format!(
+                    "{head}: state=file needs 'content' (the whole text of the file; render a template on the controller with lookup('ansible.builtin.template', 'name.j2')) or 'ini' (options to set in it)"
+                ))
+            }
+            (true, false) if p.given("create") => {
+                return Err(format!(
+                    "{head}: 'create' applies only to an 'ini' entry (a 'content' entry always creates its file); remove it"
+                ))
+            }
+            _ => {}
+        },
         State::Directory => {
             forbid(
                 "content",
                 "a directory has no content; remove it or use state=file",
             )?;
+            forbid("ini", "a directory has no options; remove it or use state=file")?;
+            forbid("create", "it applies only to an 'ini' entry; remove it")?;
             forbid("validate", "only a file's content is validated; remove it")?;
         }
         State::Absent => {
-            for field in ["content", "owner", "group", "mode", "validate", "parents"] {
+            for field in [
+                "content", "ini", "create", "owner", "group", "mode", "validate", "parents",
+            ] {
                 forbid(field, "state=absent takes only 'path'; remove the field")?;
             }
         }
     }
+    let settings = match p.dict("ini") {
+        Some(map) if state == State::File => {
+            Some(ini::settings(map).map_err(|e| format!("{head}: {e}"))?)
+        }
+        _ => None,
+    };
     let owner = match p.str("owner") {
         Some(name) => Some(resolve(&head, "owner", name, |n| accounts.uid(n))?),
         None => None,
@@ -195,6 +224,8 @@ fn entry(
         path,
         state,
         content: p.str("content").map(String::from),
+        ini: settings,
+        create: p.bool("create"),
         owner,
         group,
         mode,

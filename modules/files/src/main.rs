@@ -6,11 +6,16 @@
 //! (conflicts are found here), then stage and validate the new files next to their targets,
 //! and only then commit, entry by entry; see `apply` for what a failure leaves.
 //!
+//! An `ini` entry sets options in a file as it is instead of giving its whole content (what
+//! community.general.ini_file does, see `ini`): its new text is computed from the current one
+//! while planning, and from there on it is a file like any other (staged, validated, renamed).
+//!
 //! Secret entries (`secret: true`, the module-level `secret`, or the task's `no_log`): their
 //! content is never in the answer, in a diff or in a validate command's output.
 
 mod apply;
 mod entry;
+mod ini;
 mod plan;
 
 use std::cell::RefCell;
@@ -33,6 +38,10 @@ pub(crate) const ENTRY: &[Param] = &[
         .choices(&["file", "directory", "absent"]),
     // no_log: never echoed in `invocation` (as ansible.builtin.copy's `content`).
     Param::str("content").no_log(),
+    // {section: {option: value}}: set in the file as it is (community.general.ini_file's
+    // rules). no_log like `content`: its values are often the secret.
+    Param::dict("ini").no_log(),
+    Param::bool("create").default(Default::Bool(true)),
     Param::str("owner"),
     Param::str("group"),
     Param::str("mode"),
@@ -125,11 +134,19 @@ fn files(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
     let mut entries = entry::entries(list, secret, accounts)?;
     // Likewise a directory an earlier task would make (a package's /etc/loki): in check mode
     // every entry may have its parents made, and those that would need it without asking say so.
+    // The same for the file an `ini` entry with create: false edits (a package's grafana.ini).
     let mut parents_pending = Vec::new();
+    let mut create_pending = Vec::new();
     if ctx.check_mode {
-        for entry in entries.iter_mut().filter(|e| !e.parents) {
-            entry.parents = true;
-            parents_pending.push(entry.index);
+        for entry in entries.iter_mut() {
+            if !entry.parents {
+                entry.parents = true;
+                parents_pending.push(entry.index);
+            }
+            if !entry.create {
+                entry.create = true;
+                create_pending.push(entry.index);
+            }
         }
     }
     let plans = plan::plan(&entries)?;
@@ -138,6 +155,12 @@ fn files(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
         .filter(|p| parents_pending.contains(&p.entry.index))
         .filter(|p| p.changes.contains(&plan::Change::Parents))
         .filter_map(|p| p.entry.path.parent().map(|d| d.display().to_string()))
+        .collect();
+    let create_pending: Vec<String> = plans
+        .iter()
+        .filter(|p| create_pending.contains(&p.entry.index))
+        .filter(|p| p.changes.contains(&plan::Change::Create))
+        .map(|p| p.entry.path.display().to_string())
         .collect();
 
     let changed_paths: Vec<String> = if ctx.check_mode {
@@ -162,6 +185,13 @@ fn files(params: &Params, ctx: &Context) -> Result<Outcome, Failure> {
             "check mode: directory {} not on this host yet; taken as made by an earlier task of \
              this run (a real run fails here if it still is not)",
             parents_pending.join(", ")
+        ));
+    }
+    if !create_pending.is_empty() {
+        outcome.warn(format!(
+            "check mode: file {} not on this host yet (create: false); taken as made by an earlier \
+             task of this run (a real run fails here if it still is not)",
+            create_pending.join(", ")
         ));
     }
     let missing = pending.missing.take();

@@ -10,6 +10,7 @@ use std::path::Path;
 use runtime::Diff;
 
 use crate::entry::{Entry, State};
+use crate::ini;
 
 /// What is at a path now.
 #[derive(Debug)]
@@ -85,6 +86,9 @@ impl Change {
 pub struct Plan<'a> {
     pub entry: &'a Entry,
     pub current: Current,
+    /// The whole text the file must have (state=file): the entry's `content`, or its `ini`
+    /// settings applied to the file as it is now.
+    pub content: Option<String>,
     pub changes: Vec<Change>,
 }
 
@@ -109,14 +113,15 @@ pub fn plan(entries: &[Entry]) -> Result<Vec<Plan<'_>>, String> {
     for entry in entries {
         check_nesting(entry, entries)?;
         let current = inspect(entry)?;
-        let changes = changes(entry, &current)?;
-        let mut changes = changes;
+        let content = wanted(entry, &current)?;
+        let mut changes = changes(entry, &current, content.as_deref())?;
         if changes.contains(&Change::Create) && check_parent(entry, &plans)? {
             changes.insert(0, Change::Parents);
         }
         plans.push(Plan {
             entry,
             current,
+            content,
             changes,
         });
     }
@@ -217,7 +222,35 @@ pub fn access_error(entry: &Entry, what: &str, e: &std::io::Error) -> String {
     }
 }
 
-fn changes(entry: &Entry, current: &Current) -> Result<Vec<Change>, String> {
+/// The text a file entry wants at its path; `None` for other states (and for an `ini` entry
+/// whose path is not a file: `changes` names that conflict).
+fn wanted(entry: &Entry, current: &Current) -> Result<Option<String>, String> {
+    if entry.state != State::File {
+        return Ok(None);
+    }
+    let Some(settings) = &entry.ini else {
+        return Ok(entry.content.clone());
+    };
+    match current {
+        Current::File { content, .. } => {
+            let text = std::str::from_utf8(content).map_err(|_| {
+                format!(
+                    "{}: is not UTF-8 text, so 'ini' cannot edit it; fix the file, or write it whole with 'content'",
+                    entry.label()
+                )
+            })?;
+            Ok(Some(ini::apply(text, settings)))
+        }
+        Current::Missing if entry.create => Ok(Some(ini::apply("", settings))),
+        Current::Missing => Err(format!(
+            "{}: does not exist and the entry has create: false; install what ships it first (an earlier task), or set create: true",
+            entry.label()
+        )),
+        Current::Dir { .. } | Current::Link => Ok(None),
+    }
+}
+
+fn changes(entry: &Entry, current: &Current, wanted: Option<&str>) -> Result<Vec<Change>, String> {
     let mut out = Vec::new();
     let mismatch = |want: &str| {
         Err(format!(
@@ -231,7 +264,7 @@ fn changes(entry: &Entry, current: &Current) -> Result<Vec<Change>, String> {
         (State::Absent, _) => out.push(Change::Remove),
         (_, Current::Missing) => out.push(Change::Create),
         (State::File, Current::File { meta, content }) => {
-            if Some(content.as_slice()) != entry.content.as_deref().map(str::as_bytes) {
+            if Some(content.as_slice()) != wanted.map(str::as_bytes) {
                 out.push(Change::Content);
             }
             attributes(entry, meta, &mut out);
@@ -328,7 +361,7 @@ pub fn diffs(plan: &Plan, names: &dyn Fn(bool, u32) -> String) -> Vec<Diff> {
     let path = entry.path.display().to_string();
     let mut out = Vec::new();
     if plan.writes_content() {
-        let new = entry.content.as_deref().unwrap_or_default();
+        let new = plan.content.as_deref().unwrap_or_default();
         let (before, after) = match (&plan.current, entry.secret) {
             (Current::File { .. }, true) => (
                 format!("({HIDDEN}; the current version)\n"),

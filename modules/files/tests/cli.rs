@@ -591,3 +591,215 @@ fn the_fault_suites_bad_input_cases_fail_naming_the_field() {
         assert_refused(&run_with_file(BIN, args), &[needle]);
     }
 }
+
+/// grafana.ini as its package ships it: defaults commented out, other sections around.
+const GRAFANA_INI: &str = "; Grafana's own comment\n[paths]\ndata = /var/lib/grafana\n\n[server]\nhttp_addr =\nhttp_port = 3000\n\n[security]\n;admin_user = admin\n;admin_password = admin\n\n[users]\n;allow_sign_up = false\n";
+
+fn ini_entry(path: &Path, password: &str) -> Json {
+    let mut entry = json!({"path": p(path), "mode": "0640",
+        "ini": {"security": {"admin_user": "root-admin", "admin_password": password}}});
+    if is_root() {
+        entry["owner"] = json!("root");
+        entry["group"] = json!("daemon");
+    }
+    entry
+}
+
+#[test]
+fn ini_entries_set_options_keep_the_rest_and_converge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ini = tmp.path().join("grafana.ini");
+    fs::write(&ini, GRAFANA_INI).unwrap();
+    fs::set_permissions(&ini, fs::Permissions::from_mode(0o644)).unwrap();
+    let inode = fs::metadata(&ini).unwrap().ino();
+    let args = json!({"_ansible_diff": true, "files": [ini_entry(&ini, "pw=with;odd #chars")]});
+    let first = run(args.clone());
+    assert_eq!(first.json["changed"], json!(true), "{}", first.json);
+    let want = GRAFANA_INI.replace(
+        ";admin_user = admin\n;admin_password = admin\n",
+        "admin_user = root-admin\nadmin_password = pw=with;odd #chars\n",
+    );
+    assert_eq!(fs::read_to_string(&ini).unwrap(), want);
+    assert_eq!(mode(&ini), 0o640);
+    if is_root() {
+        assert_eq!(fs::metadata(&ini).unwrap().gid(), 1);
+    }
+    assert_ne!(
+        fs::metadata(&ini).unwrap().ino(),
+        inode,
+        "written atomically (a new file renamed over it)"
+    );
+    assert_eq!(listing(tmp.path()), ["grafana.ini"], "no temp file left");
+    // Not secret: the diff shows the whole file before and after.
+    assert_eq!(first.json["diff"][0]["before"], json!(GRAFANA_INI));
+    assert_eq!(first.json["diff"][0]["after"], json!(want));
+    // The values are no_log like content: never echoed in invocation.
+    let inv = first.json["invocation"]["module_args"]["files"][0]["ini"].clone();
+    assert_eq!(inv, json!("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"));
+
+    let second = run(args.clone());
+    assert_eq!(second.json["changed"], json!(false), "{}", second.json);
+    assert!(second.json.get("diff").is_none(), "{}", second.json);
+
+    // Drift of the mode alone: fixed in place, the content untouched.
+    fs::set_permissions(&ini, fs::Permissions::from_mode(0o666)).unwrap();
+    let inode = fs::metadata(&ini).unwrap().ino();
+    let fixed = run(args.clone());
+    assert_eq!(fixed.json["entries"][0]["changes"], json!(["mode"]));
+    assert_eq!(mode(&ini), 0o640);
+    assert_eq!(fs::metadata(&ini).unwrap().ino(), inode);
+    assert_eq!(fs::read_to_string(&ini).unwrap(), want);
+
+    // An edit elsewhere in the file stays; a changed value is set again in check mode only
+    // as a report.
+    let edited = want.replace("http_port = 3000", "http_port = 3001");
+    fs::write(&ini, &edited).unwrap();
+    assert_eq!(run(args.clone()).json["changed"], json!(false));
+    let mut check = json!({"files": [ini_entry(&ini, "new-pw")]});
+    check["_ansible_check_mode"] = json!(true);
+    let dry = run(check);
+    assert_eq!(dry.json["entries"][0]["changes"], json!(["content"]));
+    assert_eq!(fs::read_to_string(&ini).unwrap(), edited);
+}
+
+#[test]
+fn an_ini_file_that_is_missing_is_created_unless_create_is_false() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ini = tmp.path().join("app.ini");
+    let mut entry = json!({"path": p(&ini), "ini": {"main": {"port": 3000, "name": "x"}},
+        "create": false});
+    let refused = run(json!({"files": [entry.clone()]}));
+    assert_refused(
+        &refused,
+        &["does not exist", "create: false", "set create: true"],
+    );
+    assert!(listing(tmp.path()).is_empty());
+    // Check mode takes it as made by an earlier task (a package) and says so.
+    let dry = run(json!({"_ansible_check_mode": true, "files": [entry.clone()]}));
+    assert_eq!(dry.json["changed"], json!(true), "{}", dry.json);
+    assert!(
+        dry.json["warnings"].to_string().contains("(create: false)"),
+        "{}",
+        dry.json
+    );
+    assert!(listing(tmp.path()).is_empty());
+    entry["create"] = json!(true);
+    let made = run(json!({"files": [entry.clone()]}));
+    assert_eq!(made.json["entries"][0]["changes"], json!(["created"]));
+    // Integers are written in decimal; options in the order the module receives them (sorted).
+    assert_eq!(
+        fs::read_to_string(&ini).unwrap(),
+        "[main]\nname = x\nport = 3000\n"
+    );
+    assert_eq!(run(json!({"files": [entry]})).json["changed"], json!(false));
+}
+
+#[test]
+fn secret_ini_values_never_appear_in_any_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ini = tmp.path().join("grafana.ini");
+    fs::write(&ini, GRAFANA_INI).unwrap();
+    let assert_hidden = |run: &Run| {
+        for needle in [SECRET, "S3cr3t", "Qx81Lm"] {
+            assert!(
+                !run.stdout.contains(needle),
+                "secret leaked: {}",
+                run.stdout
+            );
+            assert!(
+                !run.stderr.contains(needle),
+                "secret leaked: {}",
+                run.stderr
+            );
+        }
+    };
+    let mut entry = ini_entry(&ini, SECRET);
+    entry["secret"] = json!(true);
+    // Check mode with --diff, then for real with --diff, then again (no change).
+    for check in [true, false, false] {
+        let out = run(json!({"_ansible_diff": true, "_ansible_check_mode": check,
+            "files": [entry.clone()]}));
+        assert_hidden(&out);
+        assert_ne!(out.json["failed"], json!(true), "{}", out.json);
+    }
+    assert!(fs::read_to_string(&ini).unwrap().contains(SECRET));
+    // A new password: changed, the diff says only that.
+    let mut newer = entry.clone();
+    newer["ini"]["security"]["admin_password"] = json!(format!("{SECRET}-2"));
+    let out = run(json!({"_ansible_diff": true, "files": [newer.clone()]}));
+    assert_hidden(&out);
+    assert_eq!(out.json["changed"], json!(true));
+    // One diff comes as a dict (a list only when there are several).
+    let diff = &out.json["diff"];
+    assert!(
+        diff["before"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("content hidden"),
+        "{}",
+        out.json
+    );
+    assert_ne!(diff["before"], diff["after"]);
+    // The task's no_log, a failed validation and refused values show nothing either.
+    let out = run(
+        json!({"_ansible_no_log": true, "_ansible_diff": true, "files": [
+        {"path": p(&ini), "ini": {"security": {"admin_password": format!("x-{SECRET}")}},
+         "validate": "/bin/sh -c 'cat \"$0\"; exit 3' %s"}]}),
+    );
+    assert_hidden(&out);
+    assert_eq!(out.json["failed"], json!(true));
+    for bad in [
+        json!({"security": {"admin_password": [SECRET]}}),
+        json!({"security": {"admin_password": format!("{SECRET}\nx = 1")}}),
+        json!({"security": SECRET}),
+    ] {
+        let out = run(json!({"files": [{"path": p(&ini), "ini": bad, "secret": true}]}));
+        assert_eq!(out.json["failed"], json!(true), "{}", out.json);
+        assert_hidden(&out);
+    }
+    assert!(fs::read_to_string(&ini)
+        .unwrap()
+        .contains(&format!("{SECRET}-2\n")));
+}
+
+#[test]
+fn ini_entries_refuse_what_they_cannot_mean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = p(&tmp.path().join("a.ini"));
+    let ini = json!({"s": {"k": "v"}});
+    let cases = [
+        (
+            json!({"path": path, "ini": ini, "content": "x"}),
+            "'content' and 'ini' are mutually exclusive",
+        ),
+        (
+            json!({"path": path, "content": "x", "create": false}),
+            "'create' applies only to an 'ini' entry",
+        ),
+        (
+            json!({"path": path, "state": "directory", "ini": ini}),
+            "'ini' does not apply to state=directory",
+        ),
+        (
+            json!({"path": path, "state": "absent", "create": true}),
+            "'create' does not apply to state=absent",
+        ),
+        (
+            json!({"path": path, "ini": {"s": {"enabled": true}}}),
+            "ini.s.enabled: the value must be a string (or an integer), got a boolean",
+        ),
+        (
+            json!({"path": path, "ini": "s.k=v"}),
+            "parameter 'ini' must be of type dict",
+        ),
+    ];
+    for (bad, needle) in cases {
+        let out = run(json!({"files": [bad]}));
+        assert_refused(&out, &["files[0] (", needle]);
+        assert!(listing(tmp.path()).is_empty());
+    }
+    // A file that is not text is not edited.
+    fs::write(&path, [0xff, 0xfe, b'\n']).unwrap();
+    let out = run(json!({"files": [{"path": path, "ini": ini}]}));
+    assert_refused(&out, &["is not UTF-8 text"]);
+}
