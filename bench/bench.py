@@ -162,10 +162,16 @@ def per_task_specs(alloy_version: str, kernel: str) -> list[dict]:
 
 
 def setup_tasks(alloy_version: str, kernel: str) -> list[dict]:
-    """One play that makes every per-task series a no-op. Kernel headers first: on ws-01-linux
-    every dpkg run fails (the DKMS-style hook) until they are installed."""
+    """One play that makes every per-task series a no-op. Grafana's repository first (it runs no
+    dpkg), then the kernel headers: on ws-01-linux every dpkg run fails (the DKMS-style hook) until
+    they are installed."""
     acc = BENCH_ACCOUNT
     return [
+        # Lab hosts boot without Grafana's repository, like a fresh host (the apt series' alloy
+        # package comes from it): the deploy's own tasks add it.
+        {"name": "Add Grafana's apt repository the way the deploy does",
+         "ansible.builtin.include_role": {"name": "homeops.observability.common",
+                                          "tasks_from": "grafana_apt_repository"}},
         {"name": "Install the headers of the running kernel",
          "ansible.builtin.apt": {"name": f"linux-headers-{kernel}", "state": "present",
                                  "update_cache": True}},
