@@ -82,6 +82,9 @@ GREP_PATTERN = r"^\s*type:\s*loki\s*$"
 # The files series converges this file (already as wanted: a no-op).
 FILES_ENTRY = {"path": "/etc/homeops-bench/files-target.conf", "owner": "root", "group": "root", "mode": "0644",
                "content": "# HomeOps bench: the files series converges this file.\nkey = value\n"}
+# The same file as ansible.builtin.copy arguments (the builtin series, and the setup that makes
+# both series no-ops).
+FILES_COPY = {"dest": FILES_ENTRY["path"], **{k: v for k, v in FILES_ENTRY.items() if k != "path"}}
 # The units and http_ready series: a LAB-ONLY unit serving /etc/homeops-bench on the host's
 # loopback (python3's http.server; the bench's lab hosts keep python3).
 BENCH_UNIT = "homeops-bench-http.service"
@@ -131,8 +134,7 @@ def per_task_specs(alloy_version: str, kernel: str) -> list[dict]:
         {
             "module": "files",
             "ours": [{"files": {"files": [dict(FILES_ENTRY)]}}],
-            "builtin": [{"ansible.builtin.copy": {"dest": FILES_ENTRY["path"],
-                                                  **{k: v for k, v in FILES_ENTRY.items() if k != "path"}}}],
+            "builtin": [{"ansible.builtin.copy": FILES_COPY}],
             "builtin_label": "builtin.copy with content",
             "onhost_args": {"files": [dict(FILES_ENTRY)]},
         },
@@ -188,8 +190,7 @@ def setup_tasks(alloy_version: str, kernel: str) -> list[dict]:
          "ansible.builtin.copy": {"dest": GREP_FILE, "mode": "0640",
                                   "content": "apiVersion: 1\ndatasources:\n  - name: Loki\n    type: loki\n"}},
         {"name": "Write the file the files series converges",
-         "ansible.builtin.copy": {"dest": FILES_ENTRY["path"],
-                                  **{k: v for k, v in FILES_ENTRY.items() if k != "path"}}},
+         "ansible.builtin.copy": FILES_COPY},
         {"name": "Write the LAB-ONLY unit the units and http_ready series use",
          "ansible.builtin.copy": {"dest": f"/etc/systemd/system/{BENCH_UNIT}", "mode": "0644",
                                   "content": "# LAB ONLY (make bench): serves /etc/homeops-bench on loopback.\n"

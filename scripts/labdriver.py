@@ -275,13 +275,8 @@ def check_no_change(who: str, play: Play, what: str) -> str:
 
 
 # Fails (exit 3, naming what it found) where an interpreter Ansible's discovery could use is on
-# the host: python3.x or python on PATH, /usr/bin/python3, /usr/libexec/platform-python.
-PYTHON_FREE_SCRIPT = (
-    "found=''; for n in python3 python python3.13 python3.12 python3.11 python3.10 python3.9; do "
-    "p=$(command -v \"$n\" 2>/dev/null) && found=\"$found $p\"; done; "
-    "for p in /usr/bin/python3 /usr/libexec/platform-python; do [ -e \"$p\" ] && found=\"$found $p\"; done; "
-    "if [ -n \"$found\" ]; then echo \"python found:$found\"; exit 3; fi; echo python-free"
-)
+# the host; `lab up` runs the same file right after the purge.
+PYTHON_FREE_SCRIPT = (ROOT / "lab" / "lib" / "python-free.sh").read_text()
 
 
 def check_python_free(who: str, lab: "Lab", hosts: Iterable[str], when: str) -> str:

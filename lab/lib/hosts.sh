@@ -116,7 +116,7 @@ EOS
 # runtime). So that the agent can still run it, the interpreter and its standard library are first
 # copied to $LAB_STANDIN_RUNTIME, the stand-in's private runtime: not on PATH and at none of the
 # places Ansible's interpreter discovery looks (python3.x on PATH, /usr/bin/python3,
-# /usr/libexec/platform-python), which the proof below checks. Only the stand-in's launcher
+# /usr/libexec/platform-python), which the proof below (lab/lib/python-free.sh) checks. Only the stand-in's launcher
 # (lab/packages/alloy/usr/bin/alloy) uses it.
 LAB_STANDIN_RUNTIME=/usr/lib/homeops-lab-runtime
 remove_python() {
@@ -137,17 +137,14 @@ cp -a "/usr/lib/$ver" "$rt/lib/"
 pkgs=$(apt-get -s purge $installed | awk '/^Purg / { print $2 }')
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive dpkg --purge $pkgs >&2
-# Proof, not hope: no interpreter left that Ansible's discovery could find.
-for p in /usr/bin/python* /usr/local/bin/python* /bin/python* /usr/libexec/platform-python; do
-    if [ -e "$p" ]; then echo "still there after the purge: $p" >&2; exit 1; fi
-done
-for n in python3 python python3.13 python3.12 python3.11 python3.10 python3.9; do
-    if command -v "$n" >/dev/null 2>&1; then echo "still on PATH after the purge: $n" >&2; exit 1; fi
-done
 # The stand-in runtime survives the purge (dpkg does not own the copy).
 "$rt/bin/python3" -c 'import json' || { echo "the stand-in runtime in $rt broke with the purge" >&2; exit 1; }
 echo $pkgs | wc -w
 EOS
+    # Proof, not hope: no interpreter left that Ansible's discovery could find (the same check
+    # make itest runs over SSH).
+    local found; found=$(hexec "$h" sh -s <"$LAB_DIR/lib/python-free.sh") \
+        || { echo "$h after the purge: $found" >&2; return 1; }
     local st; st=$(hexec "$h" systemctl is-system-running 2>/dev/null || true)
     if [[ $st != running ]]; then
         echo "$h is '$st' after removing python3" >&2
