@@ -17,6 +17,7 @@ mod apply;
 mod entry;
 mod ini;
 mod plan;
+mod walk;
 
 use std::cell::RefCell;
 use std::path::Path;
