@@ -352,6 +352,15 @@ pub fn diffs(plan: &Plan, names: &dyn Fn(bool, u32) -> String) -> Vec<Diff> {
     if plan.writes_content() {
         let new = plan.content.as_deref().unwrap_or_default();
         let (before, after) = match (&plan.current, entry.secret) {
+            // Only the options the entry sets: the rest of the file may hold values another
+            // entry or task wrote (a password), which this entry's diff has no business showing.
+            (current, false) if entry.ini.is_some() => {
+                let text = match current {
+                    Current::File { content, .. } => Some(String::from_utf8_lossy(content)),
+                    _ => None,
+                };
+                ini::diff(text.as_deref(), entry.ini.as_ref().unwrap_or(&Vec::new()))
+            }
             (Current::File { .. }, true) => (
                 format!("({HIDDEN}; the current version)\n"),
                 format!("({HIDDEN}; the new version)\n"),
