@@ -415,3 +415,193 @@ fn current_umask() -> u32 {
     umask(old);
     old.bits()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Id;
+    use crate::plan::plan;
+    use std::fs;
+    use std::os::unix::fs::{lchown, symlink};
+
+    /// The uid of `nobody`: a user who is not root, as the loki user is on a host.
+    const USER: u32 = 65534;
+
+    fn is_root() -> bool {
+        runtime::effective_uid() == 0
+    }
+
+    fn owned_dir(path: &Path, mode: u32) -> Entry {
+        Entry {
+            owner: Some(Id {
+                name: "nobody".into(),
+                id: USER,
+            }),
+            group: Some(Id {
+                name: "nogroup".into(),
+                id: USER,
+            }),
+            mode: Some(mode),
+            ..Entry::test_dir(path)
+        }
+    }
+
+    /// (uid, gid, mode) of a path, not following a link.
+    fn attrs(path: &Path) -> (u32, u32, u32) {
+        let m = fs::symlink_metadata(path).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    }
+
+    /// A stand-in for /etc: root's, 0755, with a file in it.
+    fn victim(root: &Path) -> PathBuf {
+        let etc = root.join("etc");
+        fs::create_dir(&etc).unwrap();
+        fs::set_permissions(&etc, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(etc.join("passwd"), "root:x:0:0\n").unwrap();
+        etc
+    }
+
+    #[test]
+    fn a_link_planted_by_a_user_is_never_chowned_or_written_through() {
+        if !is_root() {
+            eprintln!("skipped: needs root to plant a link owned by uid {USER}");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let etc = victim(root);
+        let data = root.join("data");
+        fs::create_dir(&data).unwrap();
+        // The service user replaced its data directory with a link to /etc.
+        let chunks = data.join("chunks");
+        symlink(&etc, &chunks).unwrap();
+        lchown(&chunks, Some(USER), Some(USER)).unwrap();
+        let entries = [owned_dir(&chunks, 0o750)];
+        let e = plan(&entries).unwrap_err();
+        assert!(
+            e.contains("chunks): is a symbolic link (to ") && e.contains("uid 65534"),
+            "{e}"
+        );
+        // A file below the link: refused on the way, naming the link and its owner.
+        let below = Entry {
+            owner: Some(Id {
+                name: "nobody".into(),
+                id: USER,
+            }),
+            mode: Some(0o600),
+            ..Entry::test_file(&chunks.join("passwd"), "pwned\n")
+        };
+        let e = plan(std::slice::from_ref(&below)).unwrap_err();
+        assert!(
+            e.contains(&format!("{} is a symbolic link", chunks.display()))
+                && e.contains("(uid 65534), not root"),
+            "{e}"
+        );
+        assert_eq!(attrs(&etc), (0, 0, 0o755));
+        assert_eq!(fs::read_to_string(etc.join("passwd")).unwrap(), "root:x:0:0\n");
+        assert_eq!(attrs(&etc.join("passwd")).0, 0);
+    }
+
+    #[test]
+    fn a_link_swapped_in_after_the_plan_is_not_followed() {
+        if !is_root() {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let etc = victim(root);
+        let chunks = root.join("chunks");
+        fs::create_dir(&chunks).unwrap();
+        let conf = root.join("conf.yml");
+        fs::write(&conf, "old\n").unwrap();
+        let entries = [
+            owned_dir(&chunks, 0o750),
+            Entry {
+                mode: Some(0o600),
+                ..Entry::test_file(&conf, "old\n")
+            },
+        ];
+        let plans = plan(&entries).unwrap();
+        assert!(plans[0].changed() && plans[1].changed());
+        // Between the look and the change, both paths become links to /etc things.
+        fs::remove_dir(&chunks).unwrap();
+        symlink(&etc, &chunks).unwrap();
+        fs::remove_file(&conf).unwrap();
+        symlink(etc.join("passwd"), &conf).unwrap();
+        let e = apply(&plans).unwrap_err();
+        assert!(e.msg.contains("became a symbolic link"), "{}", e.msg);
+        assert_eq!(attrs(&etc), (0, 0, 0o755));
+        // The second entry was never reached; run alone it is refused the same way.
+        let e = apply(&plans[1..]).unwrap_err();
+        assert!(e.msg.contains("became a symbolic link"), "{}", e.msg);
+        assert_eq!(attrs(&etc.join("passwd")).2 & 0o777, 0o644);
+    }
+
+    #[test]
+    fn parents_get_the_entrys_owner_and_group_not_root_and_the_umask() {
+        if !is_root() {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        // A directory entry: its parents get its owner, group and mode (ansible.builtin.file).
+        let mut deep = owned_dir(&root.join("a/b/c"), 0o750);
+        deep.parents = true;
+        // A file entry: its parents get its owner and group, and 0755 whatever the umask.
+        let mut file = Entry {
+            owner: Some(Id {
+                name: "nobody".into(),
+                id: USER,
+            }),
+            group: Some(Id {
+                name: "nogroup".into(),
+                id: USER,
+            }),
+            mode: Some(0o640),
+            parents: true,
+            ..Entry::test_file(&root.join("p/q/f.yml"), "x\n")
+        };
+        file.index = 1;
+        let entries = [deep, file];
+        let plans = plan(&entries).unwrap();
+        apply(&plans).unwrap();
+        for made in ["a", "a/b", "a/b/c"] {
+            assert_eq!(attrs(&root.join(made)), (USER, USER, 0o750), "{made}");
+        }
+        for made in ["p", "p/q"] {
+            assert_eq!(attrs(&root.join(made)), (USER, USER, 0o755), "{made}");
+        }
+        assert_eq!(attrs(&root.join("p/q/f.yml")), (USER, USER, 0o640));
+        // What existed before is left as it was.
+        assert_eq!(attrs(root).0, 0);
+    }
+
+    #[test]
+    fn parents_are_never_made_through_a_users_link() {
+        if !is_root() {
+            eprintln!("skipped: needs root to plant a link owned by uid {USER}");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let etc = victim(root);
+        let link = root.join("lib");
+        symlink(&etc, &link).unwrap();
+        lchown(&link, Some(USER), Some(USER)).unwrap();
+        let mut entry = owned_dir(&link.join("new/dir"), 0o777);
+        entry.parents = true;
+        let e = plan(std::slice::from_ref(&entry)).unwrap_err();
+        assert!(e.contains("(uid 65534), not root"), "{e}");
+        assert!(!etc.join("new").exists());
+        // A root-owned link on the way (Debian's /var/run -> /run) is followed.
+        let ours = root.join("run");
+        symlink(&etc, &ours).unwrap();
+        let mut entry = owned_dir(&ours.join("new/dir"), 0o750);
+        entry.parents = true;
+        let plans = plan(std::slice::from_ref(&entry)).unwrap();
+        apply(&plans).unwrap();
+        assert_eq!(attrs(&etc.join("new/dir")), (USER, USER, 0o750));
+    }
+}
