@@ -52,7 +52,11 @@ struct Staged {
 impl Drop for Staged {
     fn drop(&mut self) {
         for tmp in self.files.iter().flatten() {
-            let _ = unlinkat(tmp.dir.as_fd(), tmp.name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            let _ = unlinkat(
+                tmp.dir.as_fd(),
+                tmp.name.as_os_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
         }
     }
 }
@@ -202,10 +206,16 @@ fn make_parents(entry: &Entry, parent: &Path, umask: u32) -> Result<(), String> 
             Ok(Ok(made)) => made,
             Ok(Err(msg)) => return Err(msg),
             // Made meanwhile by someone else: entered as the walk would (never a link).
-            Err(Errno::EEXIST) => walk::open_dir_path(fd.as_fd(), &name).map_err(|e| {
-                walk::io_message(&entry.label(), "enter the parent", &at, e)
-            })?,
-            Err(e) => return Err(walk::io_message(&entry.label(), "create the parent", &at, e)),
+            Err(Errno::EEXIST) => walk::open_dir_path(fd.as_fd(), &name)
+                .map_err(|e| walk::io_message(&entry.label(), "enter the parent", &at, e))?,
+            Err(e) => {
+                return Err(walk::io_message(
+                    &entry.label(),
+                    "create the parent",
+                    &at,
+                    e,
+                ))
+            }
         };
     }
     Ok(())
@@ -265,8 +275,16 @@ fn stage(plan: &Plan, dir: OwnedFd, umask: u32) -> Result<Temp, String> {
     // What the entry does not say is kept from the file it replaces (as ansible-core's
     // atomic_move does); a new file gets the process's owner and 0666 minus the umask.
     let current = plan.current.meta();
-    let uid = entry.owner.as_ref().map(|o| o.id).or(current.map(|m| m.uid));
-    let gid = entry.group.as_ref().map(|g| g.id).or(current.map(|m| m.gid));
+    let uid = entry
+        .owner
+        .as_ref()
+        .map(|o| o.id)
+        .or(current.map(|m| m.uid));
+    let gid = entry
+        .group
+        .as_ref()
+        .map(|g| g.id)
+        .or(current.map(|m| m.gid));
     let mode = entry
         .mode
         .or(current.map(|m| m.mode))
@@ -498,7 +516,10 @@ mod tests {
             "{e}"
         );
         assert_eq!(attrs(&etc), (0, 0, 0o755));
-        assert_eq!(fs::read_to_string(etc.join("passwd")).unwrap(), "root:x:0:0\n");
+        assert_eq!(
+            fs::read_to_string(etc.join("passwd")).unwrap(),
+            "root:x:0:0\n"
+        );
         assert_eq!(attrs(&etc.join("passwd")).0, 0);
     }
 

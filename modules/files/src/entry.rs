@@ -567,10 +567,7 @@ mod tests {
         );
         // An unquoted 0750 arrives as 488, whose digits are not octal: one suggestion.
         let e = err(json!([{"path": "/d", "state": "directory", "mode": 488}]));
-        assert!(
-            e.ends_with("(also 488): quote it, mode: \"0750\""),
-            "{e}"
-        );
+        assert!(e.ends_with("(also 488): quote it, mode: \"0750\""), "{e}");
         // The quoted forms are what works.
         let ok = run(json!([{"path": "/etc/x", "content": "", "mode": "644"},
                             {"path": "/etc/y", "content": "", "mode": "0o640"}]))

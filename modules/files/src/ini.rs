@@ -403,7 +403,10 @@ mod tests {
         assert_eq!(before, "[s] k = 1\n");
         assert!(after.starts_with("[s] k = 1\n(the same values"), "{after}");
         // The value is read from the named section only, past its commented-out lines.
-        assert_eq!(current("[a]\nk = 1\n[b]\n# k = 0\nk = 2\n", "b", "k").as_deref(), Some("2"));
+        assert_eq!(
+            current("[a]\nk = 1\n[b]\n# k = 0\nk = 2\n", "b", "k").as_deref(),
+            Some("2")
+        );
         assert_eq!(current("[a]\nk = 1\n", "b", "k"), None);
     }
 

@@ -210,8 +210,8 @@ fn inspect(entry: &Entry) -> Result<Current, String> {
                 content: Vec::new(),
             });
         }
-        let (st, content) = walk::read_file(dir.as_fd(), name)
-            .map_err(|e| errno_error(entry, "read", e))?;
+        let (st, content) =
+            walk::read_file(dir.as_fd(), name).map_err(|e| errno_error(entry, "read", e))?;
         return Ok(Current::File {
             meta: Meta::from(&st),
             content,

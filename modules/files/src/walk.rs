@@ -42,10 +42,17 @@ pub enum Error {
         target: String,
     },
     /// A component is there but is neither a directory nor a link (a file in the way).
-    NotDir { path: PathBuf },
+    NotDir {
+        path: PathBuf,
+    },
     /// More than MAX_LINKS links (a loop).
-    Loop { path: PathBuf },
-    Io { path: PathBuf, errno: Errno },
+    Loop {
+        path: PathBuf,
+    },
+    Io {
+        path: PathBuf,
+        errno: Errno,
+    },
 }
 
 impl Error {
@@ -88,7 +95,11 @@ pub fn io_message(label: &str, what: &str, path: &Path, errno: Errno) -> String 
             path.display()
         )
     } else {
-        format!("{label}: cannot {what} {}: {}", path.display(), errno.desc())
+        format!(
+            "{label}: cannot {what} {}: {}",
+            path.display(),
+            errno.desc()
+        )
     }
 }
 
@@ -214,10 +225,12 @@ pub fn dir(path: &Path) -> Result<Found, Error> {
                 let st = match stat(here, &name) {
                     Ok(Some(st)) => st,
                     // Gone since the open: as if it had never been there.
-                    Ok(None) => return Err(Error::Io {
-                        path: at(),
-                        errno: Errno::ENOENT,
-                    }),
+                    Ok(None) => {
+                        return Err(Error::Io {
+                            path: at(),
+                            errno: Errno::ENOENT,
+                        })
+                    }
                     Err(errno) => return Err(Error::Io { path: at(), errno }),
                 };
                 if kind(&st) != SFlag::S_IFLNK {
@@ -236,10 +249,8 @@ pub fn dir(path: &Path) -> Result<Found, Error> {
                         path: path.to_path_buf(),
                     });
                 }
-                let target = readlinkat(here, name.as_os_str()).map_err(|errno| Error::Io {
-                    path: at(),
-                    errno,
-                })?;
+                let target = readlinkat(here, name.as_os_str())
+                    .map_err(|errno| Error::Io { path: at(), errno })?;
                 let target = PathBuf::from(target);
                 if target.is_absolute() {
                     stack.clear();
