@@ -568,6 +568,10 @@ fn the_fault_suites_bad_input_cases_fail_naming_the_field() {
             "parameter 'mode' must be an octal mode",
         ),
         (
+            r#"{"files": [{"path": "/etc/homeops-x", "state": "directory", "mode": 644}]}"#,
+            "mode 644 is an integer; YAML reads an unquoted 644 as decimal",
+        ),
+        (
             r#"{"files": [{"path": "/etc/homeops-x", "state": "directory", "owner": "root;id"}]}"#,
             "owner 'root;id' does not exist on this host",
         ),
