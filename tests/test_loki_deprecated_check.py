@@ -81,3 +81,37 @@ def test_verify_fetches_only_the_loki_config_for_b4():
     fetches = [t for p in verify for t in p.get("tasks", []) if "ansible.builtin.fetch" in t]
     assert [t["ansible.builtin.fetch"]["src"] for t in fetches] == ["{{ loki_config_path }}"]
     assert all(t["name"].startswith("B4 ") for t in fetches)
+
+
+def b4_record(stdout, fetch=None):
+    """The verify's 'B4 Record' task templated as Ansible would, for a checker output."""
+    from ansible.template import Templar, trust_as_template
+
+    verify = yaml.safe_load(open(os.path.join(REPO, "playbooks/tests/verify_observability.yml")))
+    task = next(t for p in verify for t in p.get("tasks", []) if t["name"].startswith("B4 Record"))
+    variables = {"verify_results": {"B1": True}, "verify_b4_result": {"stdout": stdout},
+                 "verify_b4_fetch": fetch or {}}
+    variables.update({k: trust_as_template(v) for k, v in task["vars"].items()})
+    templar = Templar(variables=variables)
+    facts = task["ansible.builtin.set_fact"]
+    return (templar.template(trust_as_template(facts["verify_results"])),
+            " ".join(templar.template(trust_as_template(facts["verify_b4_note"])).split()))
+
+
+def test_b4_passes_fails_or_is_not_checked_as_the_checker_says():
+    ok = json.dumps({"checked": True, "ok": True, "checker": "v3.7.6", "findings": []})
+    results, note = b4_record(ok)
+    assert results == {"B1": True, "B4": True}
+    assert note == "Loki deprecated-config-checker v3.7.6: no deprecated or deleted key"
+    bad = json.dumps({"checked": True, "ok": False, "checker": "v3.7.6",
+                      "findings": ["deleted: limits_config.enforce_metric_name"]})
+    results, note = b4_record(bad)
+    assert results == {"B1": True, "B4": False}
+    assert note == "Loki deprecated-config-checker v3.7.6: deleted: limits_config.enforce_metric_name"
+    absent = json.dumps({"checked": False, "why": "no checker here: ../shared/real-parsers is absent"})
+    results, note = b4_record(absent)
+    assert results == {"B1": True}  # neither passed nor failed
+    assert note == "B4 not checked (no checker here: ../shared/real-parsers is absent)"
+    results, note = b4_record("", fetch={"msg": "file not found: /etc/loki/config.yml"})
+    assert results == {"B1": True}
+    assert note == "B4 not checked (the deployed config could not be fetched: file not found: /etc/loki/config.yml)"
