@@ -77,7 +77,7 @@ def test_lab_packages_are_the_pinned_versions_with_their_data(tmp_path):
     """The stand-ins lab up builds for the current pins carry those versions and their data."""
     lv, gv, av = (pinned(c)[0] for c in COMPONENTS)
     run = lab_sh(f'build_loki_package "{tmp_path}" "{lv}"; '
-                 f'build_standin "$LAB_DIR/packages/grafana" "{tmp_path}" "{gv}"; '
+                 f'build_standin "$LAB_DIR/packages/grafana" "{tmp_path}" "{gv}" "" prepare_grafana_standin; '
                  f'build_standin "$LAB_DIR/packages/alloy" "{tmp_path}" "{av}" "" prepare_alloy_standin',
                  env={"HOMEOPS_REAL_LOKI_DIR": str(tmp_path / "no-real-loki")})
     assert f"lab: loki package: LAB STAND-IN (no {tmp_path / 'no-real-loki'})" in run.stdout
@@ -126,3 +126,22 @@ def test_changelog_and_upstream_readme_name_the_pins():
             f"CHANGELOG.md, Unreleased: say '{NAMES[c]} {prev} -> {cur}' (what moved)"
         assert f"| {cur} | v{cur} |" in readme or f"| {cur} | **carried**" in readme or f"| {cur} | extracted" in readme, \
             f"upstream/README.md: no row for {NAMES[c]} {cur} in its table"
+
+
+@pytest.mark.parametrize("version, sbin", [("12.1.1", True), ("13.3.2", False)])
+def test_grafana_standin_has_the_layout_of_its_version(tmp_path, version, sbin):
+    """Grafana 13 removed the grafana-server command: its stand-in has no /usr/sbin/grafana-server,
+    and the unit runs /usr/share/grafana/bin/grafana server, as the real unit does (docs/upstream.md)."""
+    lab_sh(f'build_standin "$LAB_DIR/packages/grafana" "{tmp_path}" "{version}" "" prepare_grafana_standin')
+    deb = str(tmp_path / f"grafana_{version}_all.deb")
+    listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True, check=True).stdout
+    files = {line.split()[5].lstrip(".") for line in listing.splitlines()}  # a symlink's name, not its target
+    assert "/usr/share/grafana/bin/grafana" in files
+    assert ("/usr/sbin/grafana-server" in files) == sbin
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", deb, str(root)], check=True)
+    unit = (root / "lib/systemd/system/grafana-server.service").read_text()
+    assert "\nExecStart=/usr/share/grafana/bin/grafana server --config=/etc/grafana/grafana.ini" in unit
+    run = subprocess.run([str(root / "usr/share/grafana/bin/grafana"), "server", "--version"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.stdout == f"Version {version} (LAB STAND-IN)\n", run.stderr
