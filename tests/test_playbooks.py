@@ -370,7 +370,7 @@ def test_verify_implements_exactly_the_spec(verify):
             ids = re.match(r"^([A-E][0-9])-([A-E][0-9]) ", task.get("name", ""))
             if ids:
                 implemented.update(ids.groups())
-    assert spec == {"A1", "A2", "A3", "B1", "B2", "B3", "C1", "C2", "C3", "D1", "D2", "D3",
+    assert spec == {"A1", "A2", "A3", "B1", "B2", "B3", "B4", "C1", "C2", "C3", "D1", "D2", "D3",
                     "E1", "E2", "E3"}
     assert implemented == spec
 

@@ -90,6 +90,25 @@ prepare_alloy_standin() {
         "scripts/extract-alloy-reference.py <alloy git dir> v$ver > upstream/alloy/$ver.json"
 }
 
+# The Grafana stand-in's program where the version's package has it: Grafana's deb runs
+# `/usr/share/grafana/bin/grafana server` from its unit, and Grafana 13 removed the
+# `grafana-server` (and `grafana-cli`) commands, so /usr/sbin/grafana-server is only there before
+# 13 (docs/upstream.md).
+prepare_grafana_standin() {
+    local work=$1 ver=$2
+    install -d "$work/usr/share/grafana/bin"
+    mv "$work/usr/sbin/grafana-server" "$work/usr/share/grafana/bin/grafana"
+    if dpkg --compare-versions "$ver" lt 13.0.0; then
+        ln -s /usr/share/grafana/bin/grafana "$work/usr/sbin/grafana-server"
+    else
+        rmdir "$work/usr/sbin"
+    fi
+    sed -i 's|^ExecStart=/usr/sbin/grafana-server |ExecStart=/usr/share/grafana/bin/grafana server |' \
+        "$work/lib/systemd/system/grafana-server.service"
+    grep -q '^ExecStart=/usr/share/grafana/bin/grafana server ' "$work/lib/systemd/system/grafana-server.service" \
+        || { echo "prepare_grafana_standin: the unit's ExecStart was not rewritten" >&2; return 1; }
+}
+
 # The real binary with the stand-in's packaging (unit, conffile, postinst user handling, paths:
 # those of Grafana's package). Static, so no Depends; amd64 only.
 prepare_loki_real() {
@@ -160,7 +179,7 @@ build_previous_set() {
     av=$(read_version alloy_version_previous "$vf") || return 1
     build_loki_package "$repo" "$lv" | sed 's/^lab: loki package:/lab: previous loki package:/' >&2
     (( PIPESTATUS[0] == 0 )) || return 1
-    build_standin "$LAB_DIR/packages/grafana" "$repo" "$gv" || return 1
+    build_standin "$LAB_DIR/packages/grafana" "$repo" "$gv" "" prepare_grafana_standin || return 1
     build_standin "$LAB_DIR/packages/alloy" "$repo" "$av" "" prepare_alloy_standin || return 1
     LAB_PREVIOUS_VERSIONS="loki=$lv grafana=$gv alloy=$av"
     LAB_LOKI_KIND=$kind
@@ -229,7 +248,7 @@ build_repo() {
     rm -rf "$repo"; mkdir -p "$repo"
     pool="$repo/pool/main"; mkdir -p "$pool" "$repo/debian"
     build_loki_package "$pool" "$lv" >&2 || return 1
-    build_standin "$LAB_DIR/packages/grafana" "$pool" "$gv" || return 1
+    build_standin "$LAB_DIR/packages/grafana" "$pool" "$gv" "" prepare_grafana_standin || return 1
     build_standin "$LAB_DIR/packages/alloy" "$pool" "$av" "" prepare_alloy_standin || return 1
     build_previous_set "$pool" "$vf" || return 1
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/hoplab-hdr.XXXXXX")
