@@ -40,7 +40,8 @@ LAB_INVENTORY = ROOT / ".lab" / "inventory.yml"
 DEPLOY = "playbooks/deploy-observability-stack.yml"
 VERIFY = "playbooks/tests/verify_observability.yml"
 # The inventory variables that hold secrets: the scans look for their values everywhere.
-SECRET_NAMES = ("grafana_admin_password", "loki_datasource_password", "ansible_become_password")
+SECRET_NAMES = ("grafana_admin_password", "loki_datasource_password", "loki_push_password",
+                "ansible_become_password")
 # Shorter values would match by chance (and no real secret is that short).
 SECRET_MIN_LEN = 6
 
