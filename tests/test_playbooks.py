@@ -362,16 +362,16 @@ def test_verify_tasks_are_named_with_their_check(verify):
 
 def test_verify_implements_exactly_the_spec(verify):
     with open(os.path.join(REPO, "docs/verification-spec.md"), encoding="utf-8") as f:
-        spec = set(re.findall(r"^\| ([A-E][0-9]) \|", f.read(), flags=re.M))
+        spec = set(re.findall(r"^\| ([A-F][0-9]) \|", f.read(), flags=re.M))
     implemented = set()
     for play_ in verify:
         for task in play_tasks(play_):
-            implemented.update(re.findall(r"\b([A-E][0-9])\b", task.get("name", "").split(" ", 1)[0]))
-            ids = re.match(r"^([A-E][0-9])-([A-E][0-9]) ", task.get("name", ""))
+            implemented.update(re.findall(r"\b([A-F][0-9])\b", task.get("name", "").split(" ", 1)[0]))
+            ids = re.match(r"^([A-F][0-9])-([A-F][0-9]) ", task.get("name", ""))
             if ids:
                 implemented.update(ids.groups())
     assert spec == {"A1", "A2", "A3", "B1", "B2", "B3", "C1", "C2", "C3", "D1", "D2", "D3",
-                    "E1", "E2", "E3"}
+                    "E1", "E2", "E3", "F1", "F2", "F3", "F4"}
     assert implemented == spec
 
 
