@@ -83,7 +83,7 @@ def test_alloy_pushes_through_the_proxy_with_the_exact_password_and_the_ca():
     (auth,) = ep["blocks"]["basic_auth"]
     assert auth["args"] == {"username": "alloy", "password": PUSH}
     (tls,) = ep["blocks"]["tls_config"]
-    assert tls["args"] == {"ca_file": "/etc/ssl/homeops-observability/loki-ca.crt"}
+    assert tls["args"] == {"ca_file": "/etc/alloy/loki-ca.crt"}
 
 
 def test_alloy_without_our_proxy_pushes_plain_http_without_credentials():

@@ -805,7 +805,7 @@ def loki_access(s: Scenario):
     obs = inv["all"]["hosts"]["obs-01"]["ansible_host"]
     pw = inv["all"]["vars"]["loki_push_password"]
     got = json.loads(sh("srv-01", "python3 -c " + shlex.quote(ACCESS_PROBE) + f" {obs} "
-                        "/etc/ssl/homeops-observability/loki-ca.crt alloy", input=pw.encode()).strip().splitlines()[-1])
+                        "/etc/alloy/loki-ca.crt alloy", input=pw.encode()).strip().splitlines()[-1])
     want = {"plain labels :3100": "ConnectionRefusedError", "plain push :3100": "ConnectionRefusedError",
             "no credential query": 401, "no credential push": 401, "agent query": 403, "agent labels": 403,
             "agent delete": 403, "wrong password push": 401, "agent push": 204,
