@@ -58,6 +58,9 @@ def render(template_name, **overrides):
             "hostvars": {"obs-01": {"ansible_host": "192.0.2.10"}},
             "inventory_hostname": "srv-01",
             "group_names": ["alloy_linux"],
+            # What an inventory and the common role's loki_tls.yml provide in a run.
+            "loki_push_password": "test-push-password",
+            "observability_tls_ca_pem": "-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----",
         }
     )
     variables.update(overrides)

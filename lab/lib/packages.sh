@@ -185,6 +185,17 @@ build_previous_set() {
     LAB_LOKI_KIND=$kind
 }
 
+# The packages of Debian's archive the lab's hosts install through the deploy (their other
+# dependencies are in the base image): copied into the Debian stand-in repo DIR.
+LAB_DEBIAN_DEBS="nginx nginx-common"
+debian_debs() {
+    local dir=$1 paths
+    paths=$("$LAB_DIR/lib/debian-debs.sh" "${LAB_CACHE_DIR:-/var/cache/homeops-lab}/debian-debs" $LAB_DEBIAN_DEBS) \
+        || { echo "lab: could not get Debian's $LAB_DEBIAN_DEBS packages (see above)" >&2; return 1; }
+    # shellcheck disable=SC2086
+    cp $paths "$dir/" && echo "lab: Debian packages: $(basename -a $paths | tr '\n' ' ')" >&2
+}
+
 # The architectures the lab's repositories index (x86_64 hosts, the aarch64 pi-01).
 LAB_REPO_ARCHES="amd64 arm64"
 
@@ -255,6 +266,9 @@ build_repo() {
     build_headers_tree "$tmp/tree" "$krel" || { rm -rf "$tmp"; return 1; }
     build_standin "$tmp/tree" "$repo/debian" "1.0+lab1" "$krel" || { rm -rf "$tmp"; return 1; }
     rm -rf "$tmp"
+    # Real packages from Debian's archive, as a real host gets them: nginx for the proxy in front
+    # of Loki (roles/loki/tasks/proxy.yml). Downloaded once into the cache, served from here.
+    debian_debs "$repo/debian" || return 1
     for a in $LAB_REPO_ARCHES; do
         mkdir -p "$repo/dists/stable/main/binary-$a"
         ( cd "$repo" && dpkg-scanpackages --multiversion -a "$a" pool /dev/null >"dists/stable/main/binary-$a/Packages" 2>/dev/null \

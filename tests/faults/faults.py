@@ -710,7 +710,7 @@ def secrets(s: Scenario):
 
 BREAK_ALLOY_URL = r"""
 set -e
-sed -i 's#:3100/loki/api/v1/push#:3199/loki/api/v1/push#' /etc/alloy/config.alloy
+sed -i 's#:3443/loki/api/v1/push#:3199/loki/api/v1/push#' /etc/alloy/config.alloy
 grep -c ':3199/loki/api/v1/push' /etc/alloy/config.alloy
 systemctl restart alloy
 """
@@ -792,7 +792,7 @@ def log_flow_hops(s: Scenario):
     bad = playbook("verify-wrong-admin", VERIFY, "-e", "grafana_admin_password=not-the-admin-password")
     flat = re.sub(r"\s*\n\s*", " ", bad.text)
     s.check(bad.rc != 0, "verify fails with a wrong Grafana admin password", f"rc={bad.rc}")
-    s.check(all(re.search(h + r": passed D1 D2 E1 E3; failed E2; .*lost at: Grafana", flat)
+    s.check(all(re.search(h + r": passed D1 D2 E1 E3 F1 F2 F3 F4; failed E2; .*lost at: Grafana", flat)
                 for h in ("srv-01", "ws-01-linux")),
             "E1 and E3 pass, E2 fails on both agents, 'lost at: Grafana'")
     out = sh("srv-01", BREAK_ALLOY_URL)
@@ -802,9 +802,10 @@ def log_flow_hops(s: Scenario):
     lost = playbook("verify-agent-lost", VERIFY, "-e", "verify_log_flow_timeout=10")
     flat = re.sub(r"\s*\n\s*", " ", lost.text)
     s.check(lost.rc != 0, "verify fails when an agent's lines never reach Loki", f"rc={lost.rc}")
-    s.check(re.search(r"srv-01: passed D1 D2( E3)?; failed E1 E2( E3)?; lost at: agent or Loki", flat) is not None,
+    s.check(re.search(r"srv-01: passed D1 D2( E3)? F1 F2 F3 F4; failed E1 E2( E3)?; lost at: agent or Loki", flat)
+            is not None,
             "srv-01 fails E1 and E2 (E3 may still see its earlier lines) and names 'agent or Loki'")
-    s.check(re.search(r"ws-01-linux: passed D1 D2 E1 E2 E3; failed none", flat) is not None,
+    s.check(re.search(r"ws-01-linux: passed D1 D2 E1 E2 E3 F1 F2 F3 F4; failed none", flat) is not None,
             "ws-01-linux still passes")
     fixed = deploy("redeploy")
     s.check(fixed.rc == 0 and fixed.changed().get("srv-01", 0) >= 1 and "ws-01-linux" not in fixed.changed(),
@@ -812,6 +813,69 @@ def log_flow_hops(s: Scenario):
     again = playbook("verify-again", VERIFY)
     s.check(again.rc == 0, "verify passes again after the re-deploy", f"rc={again.rc}")
     s.measure("verify with E on 2 agents", f"{ok.secs:.0f} s")
+
+
+# Run on an agent (srv-01 keeps python3): what anyone on the LAN gets from the Loki host. Prints
+# one JSON object: the answer (status, or the error) of each request. The password of the
+# agents' credential comes on stdin, never on a command line.
+ACCESS_PROBE = r"""
+import base64, json, socket, ssl, sys, urllib.error, urllib.request
+addr, ca, user = sys.argv[1], sys.argv[2], sys.argv[3]
+pw = sys.stdin.read()
+def req(url, auth=None, data=None, cafile=ca):
+    h = {"Content-Type": "application/json"}
+    if auth:
+        h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()
+    ctx = ssl.create_default_context(cafile=cafile) if url.startswith("https") else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=h), timeout=10, context=ctx) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception as e:
+        return type(getattr(e, "reason", e)).__name__
+push = json.dumps({"streams": [{"stream": {"host": "srv-01", "job": "faults-access"},
+                                "values": [[str(__import__("time").time_ns()), "faults access probe"]]}]}).encode()
+q = "/loki/api/v1/query_range?query=%7Bhost%3D%22srv-01%22%7D&limit=1"
+out = {
+  "plain labels :3100": req("http://%s:3100/loki/api/v1/labels" % addr),
+  "plain push :3100": req("http://%s:3100/loki/api/v1/push" % addr, data=push),
+  "no credential query": req("https://%s:3443%s" % (addr, q)),
+  "no credential push": req("https://%s:3443/loki/api/v1/push" % addr, data=push),
+  "agent query": req("https://%s:3443%s" % (addr, q), auth=(user, pw)),
+  "agent labels": req("https://%s:3443/loki/api/v1/labels" % addr, auth=(user, pw)),
+  "agent delete": req("https://%s:3443/loki/api/v1/delete?query=%%7Bhost%%3D%%22srv-01%%22%%7D&start=0" % addr,
+                      auth=(user, pw), data=b""),
+  "wrong password push": req("https://%s:3443/loki/api/v1/push" % addr, auth=(user, pw + "x"), data=push),
+  "agent push": req("https://%s:3443/loki/api/v1/push" % addr, auth=(user, pw), data=push),
+  "agent push, system CAs only": req("https://%s:3443/loki/api/v1/push" % addr, auth=(user, pw), data=push,
+                                     cafile=None),
+}
+print(json.dumps(out))
+"""
+
+
+@scenario("19", "access to Loki from an agent: plain, unauthenticated, wrong and agent credentials", 3)
+def loki_access(s: Scenario):
+    """From srv-01, as anyone on the LAN: Loki's own port 3100 must not answer; through the
+    proxy (3443) a push or query without credentials, or with a wrong password, is refused
+    (401); the agents' credential pushes (204) and cannot read a line, list labels or delete
+    (403); a client that does not trust the deploy's CA gets no TLS session. On the code before
+    the proxy, 3100 answered 200 to anyone (labels, and every host's lines)."""
+    play = deploy("deploy")
+    s.check(play.rc == 0 and play.clean(), "the deploy passes", f"rc={play.rc}")
+    inv = yaml.safe_load(Path(INV).read_text())
+    obs = inv["all"]["hosts"]["obs-01"]["ansible_host"]
+    pw = inv["all"]["vars"]["loki_push_password"]
+    got = json.loads(sh("srv-01", "python3 -c " + shlex.quote(ACCESS_PROBE) + f" {obs} "
+                        "/etc/alloy/loki-ca.crt alloy", input=pw.encode()).strip().splitlines()[-1])
+    want = {"plain labels :3100": "ConnectionRefusedError", "plain push :3100": "ConnectionRefusedError",
+            "no credential query": 401, "no credential push": 401, "agent query": 403, "agent labels": 403,
+            "agent delete": 403, "wrong password push": 401, "agent push": 204,
+            "agent push, system CAs only": "SSLCertVerificationError"}
+    for k, v in want.items():
+        s.check(got.get(k) == v, f"{k}: {v}", f"got {got.get(k)}")
+    s.measure("answers from srv-01", ", ".join(f"{k} {v}" for k, v in got.items()))
 
 
 def lab_ids_running() -> dict:
