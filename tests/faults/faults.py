@@ -996,7 +996,14 @@ def main(argv: list[str]) -> int:
     lab_started = False
 
     def teardown(*_):
-        if lab_started and os.environ.get("LAB_KEEP") != "1":
+        if lab_started and os.environ.get("LAB_KEEP") == "1":
+            # Kept by hand from here on: the janitor of a later `lab up` leaves it alone.
+            try:
+                lab.keep("LAB_KEEP=1 make itest-faults")
+                say("==> itest-faults: LAB_KEEP=1: the last lab stays up, kept until make lab-down")
+            except labdriver.LabError as e:
+                print(f"itest-faults: ERROR: {e}", flush=True)
+        elif lab_started:
             say("==> itest-faults: lab down")
             try:
                 print(lab.down(name="lab-down").strip().splitlines()[-1], flush=True)
