@@ -955,6 +955,9 @@ def upgrade_interrupted(s: Scenario):
 # ---- the run -------------------------------------------------------------------------------------
 
 def write_doc(results: list) -> None:
+    """docs/reliability.md from the intro and one row and section per result, in scenario number
+    order (the functions are defined in another order: 14 before 12)."""
+    results = sorted(results, key=lambda r: (int(r[0]) if str(r[0]).isdigit() else 10**6, str(r[0])))
     intro = (HERE / "reliability-intro.md").read_text()
     rows = ["| # | scenario | result | measured | time |", "|---|---|---|---|---|"]
     for num, name, title, ok, measured, secs, asserts, doc in results:
