@@ -159,6 +159,22 @@ lab_select 1a2b3c
 )
 read -r PASS FAIL <"$TMP/lock-counts"
 
+# --- stand-in packages: empty directories from the source's dirs file ---------------------
+if command -v dpkg-deb >/dev/null; then
+    (
+        # shellcheck source=/dev/null
+        source "$LAB_DIR/lib/packages.sh"
+        mkdir -p "$TMP/debs"
+        build_standin "$LAB_DIR/packages/grafana" "$TMP/debs" 9.9.9 >/dev/null 2>&1
+    ) && listing=$(dpkg-deb -c "$TMP"/debs/grafana_9.9.9_*.deb) || listing="build failed"
+    grep -q ' ./etc/grafana/provisioning/datasources/$' <<<"$listing" \
+        && ok "grafana stand-in ships the empty provisioning/datasources directory" \
+        || nok "grafana stand-in ships the empty provisioning/datasources directory" "$(tail -n3 <<<"$listing")"
+    grep -q ' ./dirs$' <<<"$listing" && nok "the dirs list itself is not packaged" || ok "the dirs list itself is not packaged"
+else
+    echo "skip stand-in package build: no dpkg-deb (apt-get install dpkg)"
+fi
+
 # --- allocation: subnets and ports -------------------------------------------------------
 eq "pick_subnet skips another lab's recorded subnet" "10.77.2.0/24" "$(pick_subnet 10.77.0.0/24 10.77.1.0/24)"
 eq "pick_port: the base when free" "8642" "$(pick_port 8642)"
