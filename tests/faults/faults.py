@@ -1062,7 +1062,12 @@ def main(argv: list[str]) -> int:
     passed = sum(1 for r in results if r[3])
     failed = len(results) - passed + (len(chosen) - len(results))
     if not wanted and os.environ.get("FAULTS_NO_DOC") != "1":
-        write_doc(results)
+        # Only a run of every scenario rewrites the doc: an interrupted one would drop the rest.
+        if len(results) == len(SCENARIOS):
+            write_doc(results)
+        else:
+            print(f"==> itest-faults: {DOC.relative_to(ROOT)} left as it was: only {len(results)} of "
+                  f"{len(SCENARIOS)} scenarios ran")
     print()
     for num, name, title, ok, measured, secs, *_ in results:
         print(f"  {'PASS' if ok else 'FAIL'}  {num:>2} {name:<18} {secs:4.0f} s  {title}")
