@@ -111,7 +111,8 @@ def test_a_stale_check_range_is_found(tmp_path):
 RUNTIME = ("logs/", ".lab/", "build/", "collections/", "target/", ".venv/", ".ansible/", "bench/results/",
            "bench/twin/", "library/.arch/", ".pytest_cache/", "docs/benchmarks-")
 # Paths of other trees that a doc names as such (upstream's source tree, dpkg's).
-ELSEWHERE = {"upstream/README.md": ("docs/sources/",), "modules/host_facts/src/version.rs": ("scripts/t/",)}
+ELSEWHERE = {"upstream/README.md": ("docs/sources/",), "docs/upstream.md": ("docs/sources/",),
+             "docs/runbook.md": ("docs/sources/",), "modules/host_facts/src/version.rs": ("scripts/t/",)}
 # Relative to something the sentence names: (file, path) -> what it is relative to.
 RELATIVE = {
     ("docs/design.md", "tests/verify_observability.yml"): "playbooks/",
