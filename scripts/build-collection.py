@@ -4,7 +4,8 @@
 Stages a clean tree under build/collection/ from exactly the files that belong in it, then runs
 `ansible-galaxy collection build` on it:
 
-    galaxy.yml, CHANGELOG.md, meta/runtime.yml, plugins/doc_fragments/*.py, roles/**  as they are
+    galaxy.yml, CHANGELOG.md, LICENSE, THIRD-PARTY.md, meta/runtime.yml, plugins/doc_fragments/*.py,
+    roles/**                                  as they are
     docs/collection.md                       -> README.md
     library/<module> and library/<module>.yml -> plugins/modules/ (every module of scripts/modules.py)
     library/<dir>/.../<module>               -> plugins/modules/<dir>/.../<module>, for every file under
@@ -32,7 +33,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modules import ROOT, modules  # noqa: E402
 
-COPIED = ["galaxy.yml", "CHANGELOG.md", "meta/runtime.yml", "roles", "plugins/doc_fragments"]
+COPIED = ["galaxy.yml", "CHANGELOG.md", "LICENSE", "THIRD-PARTY.md", "meta/runtime.yml", "roles", "plugins/doc_fragments"]
 SKIP_NAMES = {"__pycache__", ".pytest_cache"}
 
 
