@@ -171,3 +171,18 @@ def test_a_playbook_elsewhere_runs_our_modules_through_the_fast_path(project):
                          r"|cached homeops\.observability\.%s$)" % (module, module, module), out, re.M), module
     assert "homeops fast path off" not in out
     assert "secret-value" not in out
+
+
+def test_version_is_the_newest_release_of_the_changelog():
+    """galaxy.yml's version is the newest released section of CHANGELOG.md (an empty or filled
+    `## Unreleased` above it), each version is released once, and the execution environment
+    bakes that tarball: a new content is a new version (issue 21: 0.1.0 was reused)."""
+    with open(os.path.join(REPO, "CHANGELOG.md"), encoding="utf-8") as f:
+        headings = re.findall(r"^## (.+)$", f.read(), re.M)
+    assert headings[0] == "Unreleased", headings[:2]
+    released = [re.match(r"(\d+\.\d+\.\d+)( \(\d{4}-\d{2}-\d{2}\))?$", h) for h in headings[1:]]
+    assert all(released), headings
+    versions = [m.group(1) for m in released]
+    assert len(versions) == len(set(versions)), f"a version is released twice: {versions}"
+    assert load_yaml("galaxy.yml")["version"] == versions[0]
+    assert f"homeops-observability-{versions[0]}.tar.gz" in load_yaml("ee/requirements.yml")["collections"][0]["source"]
