@@ -399,9 +399,22 @@ def files_under(paths: Iterable[Path]) -> list[Path]:
     return sorted(out)
 
 
+def secret_needles(secret: str) -> list[bytes]:
+    """What a leak of `secret` looks like in a log: the value itself, and as JSON, Python repr and
+    YAML single quotes escape it (the lab's secrets hold quotes and backslashes: a -vvv result
+    shows `a\\"b` for `a"b`); and its longest run of letters, digits, '-' and '_' when that is
+    distinctive on its own (16+ characters), which survives any escaping."""
+    forms = {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1], secret.replace("'", "''"),
+             json.dumps(secret, ensure_ascii=False)[1:-1]}
+    runs = sorted(re.findall(r"[A-Za-z0-9_-]+", secret), key=len)
+    if runs and len(runs[-1]) >= 16:
+        forms.add(runs[-1])
+    return sorted(f.encode() for f in forms if f)
+
+
 def files_with(secrets: Iterable[str], files: Iterable[Path]) -> list[Path]:
-    """The files that hold any of the secrets (byte for byte)."""
-    needles = [s.encode() for s in secrets if s]
+    """The files that hold any of the secrets (byte for byte, or escaped: secret_needles)."""
+    needles = [n for s in secrets if s for n in secret_needles(s)]
     hits = []
     for f in files:
         try:
