@@ -346,9 +346,12 @@ HARD = "Tr0ub4dor#3;x$y1 'q\"`b\\ s"
 
 
 @pytest.mark.parametrize("reader", ["real", "own"])
-def test_the_standin_logs_in_with_exactly_the_vault_password(reader, ini_check, provisioning_check, tmp_path):
-    env = {"GRAFANA_LAB_INI_CHECK": ini_check if reader == "real" else "/nonexistent",
-           "GRAFANA_LAB_PROVISIONING_CHECK": provisioning_check if reader == "real" else "/nonexistent"}
+def test_the_standin_logs_in_with_exactly_the_vault_password(reader, request, tmp_path):
+    """The lab's stand-in, with the real readers (skips without ../shared) and with its own."""
+    env = {"GRAFANA_LAB_INI_CHECK": "/nonexistent", "GRAFANA_LAB_PROVISIONING_CHECK": "/nonexistent"}
+    if reader == "real":
+        env = {"GRAFANA_LAB_INI_CHECK": request.getfixturevalue("ini_check"),
+               "GRAFANA_LAB_PROVISIONING_CHECK": request.getfixturevalue("provisioning_check")}
     path = write_ini(tmp_path, ini_values([HARD]) | {"admin_password": ini_values([HARD])["k0"]})
     proc, port, log = start_standin(tmp_path, path, env)
     try:
