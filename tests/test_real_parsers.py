@@ -400,3 +400,22 @@ def test_no_checker_binary_is_in_the_repository():
     assert not [f for f in tracked if os.path.basename(f).startswith(("grafana-ini-check", "grafana-provisioning-check",
                                                                       "alloy-syntax-check", "loki-deprecated-config-checker"))]
 
+
+
+def test_a_damaged_reader_fails_the_grafana_package_build(tmp_path):
+    """A ../shared/real-parsers copy that fails its checksum is an error, not a silent fall-back."""
+    from test_loki_standin import lab_sh
+
+    real = tmp_path / "real-parsers"
+    real.mkdir()
+    for name in ("grafana-ini-check-v0", "grafana-provisioning-check-v0"):
+        subprocess.run(["bash", "-c", f'printf "not it" | xz > "{real}/{name}-linux-amd64.xz"'], check=True)
+    (real / "SHA256SUMS").write_text("".join(f"{'0' * 64}  {n}-linux-amd64.xz\n{'1' * 64}  {n}-linux-amd64\n"
+                                             for n in ("grafana-ini-check-v0", "grafana-provisioning-check-v0")))
+    out = tmp_path / "out"
+    out.mkdir()
+    run = lab_sh(f'build_standin "$LAB_DIR/packages/grafana" "{out}" 12.1.1 "" prepare_grafana_standin',
+                 env={"HOMEOPS_REAL_PARSERS_DIR": str(real), "LAB_CACHE_DIR": str(tmp_path / "cache")}, check=False)
+    assert run.returncode != 0
+    assert "real grafana-ini-check: " in run.stderr and "does not match its SHA256SUMS entry" in run.stderr
+    assert not list(out.glob("*.deb"))
