@@ -723,6 +723,12 @@ def generate(root: Path = ROOT) -> Generation:
             elif src.suffix == ".j2":
                 # A Jinja comment on its own line renders to nothing (trim_blocks, Ansible's default).
                 gen.files[out] = "{# " + header(source, "").strip() + " #}\n" + src.read_text()
+            elif src.suffix == ".sh":
+                # A script the roles run on the controller: the header after its #! line.
+                text = src.read_text()
+                first, _, rest = text.partition("\n")
+                gen.files[out] = (first + "\n" + header(source) + rest) if first.startswith("#!") \
+                    else header(source) + text
             else:
                 raise TwinError(f"{source}: {ME} does not know how to copy this kind of role file with a "
                                 "GENERATED header: teach it (generate())")

@@ -2,9 +2,10 @@
 """An upgrade with data that survives (`make itest-upgrade`, issue 14), on the lab:
   1. lab up (the repo serves the previous and the current release set; real Loki where
      ../shared/real-loki or HOMEOPS_REAL_LOKI_DIR has both binaries)
-  2. deploy the PREVIOUS set (versions.yml *_version_previous, given with -e), verify A-E
+  2. deploy the PREVIOUS set (versions.yml *_version_previous, given with -e) as the previous
+     release served it (plain HTTP, no proxy), verify A-E
   3. write marker lines on every agent, wait until Loki has each, record them
-  4. deploy the CURRENT set (versions.yml as it is), verify A-E again
+  4. deploy the CURRENT set (versions.yml as it is: Loki behind TLS and basic auth), verify A-F
   5. every marker written before is found through Loki AND through Grafana's datasource
      ("N of N markers found after the upgrade"); the Loki config on disk is the new version's
      (installed loki -verify-config, no key the new version rejects, enable_multi_variant_queries
@@ -66,6 +67,11 @@ def main() -> int:
                 steps.fail(f"{c}_version_previous {prev} is not older than {c}_version {cur} in {VERSIONS}", rc=2)
             prev_args += ["-e", f"{c}_version={prev}"]
             print(f"    {c}: {prev} -> {cur}")
+        # The previous release served Loki as plain HTTP on every address, no credentials: the
+        # upgrade moves such an install behind the TLS and basic-auth proxy (docs/design.md).
+        prev_args += ["-e", "loki_proxy_enabled=false", "-e", "loki_http_listen_address=0.0.0.0",
+                      "-e", "loki_grpc_listen_address=0.0.0.0"]
+        print("    access: plain HTTP on every address -> TLS and basic auth (Loki on loopback)")
         loki_cur = str(pins["loki_version"])
 
         # ---- 1. lab up

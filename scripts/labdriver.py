@@ -40,7 +40,8 @@ LAB_INVENTORY = ROOT / ".lab" / "inventory.yml"
 DEPLOY = "playbooks/deploy-observability-stack.yml"
 VERIFY = "playbooks/tests/verify_observability.yml"
 # The inventory variables that hold secrets: the scans look for their values everywhere.
-SECRET_NAMES = ("grafana_admin_password", "loki_datasource_password", "ansible_become_password")
+SECRET_NAMES = ("grafana_admin_password", "loki_datasource_password", "loki_push_password",
+                "ansible_become_password")
 # Shorter values would match by chance (and no real secret is that short).
 SECRET_MIN_LEN = 6
 
@@ -412,8 +413,15 @@ def secret_needles(secret: str) -> list[bytes]:
     return sorted(f.encode() for f in forms if f)
 
 
+# What is secret whatever its value: a password hash as the Loki proxy's file holds them (SHA-512
+# crypt, from the inventory's passwords) and a PEM private key (the proxy's server key, the CA's).
+SECRET_SHAPES = (re.compile(rb"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}"),
+                 re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"))
+
+
 def files_with(secrets: Iterable[str], files: Iterable[Path]) -> list[Path]:
-    """The files that hold any of the secrets (byte for byte, or escaped: secret_needles)."""
+    """The files that hold any of the secrets (byte for byte, or escaped: secret_needles) or
+    anything of SECRET_SHAPES."""
     needles = [n for s in secrets if s for n in secret_needles(s)]
     hits = []
     for f in files:
@@ -421,7 +429,7 @@ def files_with(secrets: Iterable[str], files: Iterable[Path]) -> list[Path]:
             data = Path(f).read_bytes()
         except OSError:
             continue
-        if any(n in data for n in needles):
+        if any(n in data for n in needles) or any(p.search(data) for p in SECRET_SHAPES):
             hits.append(Path(f))
     return hits
 

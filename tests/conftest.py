@@ -47,19 +47,24 @@ def template_path(template_name):
     return found[0]
 
 
+# The host and run context a template sees in a run, for render().
+RENDER_CONTEXT = {
+    "groups": {"loki": ["obs-01"], "grafana": ["obs-01"], "alloy_linux": ["srv-01"]},
+    "hostvars": {"obs-01": {"ansible_host": "192.0.2.10"}},
+    "inventory_hostname": "srv-01",
+    "group_names": ["alloy_linux"],
+    # What an inventory and the common role's loki_tls.yml provide in a run.
+    "loki_push_password": "test-push-password",
+    "observability_tls_ca_pem": "-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----",
+}
+
+
 def render(template_name, **overrides):
     """Render roles/*/templates/<template_name> with the role defaults plus overrides."""
     from ansible.template import Templar, trust_as_template
 
     loader, variables = role_defaults()
-    variables.update(
-        {
-            "groups": {"loki": ["obs-01"], "grafana": ["obs-01"], "alloy_linux": ["srv-01"]},
-            "hostvars": {"obs-01": {"ansible_host": "192.0.2.10"}},
-            "inventory_hostname": "srv-01",
-            "group_names": ["alloy_linux"],
-        }
-    )
+    variables.update(RENDER_CONTEXT)
     variables.update(overrides)
     templar = Templar(loader=loader, variables=variables)
     with open(template_path(template_name), encoding="utf-8") as f:

@@ -223,6 +223,9 @@ def parse_spec(src: str, const_name: str = "SPEC") -> dict:
                 param["required"] = True
             elif method == "no_log":
                 param["no_log"] = True
+            elif method == "no_log_keys":
+                # A dict whose values are secret only under some keys (a function names them).
+                param["no_log"] = "keys"
             elif method == "default":
                 if param["suboptions"] is not None:
                     raise SpecError("%s: a Param::entries cannot have a default" % name)

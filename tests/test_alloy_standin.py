@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import socket
+import ssl
+import string
 import subprocess
 import sys
 import threading
@@ -75,7 +77,7 @@ def free_port():
 class FakeLoki:
     """Accepts pushes (optionally only with the right basic auth); can fail the first N."""
 
-    def __init__(self, user=None, password=None, fail_first=0):
+    def __init__(self, user=None, password=None, fail_first=0, tls=None):
         self.pushes, self.auth_seen, self.statuses = [], [], []
         self.fail_left = fail_first
         fake = self
@@ -105,7 +107,13 @@ class FakeLoki:
                 pass
 
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = "http://127.0.0.1:%d/loki/api/v1/push" % self.srv.server_address[1]
+        scheme = "http"
+        if tls:  # (certificate, key): https, as the proxy in front of Loki serves it
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+            scheme = "https"
+        self.url = "%s://127.0.0.1:%d/loki/api/v1/push" % (scheme, self.srv.server_address[1])
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def entries(self):
@@ -194,6 +202,9 @@ def wait_for(cond, timeout=10):
 
 
 def config(lab, loki, **overrides):
+    """The rendered config pointed at the fake Loki (plain HTTP: the tests below add their own
+    basic_auth where they test it; the proxy's TLS is tested in test_https_push_*)."""
+    overrides.setdefault("loki_proxy_enabled", False)
     return render("alloy-config.alloy.j2", alloy_loki_push_url=loki.url,
                   alloy_log_paths=[str(lab / "logs" / "*.log")], **overrides)
 
@@ -281,6 +292,35 @@ def test_basic_auth_and_retries(lab):
     finally:
         a.stop()
     loki.close()
+
+
+def test_https_push_with_the_rendered_credential_and_ca(lab, tmp_path):
+    """The rendered loki.write as the deploy writes it (basic_auth with a password of every
+    printable character, tls_config's ca_file): the stand-in verifies the server against that
+    CA and sends the password exactly; a server of another CA gets nothing."""
+    pki = os.path.join(REPO, "roles/common/files/homeops-pki.sh")
+    for name in ("good", "other"):
+        subprocess.run(["sh", pki, "ca", str(tmp_path / name)], check=True, capture_output=True)
+        subprocess.run(["sh", pki, "server", str(tmp_path / name), "obs", "IP:127.0.0.1", "825", "30"],
+                       check=True, capture_output=True)
+    pw = string.printable[:95]
+    cert = lambda n: (str(tmp_path / n / "server-obs.crt"), str(tmp_path / n / "server-obs.key"))
+    good = FakeLoki(user="alloy", password=pw, tls=cert("good"))
+    bad = FakeLoki(user="alloy", password=pw, tls=cert("other"))
+    for loki, want in ((good, True), (bad, False)):
+        text = config(lab, loki, loki_proxy_enabled=True, loki_push_password=pw,
+                      alloy_loki_ca_file=str(tmp_path / "good" / "ca.crt"))
+        feed(lab, journal_entry("t-%s" % want, "over tls %s" % want))
+        a = Alloy(lab, text)
+        try:
+            a.wait_ready()
+            got = wait_for(lambda: any(e[2] == "over tls %s" % want for e in loki.entries()), timeout=8 if want else 4)
+            assert got == want, a.output()
+            if not want:
+                assert "CERTIFICATE_VERIFY_FAILED" in a.output()
+        finally:
+            a.stop()
+        loki.close()
 
 
 def test_a_wrong_password_is_not_retried_forever(lab):

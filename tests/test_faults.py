@@ -53,6 +53,15 @@ def test_host_scripts_take_no_values_from_data():
     assert "hoplab" not in faults.HOST_SCAN
 
 
+def test_the_interrupted_restart_scenario_is_registered_after_the_secrets_one():
+    numbers = [num for num, *_ in faults.SCENARIOS]
+    assert "17" in numbers and numbers.index("17") == numbers.index("11") + 1
+    num, name, title, hosts, fn = faults.SCENARIOS[numbers.index("17")]
+    assert (name, title) == ("interrupted_restart", "a run interrupted between a config change and its restart")
+    # Its host script is a fixed string (it reads the times on the host, never data).
+    assert "{" not in faults.LOKI_START_VS_CONFIG
+
+
 def test_scenarios_are_numbered_once_and_18_is_the_grafana_password():
     numbers = [x[0] for x in faults.SCENARIOS]
     assert len(numbers) == len(set(numbers))

@@ -147,7 +147,7 @@ def test_health_is_anonymous_and_the_api_needs_the_admin_password(running):
     assert status == 200
     ds = json.loads(body)
     assert ds["type"] == "loki" and ds["url"] == loki.url and ds["basicAuthUser"] == LOKI_USER
-    assert ds["secureJsonFields"] == {"basicAuthPassword": True}
+    assert ds["secureJsonFields"] == {"basicAuthPassword": True, "tlsCACert": True}
     assert b"secureJsonData" not in body and b'"x"' not in body
     assert g.get("/api/datasources/uid/nope")[0] == 404
 

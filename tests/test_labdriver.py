@@ -110,6 +110,18 @@ def test_the_scan_names_every_file_holding_a_secret(tmp_path):
     assert sorted(p.name for p in hits) == ["become.out", "leak.log"]
 
 
+def test_the_scan_names_files_holding_a_password_hash_or_a_private_key(tmp_path):
+    import subprocess
+    hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "0123456789abcdef", "-stdin"], input="x\n",
+                            capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "hash.log").write_text(f"users.htpasswd: alloy:{hashed}\n")
+    (tmp_path / "key.log").write_text("-----BEGIN PRIVATE KEY-----\nMIGH\n")
+    (tmp_path / "ec.log").write_text("-----BEGIN EC PRIVATE KEY-----\n")
+    (tmp_path / "cert.log").write_text("-----BEGIN CERTIFICATE-----\n$6$short$notahash\n")
+    hits = labdriver.files_with([], labdriver.files_under([tmp_path]))
+    assert sorted(p.name for p in hits) == ["ec.log", "hash.log", "key.log"]
+
+
 def test_inventory_secrets_reads_the_inventory_as_ansible_does(tmp_path):
     inv = tmp_path / "inventory.yml"
     inv.write_text(yaml.safe_dump(INVENTORY))

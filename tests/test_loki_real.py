@@ -132,12 +132,25 @@ def test_real_loki_parses_every_key_of_its_tree(version, real_bin, tmp_path):
     assert "unmarshal errors" not in err and "yaml:" not in err, err[:2000]
 
 
+# Keys a version parses but hides from its reference (Go `doc:"hidden"`), so its tree lacks them
+# and configcheck is stricter than Loki there (upstream/README.md, "Known limits"). Listed when a
+# newer version documents them; read in pkg/validation/limits.go at the tag.
+HIDDEN_KEYS = {
+    v: {"pattern_ingester_tokenizable_json_fields_default", "pattern_ingester_tokenizable_json_fields_append",
+        "pattern_ingester_tokenizable_json_fields_delete"}  # limits_config, doc:"hidden" in v3.4.3 and v3.5.7
+    for v in ("3.4.3", "3.5.7")
+}
+
+
 @pytest.mark.parametrize("older, newer", [(a, b) for a in REAL_VERSIONS for b in SUPPORTED_VERSIONS if vtuple(a) < vtuple(b)])
 def test_real_loki_and_configcheck_reject_the_same_newer_keys(older, newer, real_bin, tmp_path):
-    """Every key a newer version added: real `older` and configcheck(older tree) name the same lines."""
+    """Every key a newer version added: real `older` and configcheck(older tree) name the same lines,
+    apart from the keys `older` hides from its reference (HIDDEN_KEYS), which only configcheck flags."""
     text = every_key_config(newer)
     _, err = verify(real_bin(older), text, tmp_path)
     ours = configcheck.loki_errors(text, configcheck.load_tree(configcheck.tree_path(older)))
+    hidden = HIDDEN_KEYS.get(older, set())
+    ours = [e for e in ours if not any(f"field {k} not found" in e for k in hidden)]
     real_lines = error_lines(err)
     assert real_lines, err[:2000]
     assert real_lines == error_lines("\n".join(ours))

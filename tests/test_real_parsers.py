@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import REPO, SHARED_DIRS, load_yaml, render, role_defaults
+from conftest import RENDER_CONTEXT, REPO, SHARED_DIRS, load_yaml, render, role_defaults
 
 FILES_MODULE = os.path.join(REPO, "library", "files")
 TASKS = "roles/grafana/tasks/main.yml"
@@ -66,9 +66,7 @@ def render_fast(template_name, **overrides):
     """conftest.render with the role defaults loaded once (many renders per test)."""
     from conftest import template_path
 
-    t = templar(groups={"loki": ["obs-01"], "grafana": ["obs-01"], "alloy_linux": ["srv-01"]},
-                hostvars={"obs-01": {"ansible_host": "192.0.2.10"}}, inventory_hostname="srv-01",
-                group_names=["alloy_linux"], **overrides)
+    t = templar(**{**RENDER_CONTEXT, **overrides})
     with open(template_path(template_name), encoding="utf-8") as f:
         return template(t, f.read())
 
@@ -241,7 +239,11 @@ def test_the_current_datasource_reads_back_as_meant(provisioning_check, tmp_path
     assert ds["url"] == render("grafana-datasource-loki.yaml.j2", loki_datasource_password="x").split("url: ")[1].split("\n")[0].strip('"')
     assert (ds["type"], ds["access"], ds["isDefault"], ds["basicAuth"]) == ("loki", "proxy", True, True)
     assert ds["basicAuthUser"] == template(defaults, "{{ loki_datasource_user }}")
-    assert ds["secureJsonData"] == {"basicAuthPassword": "pa$$word#1"}
+    assert ds["secureJsonData"]["basicAuthPassword"] == "pa$$word#1"
+    if template(defaults, "{{ loki_proxy_enabled | bool }}"):
+        # Loki's proxy: the CA PEM as given, and Grafana told to trust only it.
+        assert ds["secureJsonData"]["tlsCACert"] == RENDER_CONTEXT["observability_tls_ca_pem"]
+        assert ds["jsonData"]["tlsAuthWithCACert"] is True
     assert not [w for w in doc.get("warnings") or [] if "secureJSONData" in w or "not read" in w]
 
 

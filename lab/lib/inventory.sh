@@ -6,9 +6,9 @@
 # not hold '{' (new_secret's never do).
 yaml_sq() { local q="'"; printf "'%s'" "${1//$q/$q$q}"; }
 
-# render_inventory SUBNET KEYFILE GRAFANA_PW LOKI_PW REPO_URL BECOME_PW HOST...
+# render_inventory SUBNET KEYFILE GRAFANA_PW LOKI_PW REPO_URL BECOME_PW PUSH_PW HOST...
 render_inventory() {
-    local subnet=$1 key=$2 gpw=$3 lpw=$4 repo=$5 bpw=$6; shift 6
+    local subnet=$1 key=$2 gpw=$3 lpw=$4 repo=$5 bpw=$6 ppw=$7; shift 7
     local hosts=("$@") h g keyfile
     # The repo's key as a file on this machine (see below); repo_dir is lab/lib/repo.sh's.
     keyfile="$(repo_dir)/gpg.key" || return 1
@@ -24,6 +24,7 @@ render_inventory() {
     echo "    lab_apt_repo_url: \"$repo\""
     echo "    grafana_admin_password: $(yaml_sq "$gpw")"
     echo "    loki_datasource_password: $(yaml_sq "$lpw")"
+    echo "    loki_push_password: $(yaml_sq "$ppw")"
     echo "  hosts:"
     for h in "${hosts[@]}"; do
         echo "    $h:"

@@ -84,11 +84,12 @@ real_parser_binary() {
     shared_binary "$dir" "$stem" "$name" "real-parsers" "real $name"
 }
 
-# The Grafana stand-in reads grafana.ini and its provisioning files with the real upstream code
-# (go-ini + Grafana's expanders, Grafana's provisioning values package) where real_parsers_dir has
-# it, so the lab sees what Grafana sees (issue 19); else with its own reading, and says so (here
-# and in its log). The checkers go to a lab-only path of the package; never into the repo.
-prepare_grafana_standin() {
+# ship_grafana_readers WORK VER: the Grafana stand-in reads grafana.ini and its provisioning files
+# with the real upstream code (go-ini + Grafana's expanders, Grafana's provisioning values package)
+# where real_parsers_dir has it, so the lab sees what Grafana sees (issue 19); else with its own
+# reading, and says so (here and in its log). The checkers go to a lab-only path of the package
+# (usr/lib/grafana-lab/real/); never into the repo. Sets LAB_GRAFANA_PARSERS=real|standin.
+ship_grafana_readers() {
     local work=$1 ver=$2 ini prov rc=0 shown
     shown=$(real_parsers_dir); [[ -z ${HOMEOPS_REAL_PARSERS_DIR:-} ]] && shown=../shared/real-parsers
     ini=$(real_parser_binary grafana-ini-check) || rc=$?
@@ -133,6 +134,26 @@ prepare_alloy_standin() {
     ship_upstream "$work" "Alloy component reference for the pinned alloy_version $ver" \
         "$LAB_ROOT/upstream/alloy/$ver.json" "usr/share/alloy-lab/reference/$ver.json" \
         "scripts/extract-alloy-reference.py <alloy git dir> v$ver > upstream/alloy/$ver.json"
+}
+
+# The Grafana stand-in's program where the version's package has it: Grafana's deb runs
+# `/usr/share/grafana/bin/grafana server` from its unit, and Grafana 13 removed the
+# `grafana-server` (and `grafana-cli`) commands, so /usr/sbin/grafana-server is only there before
+# 13 (docs/upstream.md).
+prepare_grafana_standin() {
+    local work=$1 ver=$2
+    install -d "$work/usr/share/grafana/bin"
+    mv "$work/usr/sbin/grafana-server" "$work/usr/share/grafana/bin/grafana"
+    if dpkg --compare-versions "$ver" lt 13.0.0; then
+        ln -s /usr/share/grafana/bin/grafana "$work/usr/sbin/grafana-server"
+    else
+        rmdir "$work/usr/sbin"
+    fi
+    sed -i 's|^ExecStart=/usr/sbin/grafana-server |ExecStart=/usr/share/grafana/bin/grafana server |' \
+        "$work/lib/systemd/system/grafana-server.service"
+    grep -q '^ExecStart=/usr/share/grafana/bin/grafana server ' "$work/lib/systemd/system/grafana-server.service" \
+        || { echo "prepare_grafana_standin: the unit's ExecStart was not rewritten" >&2; return 1; }
+    ship_grafana_readers "$work" "$ver"
 }
 
 # The real binary with the stand-in's packaging (unit, conffile, postinst user handling, paths:
@@ -211,6 +232,17 @@ build_previous_set() {
     LAB_LOKI_KIND=$kind
 }
 
+# The packages of Debian's archive the lab's hosts install through the deploy (their other
+# dependencies are in the base image): copied into the Debian stand-in repo DIR.
+LAB_DEBIAN_DEBS="nginx nginx-common"
+debian_debs() {
+    local dir=$1 paths
+    paths=$("$LAB_DIR/lib/debian-debs.sh" "${LAB_CACHE_DIR:-/var/cache/homeops-lab}/debian-debs" $LAB_DEBIAN_DEBS) \
+        || { echo "lab: could not get Debian's $LAB_DEBIAN_DEBS packages (see above)" >&2; return 1; }
+    # shellcheck disable=SC2086
+    cp $paths "$dir/" && echo "lab: Debian packages: $(basename -a $paths | tr '\n' ' ')" >&2
+}
+
 # The architectures the lab's repositories index (x86_64 hosts, the aarch64 pi-01).
 LAB_REPO_ARCHES="amd64 arm64"
 
@@ -281,6 +313,9 @@ build_repo() {
     build_headers_tree "$tmp/tree" "$krel" || { rm -rf "$tmp"; return 1; }
     build_standin "$tmp/tree" "$repo/debian" "1.0+lab1" "$krel" || { rm -rf "$tmp"; return 1; }
     rm -rf "$tmp"
+    # Real packages from Debian's archive, as a real host gets them: nginx for the proxy in front
+    # of Loki (roles/loki/tasks/proxy.yml). Downloaded once into the cache, served from here.
+    debian_debs "$repo/debian" || return 1
     for a in $LAB_REPO_ARCHES; do
         mkdir -p "$repo/dists/stable/main/binary-$a"
         ( cd "$repo" && dpkg-scanpackages --multiversion -a "$a" pool /dev/null >"dists/stable/main/binary-$a/Packages" 2>/dev/null \

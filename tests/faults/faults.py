@@ -18,6 +18,7 @@ input only. The lab, the playbook runs and their recaps are scripts/labdriver.py
 """
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import re
@@ -710,10 +711,72 @@ def secrets(s: Scenario):
 
 BREAK_ALLOY_URL = r"""
 set -e
-sed -i 's#:3100/loki/api/v1/push#:3199/loki/api/v1/push#' /etc/alloy/config.alloy
+sed -i 's#:3443/loki/api/v1/push#:3199/loki/api/v1/push#' /etc/alloy/config.alloy
 grep -c ':3199/loki/api/v1/push' /etc/alloy/config.alloy
 systemctl restart alloy
 """
+
+
+# Loki's main-process start (systemd's realtime stamp, microseconds, UTC) and the config's ctime
+# (nanoseconds), and which log level the file holds: one fixed script, no value from data.
+LOKI_START_VS_CONFIG = ("systemctl show loki -p ExecMainStartTimestamp --timestamp=us+utc --value; "
+                        "stat -c %.9Z /etc/loki/config.yml; "
+                        "sed -n 's/^ *log_level: *//p' /etc/loki/config.yml")
+
+
+def loki_start_vs_config(host: str) -> tuple[float, float, str]:
+    """(process start, config ctime, log level), both times as Unix seconds."""
+    started, ctime, level = (sh(host, LOKI_START_VS_CONFIG).splitlines() + ["", "", ""])[:3]
+    when = time.strptime(started.strip().rsplit(".", 1)[0], "%a %Y-%m-%d %H:%M:%S")
+    frac = float("0." + started.strip().rsplit(".", 1)[1].split()[0]) if "." in started else 0.0
+    return calendar.timegm(when) + frac, float(ctime), level.strip()
+
+
+@scenario("17", "a run interrupted between a config change and its restart", 1)
+def interrupted_restart(s: Scenario):
+    """Loki deployed; a deploy with another loki_log_level is SIGKILLed (its whole process group)
+    right after it wrote the Loki configuration, before the units task could restart Loki, so
+    the new config is on disk and the old process runs. The next deploy, with the same
+    variables, knows nothing of the killed run's results (the config is already as wanted): the
+    units task finds the config newer than Loki's process and restarts it. A further deploy
+    changes nothing."""
+    first = deploy("deploy-first")
+    s.check(first.rc == 0 and first.clean(), "the first deploy succeeds", f"rc={first.rc}")
+    started, ctime, level = loki_start_vs_config("obs-01")
+    s.check(started > ctime and level == "info", "Loki runs, started after its config was written, log_level info",
+            f"start {started:.6f}, config ctime {ctime:.6f}, level {level}")
+    seen = {"config_task": False, "killed": False, "units_task": False}
+
+    def kill_after_config(line: str) -> bool:
+        if line.startswith("TASK [") and "Write the Loki configuration]" in line:
+            seen["config_task"] = True
+        elif line.startswith("TASK [") and "Enable and start Loki" in line:
+            seen["units_task"] = True
+        elif seen["config_task"] and line.startswith("changed: [obs-01]"):
+            seen["killed"] = True
+            return True   # the runner SIGKILLs the deploy's whole process group here
+        return False
+    other = ("-e", "loki_log_level=debug")
+    labdriver.Runner(LOG_DIR, INV).play("deploy-killed", DEPLOY, *other, on_line=kill_after_config)
+    s.check(seen["killed"] and not seen["units_task"],
+            "the deploy was SIGKILLed right after it changed the Loki config, before the units task", str(seen))
+    started, ctime, level = loki_start_vs_config("obs-01")
+    s.check(level == "debug" and started < ctime,
+            "left behind: the new config (log_level debug) on disk, the old Loki process running",
+            f"start {started:.6f} < config ctime {ctime:.6f}, level {level}")
+    s.measure("left behind", f"config {ctime - started:.1f} s newer than Loki's process")
+    again = deploy("redeploy", *other)
+    s.check(again.rc == 0 and again.clean(), "the next deploy (same variables) succeeds", f"rc={again.rc}")
+    restarted, ctime2, level = loki_start_vs_config("obs-01")
+    s.check(ctime2 == ctime, "the next deploy did not rewrite the config (it was already as wanted)",
+            f"ctime {ctime:.6f} -> {ctime2:.6f}")
+    s.check(restarted > ctime2, "Loki's running process started after the config changed: the restart happened",
+            f"start {restarted:.6f}, config ctime {ctime2:.6f}")
+    s.check(again.changed().get("obs-01", 0) > 0, "the next deploy reports the restart as a change",
+            str(again.changed()))
+    third = deploy("idempotence", *other)
+    s.check(third.rc == 0 and not third.changed(), "a further run changes nothing", str(third.changed()))
+    s.measure("redeploy", f"{again.secs:.0f} s, changed {again.changed()}")
 
 
 @scenario("14", "check E names the hop that lost the line: a wrong Grafana password, an agent pushing nowhere", 3)
@@ -730,7 +793,7 @@ def log_flow_hops(s: Scenario):
     bad = playbook("verify-wrong-admin", VERIFY, "-e", "grafana_admin_password=not-the-admin-password")
     flat = re.sub(r"\s*\n\s*", " ", bad.text)
     s.check(bad.rc != 0, "verify fails with a wrong Grafana admin password", f"rc={bad.rc}")
-    s.check(all(re.search(h + r": passed D1 D2 E1 E3; failed E2; .*lost at: Grafana", flat)
+    s.check(all(re.search(h + r": passed D1 D2 E1 E3 F1 F2 F3 F4; failed E2; .*lost at: Grafana", flat)
                 for h in ("srv-01", "ws-01-linux")),
             "E1 and E3 pass, E2 fails on both agents, 'lost at: Grafana'")
     out = sh("srv-01", BREAK_ALLOY_URL)
@@ -740,9 +803,10 @@ def log_flow_hops(s: Scenario):
     lost = playbook("verify-agent-lost", VERIFY, "-e", "verify_log_flow_timeout=10")
     flat = re.sub(r"\s*\n\s*", " ", lost.text)
     s.check(lost.rc != 0, "verify fails when an agent's lines never reach Loki", f"rc={lost.rc}")
-    s.check(re.search(r"srv-01: passed D1 D2( E3)?; failed E1 E2( E3)?; lost at: agent or Loki", flat) is not None,
+    s.check(re.search(r"srv-01: passed D1 D2( E3)? F1 F2 F3 F4; failed E1 E2( E3)?; lost at: agent or Loki", flat)
+            is not None,
             "srv-01 fails E1 and E2 (E3 may still see its earlier lines) and names 'agent or Loki'")
-    s.check(re.search(r"ws-01-linux: passed D1 D2 E1 E2 E3; failed none", flat) is not None,
+    s.check(re.search(r"ws-01-linux: passed D1 D2 E1 E2 E3 F1 F2 F3 F4; failed none", flat) is not None,
             "ws-01-linux still passes")
     fixed = deploy("redeploy")
     s.check(fixed.rc == 0 and fixed.changed().get("srv-01", 0) >= 1 and "ws-01-linux" not in fixed.changed(),
@@ -812,6 +876,69 @@ def grafana_password_chars(s: Scenario):
             "the refusal shows no value")
     still = grafana_login(HARD_PASSWORD)
     s.check(still["exact"] == 200, "Grafana keeps the previous password (nothing was written)", f"HTTP {still['exact']}")
+
+
+# Run on an agent (srv-01 keeps python3): what anyone on the LAN gets from the Loki host. Prints
+# one JSON object: the answer (status, or the error) of each request. The password of the
+# agents' credential comes on stdin, never on a command line.
+ACCESS_PROBE = r"""
+import base64, json, socket, ssl, sys, urllib.error, urllib.request
+addr, ca, user = sys.argv[1], sys.argv[2], sys.argv[3]
+pw = sys.stdin.read()
+def req(url, auth=None, data=None, cafile=ca):
+    h = {"Content-Type": "application/json"}
+    if auth:
+        h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()
+    ctx = ssl.create_default_context(cafile=cafile) if url.startswith("https") else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=h), timeout=10, context=ctx) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception as e:
+        return type(getattr(e, "reason", e)).__name__
+push = json.dumps({"streams": [{"stream": {"host": "srv-01", "job": "faults-access"},
+                                "values": [[str(__import__("time").time_ns()), "faults access probe"]]}]}).encode()
+q = "/loki/api/v1/query_range?query=%7Bhost%3D%22srv-01%22%7D&limit=1"
+out = {
+  "plain labels :3100": req("http://%s:3100/loki/api/v1/labels" % addr),
+  "plain push :3100": req("http://%s:3100/loki/api/v1/push" % addr, data=push),
+  "no credential query": req("https://%s:3443%s" % (addr, q)),
+  "no credential push": req("https://%s:3443/loki/api/v1/push" % addr, data=push),
+  "agent query": req("https://%s:3443%s" % (addr, q), auth=(user, pw)),
+  "agent labels": req("https://%s:3443/loki/api/v1/labels" % addr, auth=(user, pw)),
+  "agent delete": req("https://%s:3443/loki/api/v1/delete?query=%%7Bhost%%3D%%22srv-01%%22%%7D&start=0" % addr,
+                      auth=(user, pw), data=b""),
+  "wrong password push": req("https://%s:3443/loki/api/v1/push" % addr, auth=(user, pw + "x"), data=push),
+  "agent push": req("https://%s:3443/loki/api/v1/push" % addr, auth=(user, pw), data=push),
+  "agent push, system CAs only": req("https://%s:3443/loki/api/v1/push" % addr, auth=(user, pw), data=push,
+                                     cafile=None),
+}
+print(json.dumps(out))
+"""
+
+
+@scenario("19", "access to Loki from an agent: plain, unauthenticated, wrong and agent credentials", 3)
+def loki_access(s: Scenario):
+    """From srv-01, as anyone on the LAN: Loki's own port 3100 must not answer; through the
+    proxy (3443) a push or query without credentials, or with a wrong password, is refused
+    (401); the agents' credential pushes (204) and cannot read a line, list labels or delete
+    (403); a client that does not trust the deploy's CA gets no TLS session. On the code before
+    the proxy, 3100 answered 200 to anyone (labels, and every host's lines)."""
+    play = deploy("deploy")
+    s.check(play.rc == 0 and play.clean(), "the deploy passes", f"rc={play.rc}")
+    inv = yaml.safe_load(Path(INV).read_text())
+    obs = inv["all"]["hosts"]["obs-01"]["ansible_host"]
+    pw = inv["all"]["vars"]["loki_push_password"]
+    got = json.loads(sh("srv-01", "python3 -c " + shlex.quote(ACCESS_PROBE) + f" {obs} "
+                        "/etc/alloy/loki-ca.crt alloy", input=pw.encode()).strip().splitlines()[-1])
+    want = {"plain labels :3100": "ConnectionRefusedError", "plain push :3100": "ConnectionRefusedError",
+            "no credential query": 401, "no credential push": 401, "agent query": 403, "agent labels": 403,
+            "agent delete": 403, "wrong password push": 401, "agent push": 204,
+            "agent push, system CAs only": "SSLCertVerificationError"}
+    for k, v in want.items():
+        s.check(got.get(k) == v, f"{k}: {v}", f"got {got.get(k)}")
+    s.measure("answers from srv-01", ", ".join(f"{k} {v}" for k, v in got.items()))
 
 
 def lab_ids_running() -> dict:
@@ -1013,6 +1140,42 @@ def upgrade_interrupted(s: Scenario):
     third = deploy("idempotence")
     s.check(third.rc == 0 and not third.changed(), "a further run changes nothing", str(third.changed()))
     s.measure("finish", f"{again.secs:.0f} s")
+
+
+@scenario("16", "a planted symlink: the loki user links /var/lib/loki/chunks to /etc", 1)
+def planted_symlink(s: Scenario):
+    """After a first deploy, /var/lib/loki/chunks (Loki's own directory, in the loki-owned
+    /var/lib/loki) is replaced by a symbolic link to /etc owned by loki, as the loki user could do
+    itself. The next deploy (root) must not chown /etc to loki:loki nor chmod it 0750: the `files`
+    task fails naming the link and its owner, the deploy fails on that step, /etc stays root:root
+    0755. With the link removed, the next deploy makes chunks a directory again."""
+    first = deploy("deploy")
+    s.check(first.rc == 0 and first.clean(), "the first deploy succeeds", f"rc={first.rc}")
+    etc_before = sh("obs-01", "stat -c '%U:%G %a' /etc /etc/loki /etc/passwd").split()
+    s.check(etc_before[:2] == ["root:root", "755"], "/etc is root:root 0755", " ".join(etc_before))
+    # The loki user owns /var/lib/loki: it may rename its chunks away and link /etc there.
+    link = sh("obs-01", "mv /var/lib/loki/chunks /var/lib/loki/chunks.moved && ln -s /etc /var/lib/loki/chunks"
+                        " && chown -h loki:loki /var/lib/loki/chunks && stat -c '%U:%G %N' /var/lib/loki/chunks")
+    s.check(link.startswith("loki:loki") and "-> '/etc'" in link,
+            "fault made: /var/lib/loki/chunks is loki's link to /etc", link.strip())
+    again = deploy("deploy-planted")
+    step = "Loki: Ensure Loki data directories exist"
+    s.check(again.rc != 0 and step in again.text,
+            f"the deploy fails on obs-01 at '{step}'", f"rc={again.rc}")
+    named = re.search(r"files\[\d+\] \(/var/lib/loki/chunks\): is a symbolic link \(to /etc\) owned by loki[^\"]*",
+                      again.text)
+    s.check(named is not None, "its message names the path, the link's target and its owner",
+            named.group(0)[:120] if named else "no such message in the output")
+    etc_after = sh("obs-01", "stat -c '%U:%G %a' /etc /etc/loki /etc/passwd").split()
+    s.check(etc_after == etc_before, "/etc, /etc/loki and /etc/passwd keep their owner and mode",
+            f"{' '.join(etc_before)} -> {' '.join(etc_after)}")
+    s.check(etc_after[:2] == ["root:root", "755"], "/etc is still root:root 0755", " ".join(etc_after[:2]))
+    s.measure("refused", named.group(0)[:110])
+    sh("obs-01", "rm /var/lib/loki/chunks && rm -rf /var/lib/loki/chunks.moved")
+    healed = deploy("deploy-healed")
+    s.check(healed.rc == 0 and healed.clean(), "with the link removed the next deploy succeeds", f"rc={healed.rc}")
+    chunks = sh("obs-01", "stat -c '%U:%G %a %F' /var/lib/loki/chunks").strip()
+    s.check(chunks == "loki:loki 750 directory", "chunks is a loki:loki 0750 directory again", chunks)
 
 
 # ---- the run -------------------------------------------------------------------------------------

@@ -203,8 +203,9 @@ fn entry(
         None => None,
     };
     let mode = match p.str("mode") {
+        Some(text) if p.was_number("mode") => return Err(integer_mode(&head, text)),
         Some(text) => Some(
-            runtime::parse_mode(text, p.was_number("mode"))
+            runtime::parse_mode(text, false)
                 .map_err(|e| format!("{head}: {e}; symbolic modes (u=rw,g=r) are not supported"))?,
         ),
         None => None,
@@ -233,6 +234,43 @@ fn entry(
         secret,
         parents: p.bool("parents"),
     })
+}
+
+/// Every integer mode is refused, not only those whose decimal digits look octal: the integer
+/// cannot say what was written. YAML (1.1, as Ansible reads it) turns an unquoted `644` into
+/// decimal 644 (= 0o1204) and an unquoted `0640` into 416 (= 0o640); both arrive as plain
+/// integers. Refusing only all-octal-digit integers would refuse 416 (from `0640`) yet accept
+/// 488 (from `0750`), and would still take a decimal `644` someone wrote for 0o1204 at face
+/// value: one rule, "quote it", is the one that never guesses. The message names both readings.
+fn integer_mode(head: &str, text: &str) -> String {
+    let Ok(n) = text.parse::<u64>() else {
+        return format!(
+            "{head}: mode {text} is a number, not an octal string: quote it, mode: \"0644\""
+        );
+    };
+    let digits_octal = text.bytes().all(|b| (b'0'..=b'7').contains(&b)) && text.len() <= 4;
+    // What was most likely meant: the digits themselves when they are octal ones, else the
+    // octal form of the number (an unquoted 0750 arrives as 488).
+    let meant = if digits_octal {
+        format!("{text:0>4}")
+    } else {
+        format!("{n:04o}")
+    };
+    let mut msg = format!(
+        "{head}: mode {n} is an integer; YAML reads an unquoted {n} as decimal (it would become 0{n:o})"
+    );
+    if n <= 0o777 {
+        // A plain permission such as 0640 written without quotes arrives as this number too.
+        msg.push_str(&format!(", and an unquoted 0{n:o} as octal (also {n})"));
+        if digits_octal {
+            msg.push_str(&format!(
+                ": quote the one you mean, mode: \"{n:04o}\" or mode: \"{meant}\""
+            ));
+            return msg;
+        }
+    }
+    msg.push_str(&format!(": quote it, mode: \"{meant}\""));
+    msg
 }
 
 /// An absolute, normal path: no `.`/`..` parts (the same file must not hide behind two
@@ -419,7 +457,7 @@ mod tests {
         let got = run(json!([
             {"path": "/var/lib/loki", "state": "directory", "owner": "loki", "group": "loki", "mode": "0750"},
             {"path": "/etc/loki/config.yml", "content": "a: 1\n", "owner": "root", "group": "991",
-             "mode": 416, "validate": "loki -verify-config '-config.file=%s'", "secret": true},
+             "mode": "0640", "validate": "loki -verify-config '-config.file=%s'", "secret": true},
             {"path": "/etc/old.conf", "state": "absent"},
         ]))
         .unwrap();
@@ -433,11 +471,7 @@ mod tests {
         );
         assert_eq!(got[0].mode, Some(0o750));
         assert!(!got[0].secret);
-        assert_eq!(
-            got[1].mode,
-            Some(0o640),
-            "unquoted YAML 0640 arrives as 416"
-        );
+        assert_eq!(got[1].mode, Some(0o640));
         assert_eq!(
             got[1].group,
             Some(Id {
@@ -515,6 +549,30 @@ mod tests {
             e.contains("files[0]: each entry of 'files' must be a dict, got a string"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_integer_mode_is_refused_naming_both_yaml_readings() {
+        // YAML's unquoted 644 is decimal 644: taken as a mode it was 0o1204, silently.
+        let e = err(json!([{"path": "/etc/x", "content": "", "mode": 644}]));
+        assert_eq!(
+            e,
+            "files[0] (/etc/x): mode 644 is an integer; YAML reads an unquoted 644 as decimal (it would become 01204): quote it, mode: \"0644\""
+        );
+        // An unquoted 0640 arrives as 416: refused too, both readings named.
+        let e = err(json!([{"path": "/etc/x", "content": "", "mode": 416}]));
+        assert_eq!(
+            e,
+            "files[0] (/etc/x): mode 416 is an integer; YAML reads an unquoted 416 as decimal (it would become 0640), and an unquoted 0640 as octal (also 416): quote the one you mean, mode: \"0640\" or mode: \"0416\""
+        );
+        // An unquoted 0750 arrives as 488, whose digits are not octal: one suggestion.
+        let e = err(json!([{"path": "/d", "state": "directory", "mode": 488}]));
+        assert!(e.ends_with("(also 488): quote it, mode: \"0750\""), "{e}");
+        // The quoted forms are what works.
+        let ok = run(json!([{"path": "/etc/x", "content": "", "mode": "644"},
+                            {"path": "/etc/y", "content": "", "mode": "0o640"}]))
+        .unwrap();
+        assert_eq!((ok[0].mode, ok[1].mode), (Some(0o644), Some(0o640)));
     }
 
     #[test]

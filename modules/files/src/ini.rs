@@ -134,6 +134,43 @@ pub fn apply(text: &str, settings: &Settings) -> String {
     out
 }
 
+/// What a diff of an `ini` entry shows: only the options it sets, one line each,
+/// `[section] option = value`, before (from `text`, the file now; `None`: no file) and after.
+/// Never the rest of the file: it may hold secrets another entry (or task) wrote. An option the
+/// section has no active line for is `(not set)` before.
+pub fn diff(text: Option<&str>, settings: &Settings) -> (String, String) {
+    let (mut before, mut after) = (String::new(), String::new());
+    for (section, options) in settings {
+        for (option, value) in options {
+            match text.and_then(|t| current(t, section, option)) {
+                Some(old) => before.push_str(&format!("[{section}] {option} = {old}\n")),
+                None => before.push_str(&format!("[{section}] {option} (not set)\n")),
+            }
+            after.push_str(&format!("[{section}] {option} = {value}\n"));
+        }
+    }
+    if before == after {
+        // The values are there already; only the lines holding them change.
+        after.push_str(
+            "(the same values; their lines are rewritten: spacing, duplicates or commented-out copies)\n",
+        );
+    }
+    (before, after)
+}
+
+/// The value `option` has in `section` of `text`: its first active (not commented-out) line's,
+/// in the first `[section]`, as `set` finds them.
+pub fn current(text: &str, section: &str, option: &str) -> Option<String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = text.split_inclusive('\n').map(body);
+    lines.find(|l| is_header(l, section))?;
+    lines
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| !blanks(l).starts_with(['#', ';']))
+        .find_map(|l| option_value(l, option))
+        .map(String::from)
+}
+
 /// One option, as one ini_file task would set it.
 fn set(lines: &mut Vec<String>, nl: &str, section: &str, option: &str, value: &str) {
     let Some(header) = lines.iter().position(|l| is_header(body(l), section)) else {
@@ -333,6 +370,44 @@ mod tests {
             vec![("a".into(), "1".into()), ("b".into(), "2".into())],
         )];
         assert_eq!(apply("", &settings), "[n]\na = 1\nb = 2\n");
+    }
+
+    #[test]
+    fn a_diff_shows_only_the_options_set_never_the_rest_of_the_file() {
+        let text = "[database]\npassword = other-S3cret\n[security]\n;admin_user = admin\nadmin_password = old\n";
+        let settings = vec![(
+            "security".to_string(),
+            vec![
+                ("admin_password".to_string(), "new".to_string()),
+                ("admin_user".to_string(), "root".to_string()),
+            ],
+        )];
+        let (before, after) = diff(Some(text), &settings);
+        assert_eq!(
+            before,
+            "[security] admin_password = old\n[security] admin_user (not set)\n"
+        );
+        assert_eq!(
+            after,
+            "[security] admin_password = new\n[security] admin_user = root\n"
+        );
+        assert!(!format!("{before}{after}").contains("S3cret"));
+        // No file yet: everything is not set.
+        let (before, _) = diff(None, &settings);
+        assert_eq!(
+            before,
+            "[security] admin_password (not set)\n[security] admin_user (not set)\n"
+        );
+        // Same values, other spelling: the diff still shows that something changes.
+        let (before, after) = diff(Some("[s]\nk=1\nk = 1\n"), &one("s", "k", "1"));
+        assert_eq!(before, "[s] k = 1\n");
+        assert!(after.starts_with("[s] k = 1\n(the same values"), "{after}");
+        // The value is read from the named section only, past its commented-out lines.
+        assert_eq!(
+            current("[a]\nk = 1\n[b]\n# k = 0\nk = 2\n", "b", "k").as_deref(),
+            Some("2")
+        );
+        assert_eq!(current("[a]\nk = 1\n", "b", "k"), None);
     }
 
     #[test]

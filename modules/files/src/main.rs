@@ -12,11 +12,16 @@
 //!
 //! Secret entries (`secret: true`, the module-level `secret`, or the task's `no_log`): their
 //! content is never in the answer, in a diff or in a validate command's output.
+//!
+//! Every path is reached from `/` through directory descriptors, never through a symbolic link
+//! another user could have planted, and nothing is ever written, chowned or chmodded through a
+//! link at the path itself (see `walk`).
 
 mod apply;
 mod entry;
 mod ini;
 mod plan;
+mod walk;
 
 use std::cell::RefCell;
 use std::path::Path;

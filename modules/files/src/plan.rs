@@ -2,33 +2,52 @@
 //! Every conflict (a directory where a file is wanted, a missing parent, a symlink) is found
 //! for all entries before anything is written.
 
-use std::fs::{self, Metadata};
 use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::os::fd::AsFd;
 
+use nix::errno::Errno;
+use nix::sys::stat::{FileStat, SFlag};
 use runtime::Diff;
 
 use crate::entry::{Entry, State};
 use crate::ini;
+use crate::walk::{self, Found};
+
+/// The owner, group and permission bits of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+impl From<&FileStat> for Meta {
+    fn from(st: &FileStat) -> Meta {
+        Meta {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode & 0o7777,
+        }
+    }
+}
 
 /// What is at a path now.
 #[derive(Debug)]
 pub enum Current {
     Missing,
     File {
-        meta: Metadata,
+        meta: Meta,
         content: Vec<u8>,
     },
     Dir {
-        meta: Metadata,
+        meta: Meta,
     },
     /// A symbolic link (only for state=absent, which removes the link itself).
     Link,
 }
 
 impl Current {
-    pub fn meta(&self) -> Option<&Metadata> {
+    pub fn meta(&self) -> Option<&Meta> {
         match self {
             Current::File { meta, .. } | Current::Dir { meta } => Some(meta),
             Current::Missing | Current::Link => None,
@@ -148,56 +167,55 @@ fn check_nesting(entry: &Entry, all: &[Entry]) -> Result<(), String> {
 }
 
 fn inspect(entry: &Entry) -> Result<Current, String> {
-    let path = &entry.path;
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        // A file where a parent should be (ENOTDIR): nothing is at the path; the parent check
-        // then says which part is in the way.
-        Err(e)
-            if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
-        {
-            return Ok(Current::Missing)
-        }
-        Err(e) => return Err(access_error(entry, "inspect", &e)),
+    let (parent, name) = walk::split(&entry.path);
+    let dir = match walk::dir(parent) {
+        Ok(Found::Dir(fd)) => fd,
+        // A missing parent, or a file where one should be: nothing is at the path; the
+        // parent check then says which part is in the way.
+        Ok(Found::Missing { .. }) | Err(walk::Error::NotDir { .. }) => return Ok(Current::Missing),
+        Err(e) => return Err(e.describe(&entry.label())),
     };
-    let kind = meta.file_type();
-    if kind.is_symlink() {
-        match entry.state {
-            State::Absent => return Ok(Current::Link),
-            // A directory behind a link (say /var/lib/loki on another disk) is managed
-            // through the link, as `ansible.builtin.file` does.
-            State::Directory => {
-                return match fs::metadata(path) {
-                    Ok(target) if target.is_dir() => Ok(Current::Dir { meta: target }),
-                    _ => Err(format!(
-                        "{}: is a symbolic link to {}, which is not a directory; fix the link or the path",
-                        entry.label(),
-                        link_target(path)
-                    )),
-                };
-            }
-            // Writing through a link would change a file elsewhere; replacing the link would
-            // surprise whoever made it. Neither is guessed.
-            State::File => {
-                return Err(format!(
-                    "{}: is a symbolic link to {}; the module writes regular files only: point 'path' at the link's target, or remove the link",
-                    entry.label(),
-                    link_target(path)
-                ))
-            }
+    let st = match walk::stat(dir.as_fd(), name) {
+        Ok(Some(st)) => st,
+        Ok(None) => return Ok(Current::Missing),
+        Err(e) => return Err(errno_error(entry, "inspect", e)),
+    };
+    let kind = walk::kind(&st);
+    if kind == SFlag::S_IFLNK {
+        if entry.state == State::Absent {
+            return Ok(Current::Link);
         }
+        // Never through a link, whoever owns it: writing, chowning or chmodding what it
+        // points to would change a path elsewhere (a service user's link to /etc), and
+        // replacing the link would surprise whoever made it. Neither is guessed.
+        return Err(format!(
+            "{}: is a symbolic link (to {}) owned by {}; the module never writes, chowns or chmods through a link: remove the link (state: absent) and let the entry make a real {}, or point 'path' at the link's target",
+            entry.label(),
+            walk::link_target(dir.as_fd(), name),
+            walk::owner_name(st.st_uid),
+            entry.state.name()
+        ));
     }
-    if kind.is_dir() {
-        return Ok(Current::Dir { meta });
+    if kind == SFlag::S_IFDIR {
+        return Ok(Current::Dir {
+            meta: Meta::from(&st),
+        });
     }
-    if kind.is_file() {
-        // Only a file whose content is managed is read.
-        let content = if entry.state == State::File {
-            fs::read(path).map_err(|e| access_error(entry, "read", &e))?
-        } else {
-            Vec::new()
-        };
-        return Ok(Current::File { meta, content });
+    if kind == SFlag::S_IFREG {
+        // Only a file whose content is managed is read (opened without following a link, and
+        // its own stat kept: what was read is what is compared).
+        if entry.state != State::File {
+            return Ok(Current::File {
+                meta: Meta::from(&st),
+                content: Vec::new(),
+            });
+        }
+        let (st, content) =
+            walk::read_file(dir.as_fd(), name).map_err(|e| errno_error(entry, "read", e))?;
+        return Ok(Current::File {
+            meta: Meta::from(&st),
+            content,
+        });
     }
     Err(format!(
         "{}: is neither a file nor a directory (a socket, pipe or device); the module does not replace those: fix the path",
@@ -205,10 +223,8 @@ fn inspect(entry: &Entry) -> Result<Current, String> {
     ))
 }
 
-fn link_target(path: &Path) -> String {
-    fs::read_link(path)
-        .map(|t| t.display().to_string())
-        .unwrap_or_else(|_| "an unreadable target".into())
+pub fn errno_error(entry: &Entry, what: &str, e: Errno) -> String {
+    access_error(entry, what, &std::io::Error::from_raw_os_error(e as i32))
 }
 
 pub fn access_error(entry: &Entry, what: &str, e: &std::io::Error) -> String {
@@ -276,20 +292,20 @@ fn changes(entry: &Entry, current: &Current, wanted: Option<&str>) -> Result<Vec
     Ok(out)
 }
 
-fn attributes(entry: &Entry, meta: &Metadata, out: &mut Vec<Change>) {
-    if let Some(owner) = entry.owner.as_ref().filter(|o| o.id != meta.uid()) {
+fn attributes(entry: &Entry, meta: &Meta, out: &mut Vec<Change>) {
+    if let Some(owner) = entry.owner.as_ref().filter(|o| o.id != meta.uid) {
         out.push(Change::Owner {
-            from: meta.uid(),
+            from: meta.uid,
             to: owner.id,
         });
     }
-    if let Some(group) = entry.group.as_ref().filter(|g| g.id != meta.gid()) {
+    if let Some(group) = entry.group.as_ref().filter(|g| g.id != meta.gid) {
         out.push(Change::Group {
-            from: meta.gid(),
+            from: meta.gid,
             to: group.id,
         });
     }
-    let mode = meta.mode() & 0o7777;
+    let mode = meta.mode;
     if let Some(want) = entry.mode.filter(|m| *m != mode) {
         out.push(Change::Mode {
             from: mode,
@@ -310,43 +326,16 @@ fn check_parent(entry: &Entry, earlier: &[Plan]) -> Result<bool, String> {
     {
         return Ok(false);
     }
-    if entry.parents {
-        // The nearest existing ancestor must be a directory; everything below it is made.
-        let mut missing = false;
-        for ancestor in parent.ancestors() {
-            match fs::metadata(ancestor) {
-                Ok(meta) if meta.is_dir() => return Ok(missing),
-                Ok(_) => {
-                    return Err(format!(
-                    "{}: {} is not a directory, so no parent can be made below it; fix the path",
-                    entry.label(),
-                    ancestor.display()
-                ))
-                }
-                Err(e)
-                    if e.kind() == ErrorKind::NotFound
-                        || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
-                {
-                    missing = true
-                }
-                Err(e) => return Err(access_error(entry, "inspect the parents of", &e)),
-            }
-        }
-        return Ok(missing);
-    }
-    match fs::metadata(parent) {
-        Ok(meta) if meta.is_dir() => Ok(false),
-        Ok(_) => Err(format!(
-            "{}: the parent {} is not a directory; fix the path",
-            entry.label(),
-            parent.display()
-        )),
-        Err(e) if e.kind() == ErrorKind::NotFound => Err(format!(
+    match walk::dir(parent) {
+        Ok(Found::Dir(_)) => Ok(false),
+        // Everything below the nearest existing directory is made.
+        Ok(Found::Missing { .. }) if entry.parents => Ok(true),
+        Ok(Found::Missing { .. }) => Err(format!(
             "{}: the parent directory {} does not exist; add it as a state=directory entry before this one, or set parents: true",
             entry.label(),
             parent.display()
         )),
-        Err(e) => Err(access_error(entry, "inspect the parent of", &e)),
+        Err(e) => Err(e.describe(&entry.label())),
     }
 }
 
@@ -363,6 +352,15 @@ pub fn diffs(plan: &Plan, names: &dyn Fn(bool, u32) -> String) -> Vec<Diff> {
     if plan.writes_content() {
         let new = plan.content.as_deref().unwrap_or_default();
         let (before, after) = match (&plan.current, entry.secret) {
+            // Only the options the entry sets: the rest of the file may hold values another
+            // entry or task wrote (a password), which this entry's diff has no business showing.
+            (current, false) if entry.ini.is_some() => {
+                let text = match current {
+                    Current::File { content, .. } => Some(String::from_utf8_lossy(content)),
+                    _ => None,
+                };
+                ini::diff(text.as_deref(), entry.ini.as_ref().unwrap_or(&Vec::new()))
+            }
             (Current::File { .. }, true) => (
                 format!("({HIDDEN}; the current version)\n"),
                 format!("({HIDDEN}; the new version)\n"),
@@ -441,8 +439,9 @@ fn shown(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::entry::Id;
-    use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::{Path, PathBuf};
 
     fn file(path: &Path, content: &str) -> Entry {
         Entry::test_file(path, content)
@@ -564,7 +563,7 @@ mod tests {
         std::os::unix::fs::symlink(&f, &link).unwrap();
         let e = plan(&[file(&link, "x")]).unwrap_err();
         assert!(
-            e.contains("is a symbolic link to") && e.contains("regular files only"),
+            e.contains("is a symbolic link (to ") && e.contains("never writes, chowns or chmods"),
             "{e}"
         );
         let mut gone = file(&d, "");
@@ -572,10 +571,15 @@ mod tests {
         gone.content = None;
         let e = plan(&[gone.clone(), file(&d.join("in"), "x")]).unwrap_err();
         assert!(e.contains("removes a path that holds"), "{e}");
-        // A link to a directory is fine for state=directory, and removable as a link.
+        // A link to a directory is refused for state=directory too (whoever owns it: a chmod
+        // through it would change its target), and removable as a link.
         let dlink = tmp.path().join("dl");
         std::os::unix::fs::symlink(&d, &dlink).unwrap();
-        assert!(plan(&[dir(&dlink)]).unwrap()[0].changes.is_empty());
+        let e = plan(&[dir(&dlink)]).unwrap_err();
+        assert!(
+            e.contains("dl): is a symbolic link (to ") && e.contains("a real directory"),
+            "{e}"
+        );
         gone.path = dlink;
         assert_eq!(plan(&[gone]).unwrap()[0].changes, [Change::Remove]);
         let missing = PathBuf::from("/nonexistent-homeops/x/y");

@@ -568,6 +568,10 @@ fn the_fault_suites_bad_input_cases_fail_naming_the_field() {
             "parameter 'mode' must be an octal mode",
         ),
         (
+            r#"{"files": [{"path": "/etc/homeops-x", "state": "directory", "mode": 644}]}"#,
+            "mode 644 is an integer; YAML reads an unquoted 644 as decimal",
+        ),
+        (
             r#"{"files": [{"path": "/etc/homeops-x", "state": "directory", "owner": "root;id"}]}"#,
             "owner 'root;id' does not exist on this host",
         ),
@@ -630,9 +634,23 @@ fn ini_entries_set_options_keep_the_rest_and_converge() {
         "written atomically (a new file renamed over it)"
     );
     assert_eq!(listing(tmp.path()), ["grafana.ini"], "no temp file left");
-    // Not secret: the diff shows the whole file before and after.
-    assert_eq!(first.json["diff"][0]["before"], json!(GRAFANA_INI));
-    assert_eq!(first.json["diff"][0]["after"], json!(want));
+    // Not secret: the diff shows the options the entry sets, before and after, and nothing
+    // else of the file (another entry's or task's values may be in it).
+    assert_eq!(
+        first.json["diff"][0]["before"],
+        json!("[security] admin_password (not set)\n[security] admin_user (not set)\n")
+    );
+    assert_eq!(
+        first.json["diff"][0]["after"],
+        json!(
+            "[security] admin_password = pw=with;odd #chars\n[security] admin_user = root-admin\n"
+        )
+    );
+    assert!(
+        !first.json["diff"].to_string().contains("http_port"),
+        "{}",
+        first.json["diff"]
+    );
     // The values are no_log like content: never echoed in invocation.
     let inv = first.json["invocation"]["module_args"]["files"][0]["ini"].clone();
     assert_eq!(inv, json!("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"));
@@ -802,4 +820,218 @@ fn ini_entries_refuse_what_they_cannot_mean() {
     fs::write(&path, [0xff, 0xfe, b'\n']).unwrap();
     let out = run(json!({"files": [{"path": path, "ini": ini}]}));
     assert_refused(&out, &["is not UTF-8 text"]);
+}
+
+/// The uid of `nobody`: a user who is not root, as the loki user is on a host.
+const USER: u32 = 65534;
+
+/// (uid, gid, mode) of a path, not following a link.
+fn attrs(path: &Path) -> (u32, u32, u32) {
+    let m = fs::symlink_metadata(path).unwrap();
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// Issue 19: the loki user replaces its chunks directory with a link to /etc; the next deploy
+/// (root) must neither chown nor chmod /etc, nor write below it, in any mode, and must say why.
+#[test]
+fn a_link_a_user_planted_is_refused_in_every_mode_and_nothing_changes() {
+    if !is_root() {
+        eprintln!("skipped: needs root to plant a link owned by uid {USER}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let etc = root.join("etc");
+    fs::create_dir(&etc).unwrap();
+    fs::set_permissions(&etc, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(etc.join("shadow"), "root:*:1::::::\n").unwrap();
+    let loki = root.join("var/lib/loki");
+    fs::create_dir_all(&loki).unwrap();
+    std::os::unix::fs::chown(&loki, Some(USER), Some(USER)).unwrap();
+    let chunks = loki.join("chunks");
+    std::os::unix::fs::symlink(&etc, &chunks).unwrap();
+    std::os::unix::fs::lchown(&chunks, Some(USER), Some(USER)).unwrap();
+    let owned = |path: &Path, state: &str, mode: &str| {
+        json!({"path": p(path), "state": state, "owner": USER.to_string(),
+               "group": USER.to_string(), "mode": mode})
+    };
+    let cases = [
+        // The directory entry itself: a link at the final component, whoever owns it.
+        (
+            json!([
+                owned(&loki, "directory", "0750"),
+                owned(&chunks, "directory", "0750")
+            ]),
+            format!(
+                "files[1] ({}): is a symbolic link (to {})",
+                p(&chunks),
+                p(&etc)
+            ),
+        ),
+        // A file below it: the link is on the way, and it is not root's.
+        (
+            json!([{"path": p(&chunks.join("shadow")), "content": "pwned\n", "mode": "0644"}]),
+            format!(
+                "{} is a symbolic link (to {}) owned by",
+                p(&chunks),
+                p(&etc)
+            ),
+        ),
+        (
+            json!([{"path": p(&chunks.join("new/dir")), "state": "directory", "parents": true}]),
+            format!("{} is a symbolic link", p(&chunks)),
+        ),
+    ];
+    for (files, needle) in cases {
+        for (check, diff) in [(false, false), (true, true), (false, true)] {
+            let out = run(json!({"files": files.clone(), "_ansible_check_mode": check,
+                                 "_ansible_diff": diff}));
+            assert_refused(&out, &[&needle, "uid 65534"]);
+            assert_eq!(out.json["changed"], json!(false), "{}", out.json);
+            assert_eq!(attrs(&etc), (0, 0, 0o755), "{}", out.msg());
+            assert_eq!(attrs(&etc.join("shadow")).0, 0);
+            assert_eq!(
+                fs::read_to_string(etc.join("shadow")).unwrap(),
+                "root:*:1::::::\n"
+            );
+            assert_eq!(listing(&etc), ["shadow"], "{}", out.msg());
+        }
+    }
+    // state: absent removes the link itself, never what it points to.
+    let out = run(json!({"files": [{"path": p(&chunks), "state": "absent"}]}));
+    assert_eq!(
+        out.json["changed_paths"],
+        json!([p(&chunks)]),
+        "{}",
+        out.json
+    );
+    assert!(fs::symlink_metadata(&chunks).is_err());
+    assert_eq!(listing(&etc), ["shadow"]);
+    // And then the directory entry makes a real directory.
+    let out = run(json!({"files": [owned(&chunks, "directory", "0750")]}));
+    assert_eq!(out.json["changed"], json!(true), "{}", out.json);
+    assert_eq!(attrs(&chunks), (USER, USER, 0o750));
+    assert_eq!(attrs(&etc), (0, 0, 0o755));
+}
+
+/// Debian's own links on the way (/var/run -> /run, merged-/usr /lib -> usr/lib) are root's:
+/// followed. A root-owned link where the file itself goes is still refused.
+#[test]
+fn root_links_on_the_way_are_followed_but_never_at_the_end() {
+    if !is_root() {
+        eprintln!("skipped: the links the tests make are root's only when root runs them");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fs::create_dir(root.join("run")).unwrap();
+    fs::create_dir(root.join("var")).unwrap();
+    std::os::unix::fs::symlink("../run", root.join("var/run")).unwrap();
+    let conf = root.join("var/run/app.conf");
+    let out = run(json!({"files": [{"path": p(&conf), "content": "x\n", "mode": "0600"}]}));
+    assert_eq!(out.json["changed"], json!(true), "{}", out.json);
+    assert_eq!(
+        fs::read_to_string(root.join("run/app.conf")).unwrap(),
+        "x\n"
+    );
+    std::os::unix::fs::symlink(root.join("run/app.conf"), root.join("run/alias.conf")).unwrap();
+    let out = run(json!({"files": [{"path": p(&root.join("run/alias.conf")), "content": "y\n"}]}));
+    assert_refused(
+        &out,
+        &["alias.conf): is a symbolic link", "owned by root (uid 0)"],
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("run/app.conf")).unwrap(),
+        "x\n"
+    );
+}
+
+#[test]
+fn parents_get_the_entrys_owner_and_group_whatever_the_umask() {
+    if !is_root() {
+        eprintln!("skipped: needs root to give the parents another owner");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // The module under umask 027 (a hardened sudo), as Ansible would start it.
+    let wrapper = root.join("files-umask-027");
+    fs::write(
+        &wrapper,
+        format!("#!/bin/sh\numask 027\nexec '{BIN}' \"$@\"\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let ds = root.join("etc/grafana/provisioning/datasources");
+    let args = json!({"files": [
+        {"path": p(&ds), "state": "directory", "owner": "root", "group": USER.to_string(),
+         "mode": "0755", "parents": true},
+        {"path": p(&root.join("srv/app/conf/app.yml")), "content": "a\n", "owner": USER.to_string(),
+         "group": USER.to_string(), "mode": "0640", "parents": true},
+    ]});
+    let out = run_with_file(&wrapper, &args.to_string());
+    assert_eq!(out.json["changed"], json!(true), "{}", out.json);
+    for made in [
+        "etc",
+        "etc/grafana",
+        "etc/grafana/provisioning",
+        "etc/grafana/provisioning/datasources",
+    ] {
+        assert_eq!(attrs(&root.join(made)), (0, USER, 0o755), "{made}");
+    }
+    for made in ["srv", "srv/app", "srv/app/conf"] {
+        assert_eq!(attrs(&root.join(made)), (USER, USER, 0o755), "{made}");
+    }
+    assert_eq!(
+        attrs(&root.join("srv/app/conf/app.yml")),
+        (USER, USER, 0o640)
+    );
+    assert_eq!(
+        run_with_file(&wrapper, &args.to_string()).json["changed"],
+        json!(false)
+    );
+}
+
+#[test]
+fn an_unquoted_yaml_mode_is_refused_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("x.conf");
+    let out = run(json!({"files": [{"path": p(&path), "content": "x\n", "mode": 644}]}));
+    assert_refused(
+        &out,
+        &[&format!(
+            "files[0] ({}): mode 644 is an integer; YAML reads an unquoted 644 as decimal (it would become 01204): quote it, mode: \"0644\"",
+            p(&path)
+        )],
+    );
+    assert!(listing(tmp.path()).is_empty());
+}
+
+#[test]
+fn an_ini_diff_never_shows_another_entrys_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ini = tmp.path().join("grafana.ini");
+    fs::write(&ini, GRAFANA_INI).unwrap();
+    // One (secret) entry writes the password; another task sets a plain option with --diff.
+    let secret = json!({"files": [{"path": p(&ini), "secret": true,
+        "ini": {"security": {"admin_password": SECRET}}}]});
+    assert_eq!(run(secret).json["changed"], json!(true));
+    let plain = json!({"_ansible_diff": true, "files": [{"path": p(&ini),
+        "ini": {"server": {"http_port": "3001"}, "users": {"allow_sign_up": "false"}}}]});
+    let out = run(plain);
+    assert!(
+        !out.stdout.contains("S3cr3t"),
+        "secret leaked: {}",
+        out.stdout
+    );
+    assert_eq!(
+        out.json["diff"]["before"],
+        json!("[server] http_port = 3000\n[users] allow_sign_up (not set)\n"),
+        "{}",
+        out.json
+    );
+    assert_eq!(
+        out.json["diff"]["after"],
+        json!("[server] http_port = 3001\n[users] allow_sign_up = false\n")
+    );
 }

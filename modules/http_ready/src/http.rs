@@ -86,8 +86,18 @@ pub fn base64(data: &[u8]) -> String {
 }
 
 /// One GET: connect (each address the name resolves to, in turn), send, read the answer.
-/// `timeout` bounds the connect and each read and write.
-pub fn get(url: &Url, extra: &[(String, String)], timeout: Duration) -> Result<Response, String> {
+/// `deadline` bounds the whole attempt: the connect, every write and every read gets only
+/// the time left until it, so a server that trickles its answer a byte at a time cannot
+/// stretch the attempt (a per-read timeout alone would restart with every byte).
+pub fn get(url: &Url, extra: &[(String, String)], deadline: Instant) -> Result<Response, String> {
+    // Whole milliseconds: a message says "within 5 s", not "within 4.999999 s".
+    let budget = Duration::from_millis(
+        (deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64()
+            * 1000.0)
+            .round() as u64,
+    );
     let addrs: Vec<_> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve host '{}': {e}", url.host))?
@@ -95,25 +105,80 @@ pub fn get(url: &Url, extra: &[(String, String)], timeout: Duration) -> Result<R
     let mut last = format!("host '{}' resolves to no address", url.host);
     let mut stream = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        let Some(left) = left_until(deadline) else {
+            last = format!("cannot connect to {addr}: {}", out_of_time(budget));
+            break;
+        };
+        match TcpStream::connect_timeout(&addr, left) {
             Ok(s) => {
                 stream = Some(s);
                 break;
             }
-            Err(e) => last = format!("cannot connect to {addr}: {}", io_words(&e, timeout)),
+            Err(e) => last = format!("cannot connect to {addr}: {}", io_words(&e, budget)),
         }
     }
-    let mut stream = stream.ok_or(last)?;
-    let words = |e: std::io::Error| io_words(&e, timeout);
-    stream.set_read_timeout(Some(timeout)).map_err(words)?;
-    stream.set_write_timeout(Some(timeout)).map_err(words)?;
-    stream
+    let stream = stream.ok_or(last)?;
+    let mut timed = Timed {
+        stream,
+        deadline,
+        budget,
+    };
+    timed
         .write_all(&request(url, extra))
-        .map_err(|e| format!("cannot send the request: {}", io_words(&e, timeout)))?;
-    read_response(&mut stream, timeout)
+        .map_err(|e| format!("cannot send the request: {}", io_words(&e, budget)))?;
+    read_response(&mut timed, budget)
 }
 
-/// Reads until the response is complete (by its framing) or the connection ends.
+/// What is left until `deadline`, or `None` when nothing is (a zero timeout would mean "no
+/// timeout" to the socket calls).
+fn left_until(deadline: Instant) -> Option<Duration> {
+    Some(deadline.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
+}
+
+fn out_of_time(budget: Duration) -> String {
+    format!("no answer within {} s", budget.as_secs_f64())
+}
+
+/// A connection whose every read and write may only take the time left until `deadline`.
+struct Timed {
+    stream: TcpStream,
+    deadline: Instant,
+    /// The whole attempt's time, for messages.
+    budget: Duration,
+}
+
+impl Timed {
+    fn arm(&self, read: bool) -> std::io::Result<()> {
+        let left = left_until(self.deadline).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, out_of_time(self.budget))
+        })?;
+        if read {
+            self.stream.set_read_timeout(Some(left))
+        } else {
+            self.stream.set_write_timeout(Some(left))
+        }
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.arm(true)?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.arm(false)?;
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Reads until the response is complete (by its framing) or the connection ends. A read
+/// that fails ends it (a `Timed` stream fails once its attempt's deadline passed).
 pub fn read_response(stream: &mut dyn Read, timeout: Duration) -> Result<Response, String> {
     let started = Instant::now();
     let mut buf = Vec::new();
@@ -406,6 +471,42 @@ mod tests {
         assert!(check_header("Host", "x")
             .unwrap_err()
             .contains("set by http_ready itself"));
+    }
+
+    #[test]
+    fn a_server_trickling_its_answer_cannot_stretch_the_attempt() {
+        use std::net::TcpListener;
+        // One byte every 100 ms, never a complete answer: each read succeeds well within a
+        // per-read timeout, so only a deadline for the whole attempt ends it.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let mut req = [0u8; 1024];
+                let _ = conn.read(&mut req);
+                for b in b"HTTP/1.1 200 OK\r\nX-Slow: "
+                    .iter()
+                    .chain([b'a'; 200].iter())
+                {
+                    if conn.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        });
+        let url = crate::url::parse(&format!("http://{addr}/ready")).unwrap();
+        let started = Instant::now();
+        let e = get(&url, &[], started + Duration::from_millis(700)).unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "the attempt ran {took:?} past its 0.7 s deadline"
+        );
+        assert!(
+            e.starts_with("reading the answer failed after") && e.contains("no answer within 0.7"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -29,10 +29,38 @@ const SPEC: &[Param] = &[
     Param::int("request_timeout")
         .default(Default::Int(5))
         .min(1),
-    Param::dict("headers").no_log(),
+    Param::dict("headers").no_log_keys(secret_header),
     Param::str("url_username"),
     Param::str("url_password").no_log(),
 ];
+
+/// Whether a request header's value is a secret (never shown): the credentials HTTP itself
+/// defines, and any header whose name says it carries one (`X-Api-Key`, `X-Auth-Token`,
+/// `Private-Token`, ...). Other values (`X-Scope-OrgID: "1"`) are shown as they are: masking
+/// them would mask that text everywhere in the answer, the URL included.
+fn secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || [
+        "token",
+        "secret",
+        "passw",
+        "key",
+        "auth",
+        "session",
+        "credential",
+        "signature",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+/// The longest `timeout`, `interval` or `request_timeout` accepted, in seconds: one day. A
+/// readiness wait beyond that is a typo, and the limit keeps every deadline computed from
+/// these values far from the clock's overflow (`Instant` + a huge `Duration` would panic).
+const MAX_SECS: i64 = 86_400;
 
 fn main() {
     runtime::run(NAME, SPEC, |params, _ctx| {
@@ -106,6 +134,14 @@ impl Probe {
             };
             http::check_header(name, &value)?;
             headers.push((name.clone(), value));
+        }
+        for field in ["timeout", "interval", "request_timeout"] {
+            let secs = params.int(field).unwrap_or(0);
+            if secs > MAX_SECS {
+                return Err(Failure::new(format!(
+                    "{field}: {secs} s is more than the allowed maximum of {MAX_SECS} s (one day); set a readiness wait in seconds, e.g. {field}: 60"
+                )));
+            }
         }
         let user = params.str("url_username");
         let password = params.str("url_password");
@@ -207,10 +243,13 @@ impl Probe {
         let mut attempts = 0u64;
         loop {
             attempts += 1;
-            // Each attempt gets its request_timeout, but never runs far past the deadline.
-            let left = deadline.saturating_duration_since(Instant::now());
+            // Each attempt gets its request_timeout as a deadline for the whole attempt (connect,
+            // send, every read), but never runs more than a second past the wait's deadline:
+            // the whole run stays within timeout + 1 s (<= timeout + interval).
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
             let per_try = self.request_timeout.min(left.max(Duration::from_secs(1)));
-            let attempt = self.judge(http::get(&self.url, &self.headers, per_try));
+            let attempt = self.judge(http::get(&self.url, &self.headers, now + per_try));
             let elapsed = started.elapsed();
             let fields = |attempt: &Attempt| -> Vec<(&'static str, Json)> {
                 vec![
@@ -252,6 +291,48 @@ impl Probe {
             }
             // The last pause is cut short so one attempt falls on the deadline itself.
             sleep(self.interval.min(left));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(args: Json) -> Result<Probe, String> {
+        let (params, _) = runtime::parse(NAME, SPEC, &args)?;
+        Probe::from_params(&params).map_err(|f| f.msg)
+    }
+
+    #[test]
+    fn a_huge_timeout_is_refused_naming_the_field_and_the_maximum() {
+        for field in ["timeout", "interval", "request_timeout"] {
+            let Err(e) = probe(json!({"url": "http://127.0.0.1/", field: i64::MAX})) else {
+                panic!("{field}: a huge value was accepted");
+            };
+            assert_eq!(
+                e,
+                format!("{field}: 9223372036854775807 s is more than the allowed maximum of 86400 s (one day); set a readiness wait in seconds, e.g. {field}: 60")
+            );
+            assert!(probe(json!({"url": "http://127.0.0.1/", field: 86_400})).is_ok());
+        }
+    }
+
+    #[test]
+    fn only_credential_headers_are_secret() {
+        for name in [
+            "Authorization",
+            "proxy-authorization",
+            "Cookie",
+            "X-Api-Key",
+            "X-Auth-Token",
+            "Private-Token",
+            "X-Grafana-Session",
+        ] {
+            assert!(secret_header(name), "{name}");
+        }
+        for name in ["X-Scope-OrgID", "Accept", "User-Agent", "X-Request-Id"] {
+            assert!(!secret_header(name), "{name}");
         }
     }
 }

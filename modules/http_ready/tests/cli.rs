@@ -206,6 +206,85 @@ fn nobody_listening_is_a_clear_failure() {
     );
 }
 
+#[test]
+fn a_server_trickling_bytes_cannot_stretch_the_wait_past_timeout_and_one_interval() {
+    // Accepts every connection and sends one byte of a never-ending header a second: each
+    // read succeeds within request_timeout, so only a deadline for the whole wait stops it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ready", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            thread::spawn(move || {
+                let mut req = [0u8; 4096];
+                let _ = conn.read(&mut req);
+                let mut bytes = b"HTTP/1.1 200 OK\r\nX-Slow: ".to_vec();
+                bytes.extend([b'a'; 120]);
+                for b in bytes {
+                    if conn.write_all(&[b]).is_err() {
+                        return;
+                    }
+                    thread::sleep(std::time::Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    let start = std::time::Instant::now();
+    let run = run(json!({"url": url, "timeout": 3, "interval": 1, "request_timeout": 5}));
+    let took = start.elapsed().as_secs_f64();
+    assert_eq!(run.json["failed"], json!(true), "{}", run.json);
+    assert!(
+        took < 3.0 + 1.0 + 0.5,
+        "timeout 3 + interval 1, but it took {took:.1} s"
+    );
+    assert!(
+        run.msg().contains("timeout 3 s") && run.msg().contains("reading the answer failed"),
+        "{}",
+        run.msg()
+    );
+}
+
+#[test]
+fn a_huge_timeout_is_refused_naming_the_field_never_an_overflow() {
+    let run = run(json!({"url": "http://127.0.0.1:3100/ready", "timeout": 9223372036854775807i64}));
+    assert_refused(
+        &run,
+        &["timeout: 9223372036854775807 s is more than the allowed maximum of 86400 s"],
+    );
+    assert!(!run.msg().contains("internal error"), "{}", run.msg());
+}
+
+#[test]
+fn a_plain_header_is_sent_and_shown_only_credentials_are_masked() {
+    let server = Server::start(&[NOT_YET]);
+    let run = run(json!({
+        "url": format!("{}/ready", server.url),
+        "timeout": 0,
+        "headers": {"X-Scope-OrgID": "1", "Authorization": format!("Bearer {PASSWORD}")},
+    }));
+    assert_eq!(run.json["failed"], json!(true), "{}", run.json);
+    // The URL (its port and address hold "1"s) and the message come back as they are.
+    assert_eq!(run.json["url"], json!(format!("{}/ready", server.url)));
+    assert!(
+        run.msg()
+            .starts_with(&format!("{}/ready is not ready after", server.url)),
+        "{}",
+        run.msg()
+    );
+    assert!(!run.stdout.contains("********"), "{}", run.stdout);
+    assert_eq!(
+        run.json["invocation"]["module_args"]["headers"],
+        json!({"X-Scope-OrgID": "1", "Authorization": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"})
+    );
+    assert!(!run.stdout.contains(PASSWORD), "{}", run.stdout);
+    let sent = &server.requests()[0];
+    assert!(sent.contains("X-Scope-OrgID: 1\r\n"), "{sent}");
+    assert!(
+        sent.contains(&format!("Authorization: Bearer {PASSWORD}\r\n")),
+        "{sent}"
+    );
+}
+
 /// The cases of tests/faults/bad-input.json for this module (the fault suite runs them through
 /// Ansible on a lab host): each fails, changing nothing, with a message naming the field.
 #[test]

@@ -129,6 +129,12 @@ fn raw_secrets(spec: &[Param], raw: &Json) -> Vec<String> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    for param in spec {
+        if let (Some(secret), Some(Json::Object(inner))) = (param.no_log_keys, map.get(param.name))
+        {
+            crate::params::secret_values_of(inner, secret, &mut out);
+        }
+    }
     for param in spec.iter().filter(|p| p.no_log) {
         for name in std::iter::once(&param.name).chain(param.aliases.iter()) {
             match map.get(*name) {

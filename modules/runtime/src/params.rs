@@ -168,6 +168,21 @@ impl Params {
         for param in &self.spec {
             let value = match self.values.get(param.name) {
                 Some(_) if param.no_log => Json::from("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"),
+                Some(Value::Dict(Json::Object(map))) if param.no_log_keys.is_some() => {
+                    let secret = param.no_log_keys.unwrap_or(|_| true);
+                    Json::Object(
+                        map.iter()
+                            .map(|(k, v)| {
+                                let v = if secret(k) {
+                                    Json::from("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
+                                } else {
+                                    v.clone()
+                                };
+                                (k.clone(), v)
+                            })
+                            .collect(),
+                    )
+                }
                 Some(v) => v.to_json(),
                 None => Json::Null,
             };
@@ -324,6 +339,11 @@ fn parse_object(
     for param in spec {
         match params.values.get(param.name) {
             Some(value) if param.no_log => secret_values(value, &mut params.secrets),
+            Some(Value::Dict(Json::Object(map))) => {
+                if let Some(secret) = param.no_log_keys {
+                    secret_values_of(map, secret, &mut params.secrets);
+                }
+            }
             // An entry's no_log keys are masked in `invocation` and in error messages, but not
             // answer-wide: the module decides what of an entry it shows (`files` shows the
             // content of a non-secret file in its diff, and never that of a secret one).
@@ -357,6 +377,20 @@ fn secret_values(value: &Value, out: &mut Vec<String>) {
             }
         }
         _ => {}
+    }
+}
+
+/// The secret values of a dict whose secrets are the values under the keys `secret` accepts
+/// (each string, or number, inside them).
+pub(crate) fn secret_values_of(
+    map: &Map<String, Json>,
+    secret: fn(&str) -> bool,
+    out: &mut Vec<String>,
+) {
+    for (key, value) in map {
+        if secret(key) {
+            secret_values(&Value::Dict(value.clone()), out);
+        }
     }
 }
 
@@ -792,6 +826,32 @@ mod tests {
         );
         assert_eq!(p.dict("json").unwrap()["database"], json!("ok"));
         assert!(p.dict("headers").is_some());
+    }
+
+    fn credential(key: &str) -> bool {
+        key.eq_ignore_ascii_case("authorization")
+    }
+
+    #[test]
+    fn a_dict_with_secret_keys_hides_only_their_values() {
+        const HEADERS: &[Param] = &[Param::dict("headers").no_log_keys(credential)];
+        let (p, _) = parse(
+            "demo",
+            HEADERS,
+            &json!({"headers": {"authorization": "Bearer tok-123", "X-Scope-OrgID": "1"}}),
+        )
+        .unwrap();
+        // "1" is no secret: masking it would mask every "1" in the answer (a URL's port).
+        assert_eq!(p.secrets(), &["Bearer tok-123".to_string()]);
+        let inv = p.invocation();
+        assert_eq!(
+            inv["module_args"]["headers"],
+            json!({"authorization": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER", "X-Scope-OrgID": "1"})
+        );
+        assert_eq!(
+            p.dict("headers").unwrap()["authorization"],
+            json!("Bearer tok-123")
+        );
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct Param {
     pub aliases: &'static [&'static str],
     /// The value is a secret: masked in `invocation` and anywhere else in the answer.
     pub no_log: bool,
+    /// For `Dict`: only the values under the keys this function accepts are secrets (masked
+    /// in `invocation` and anywhere else in the answer); the other values are shown.
+    pub no_log_keys: Option<fn(&str) -> bool>,
     /// For `Int`: the smallest accepted value (timeouts and counts are never negative).
     pub min: Option<i64>,
     /// For `Entries`: the spec of each entry's keys.
@@ -71,6 +74,7 @@ impl Param {
             choices: &[],
             aliases: &[],
             no_log: false,
+            no_log_keys: None,
             min: None,
             suboptions: &[],
         }
@@ -115,6 +119,13 @@ impl Param {
     }
     pub const fn no_log(mut self) -> Param {
         self.no_log = true;
+        self
+    }
+    /// For a `Dict` such as request headers: the values under the keys `secret` accepts are
+    /// secrets, the others are not (masking a header such as `X-Scope-OrgID: "1"` would mask
+    /// every "1" of the answer).
+    pub const fn no_log_keys(mut self, secret: fn(&str) -> bool) -> Param {
+        self.no_log_keys = Some(secret);
         self
     }
     pub const fn min(mut self, min: i64) -> Param {

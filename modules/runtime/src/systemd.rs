@@ -8,8 +8,9 @@ pub const STATE_PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileSt
 
 /// [`STATE_PROPERTIES`] and why a unit is down or stale: for `units`, which starts, restarts
 /// and reloads. Keep it in step with the fields [`parse_show`] reads.
-pub const ALL_PROPERTIES: &str =
-    "Id,LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,Result,ExecMainStatus";
+/// `Type`, `RemainAfterExit` and the start stamps say whether a oneshot already ran and when
+/// the running process started (`units`' `restart_when_changed`).
+pub const ALL_PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,Result,ExecMainStatus,Type,RemainAfterExit,ExecMainStartTimestamp,ActiveEnterTimestamp";
 
 /// One unit, as `systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState,...` prints
 /// it; properties not asked for stay empty.
@@ -30,6 +31,15 @@ pub struct UnitState {
     pub result: String,
     /// The main process's exit status (services only).
     pub exit_status: String,
+    /// The service type (`simple`, `notify`, `oneshot`, ...; empty for other unit types).
+    pub unit_type: String,
+    /// `RemainAfterExit=yes`: a oneshot that ran stays active (exited).
+    pub remain_after_exit: bool,
+    /// When the main process last started, as systemctl printed it (empty: never since
+    /// systemd loaded the unit). Its format follows `systemctl --timestamp=`.
+    pub main_started: String,
+    /// When the unit last entered the active state, as systemctl printed it.
+    pub active_entered: String,
 }
 
 impl UnitState {
@@ -65,6 +75,10 @@ pub fn parse_show(text: &str) -> Vec<UnitState> {
             "NeedDaemonReload" => unit.needs_reload = value == "yes",
             "Result" => unit.result = value,
             "ExecMainStatus" => unit.exit_status = value,
+            "Type" => unit.unit_type = value,
+            "RemainAfterExit" => unit.remain_after_exit = value == "yes",
+            "ExecMainStartTimestamp" => unit.main_started = value,
+            "ActiveEnterTimestamp" => unit.active_entered = value,
             _ => {}
         }
     }

@@ -48,13 +48,26 @@ pub fn apply(root: &Path, want: &Wanted) -> Result<Applied, Stopped> {
         done: applied.done.clone(),
         rc,
     };
+    // The group removal planned after a `userdel` this run made: userdel takes the user's own
+    // group along when nothing else uses it (USERGROUPS_ENAB), so the next plan no longer has
+    // it. It is still this run's change, and check mode announces it: report it as done.
+    let mut taken_along: Option<Action> = None;
     for _ in 0..MAX_STEPS + MAX_RETRIES as usize {
         let db = Db::load(root).map_err(|m| stop(m, &applied, None))?;
         let plan = plan(&db, want).map_err(|m| stop(m, &applied, None))?;
         applied.notes = plan.notes;
-        let Some(action) = plan.actions.into_iter().next() else {
+        if let Some(group) = taken_along.take() {
+            if let Action::DelGroup { name } = &group {
+                if !plan.actions.contains(&group) && db.group(name).is_none() {
+                    applied.done.push(group.describe());
+                }
+            }
+        }
+        let mut actions = plan.actions.into_iter();
+        let Some(action) = actions.next() else {
             return Ok(applied);
         };
+        let next = actions.next();
         if last.as_ref() == Some(&action) {
             return Err(stop(
                 format!(
@@ -77,6 +90,9 @@ pub fn apply(root: &Path, want: &Wanted) -> Result<Applied, Stopped> {
         match run(&action) {
             Step::Done => {
                 applied.done.push(action.describe());
+                if matches!(action, Action::DelUser { .. }) {
+                    taken_along = next.filter(|a| matches!(a, Action::DelGroup { .. }));
+                }
                 last = Some(action);
             }
             Step::Raced(why) => {

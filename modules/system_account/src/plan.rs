@@ -520,9 +520,12 @@ impl View {
     pub fn predicted(db: &Db, want: &Wanted) -> View {
         let now = View::current(db, &want.name, &want.group);
         if !want.present {
-            let group_stays = db
-                .group(&want.group)
-                .is_some_and(|g| !db.primary_members(g.gid, &want.name).is_empty());
+            // The plan decides, so the prediction cannot drift from the run: a group with
+            // other members of either kind (primary or supplementary) stays.
+            let group_stays = !plan_absent(db, want)
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::DelGroup { .. }));
             return View {
                 name: want.name.clone(),
                 exists: false,
@@ -878,9 +881,12 @@ mod tests {
             p.notes,
             ["group loki is kept: it still has other members (grafana)"]
         );
+        // Check mode's prediction keeps the group as the run does (it predicted its removal).
+        assert_eq!(View::predicted(&d, &w).render(), "group: loki\ngid: 998\n");
         // Only the removed user itself listed: the group goes.
         let d = db("loki:x:999:998::/:/usr/sbin/nologin\n", "loki:x:998:loki\n");
         assert_eq!(plan(&d, &w).unwrap().actions.len(), 2);
+        assert_eq!(View::predicted(&d, &w).render(), "");
     }
 
     /// What the alloy package leaves, and how the alloy role calls the module.

@@ -551,6 +551,69 @@ fn absent_keeps_a_group_that_still_has_other_members() {
     );
 }
 
+#[test]
+fn check_mode_predicts_exactly_what_the_run_does() {
+    // Removals and group changes, each predicted in check mode and then done for real: the
+    // predicted account (the diff's after) is the account the run leaves, its actions are
+    // the run's. The first case was wrong: check mode predicted that logreaders (with only a
+    // supplementary member left) would be removed; the run keeps it.
+    let passwd = format!(
+        "{PASSWD}promtail:x:998:997::/:/usr/sbin/nologin\ngrafana:x:996:996::/:/usr/sbin/nologin\n\
+         alloy:x:997:995::/var/lib/alloy:/bin/false\n"
+    );
+    let group = format!(
+        "{GROUP}logreaders:x:997:promtail,grafana\ngrafana:x:996:\nalloy:x:995:\n\
+         adm:x:4:syslog\nsystemd-journal:x:999:\nvideo:x:44:alloy\n"
+    );
+    for args in [
+        json!({"name": "promtail", "group": "logreaders", "state": "absent"}),
+        json!({"name": "grafana", "state": "absent"}),
+        json!({"name": "alloy", "groups": ["adm", "systemd-journal"], "append": true}),
+        json!({"name": "alloy", "groups": ["adm"], "append": false}),
+        json!({"name": "loki", "group": "loki", "system": true, "groups": ["adm"]}),
+    ] {
+        let Some(sb) = Sandbox::new(&passwd, &group) else {
+            return;
+        };
+        let check = sb.run(with(
+            args.clone(),
+            json!({"_ansible_check_mode": true, "_ansible_diff": true}),
+        ));
+        let real = sb.run(with(args.clone(), json!({"_ansible_diff": true})));
+        assert_ok(&check, true);
+        assert_ok(&real, true);
+        assert_eq!(
+            check.json["diff"]["before"], real.json["diff"]["before"],
+            "{args}"
+        );
+        // What useradd/groupadd pick (ids, a default home) check mode shows as "(assigned on
+        // creation)"; every other line must agree.
+        let predicted = check.json["diff"]["after"].as_str().unwrap().to_string();
+        let picked: Vec<&str> = predicted
+            .lines()
+            .filter(|l| l.ends_with("(assigned on creation)"))
+            .filter_map(|l| l.split(':').next())
+            .collect();
+        let known = |text: &Json| -> Vec<String> {
+            text.as_str()
+                .unwrap()
+                .lines()
+                .filter(|l| !picked.contains(&l.split(':').next().unwrap_or_default()))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(
+            known(&check.json["diff"]["after"]),
+            known(&real.json["diff"]["after"]),
+            "{args}: check mode predicted {} but the run did {}",
+            check.json["diff"]["after"],
+            real.json["diff"]["after"]
+        );
+        assert_eq!(check.json["actions"], real.json["actions"], "{args}");
+        assert_eq!(check.json["notes"], real.json["notes"], "{args}");
+    }
+}
+
 // ---- supplementary groups: the alloy role's task -------------------------------------------
 
 /// What the alloy package leaves: its user with shell /bin/false, home /var/lib/alloy and its

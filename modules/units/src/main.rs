@@ -1,5 +1,7 @@
 //! `units`: the state of several systemd units in one task: enabled or not, started or
-//! stopped, restarted when the task says so (a changed configuration), after a daemon-reload
+//! stopped, restarted when the task says so or when a file it names changed after the unit's
+//! process started (`restart_when_changed`: the need to restart is read from the host, so a
+//! run interrupted between a change and its restart does not lose it), after a daemon-reload
 //! when a unit file changed.
 //!
 //! It replaces `ansible.builtin.systemd_service` tasks and the handlers that restart services:
@@ -10,6 +12,7 @@
 mod plan;
 mod show;
 
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use runtime::{Command, Context, Default, Diff, Failure, Outcome, Output, Param, Params};
@@ -17,7 +20,11 @@ use serde_json::{json, Value as Json};
 
 use plan::{Plan, Run, Wanted};
 use runtime::systemd::show_states;
-use show::{unit_name, Judge, UnitState, PROPERTIES};
+use show::{format_us_utc, unit_name, Judge, UnitState, PROPERTIES};
+
+/// How `systemctl show` prints timestamps when a task compares them with files:
+/// microseconds, in UTC (systemd 248 and later; Debian 12 has 252).
+const TIMESTAMPS: &str = "--timestamp=us+utc";
 
 const NAME: &str = "units";
 
@@ -26,6 +33,7 @@ const UNIT_SPEC: &[Param] = &[
     Param::bool("enabled"),
     Param::str("state").choices(&["started", "stopped"]),
     Param::bool("restart").default(Default::Bool(false)),
+    Param::list("restart_when_changed"),
 ];
 
 const SPEC: &[Param] = &[
@@ -79,6 +87,9 @@ struct Done {
     calls: usize,
     /// A call that may change the host was made.
     acted: bool,
+    /// Per unit (task order): why `restart_when_changed` restarts it, one line per newer path.
+    reasons: Vec<Vec<String>>,
+    warnings: Vec<String>,
 }
 
 impl Task {
@@ -98,9 +109,17 @@ impl Task {
             };
             let restart = entry.bool("restart");
             let enabled = entry.opt_bool("enabled");
-            if run.is_none() && enabled.is_none() && !restart {
+            let watch = entry.list("restart_when_changed").to_vec();
+            for path in &watch {
+                if !path.starts_with('/') || path.split('/').any(|part| part == "..") {
+                    return Err(Failure::new(format!(
+                        "units[{index}]: {name}: restart_when_changed: '{path}' is not an absolute path without '..'; list the unit's files as absolute paths, e.g. /etc/loki/config.yml"
+                    )));
+                }
+            }
+            if run.is_none() && enabled.is_none() && !restart && watch.is_empty() {
                 return Err(Failure::new(format!(
-                    "units[{index}]: {name} has nothing to do: set enabled, state or restart"
+                    "units[{index}]: {name} has nothing to do: set enabled, state, restart or restart_when_changed"
                 )));
             }
             wanted.push(Wanted {
@@ -108,6 +127,7 @@ impl Task {
                 enabled,
                 run,
                 restart,
+                watch,
             });
         }
         if wanted.is_empty() {
@@ -128,6 +148,10 @@ impl Task {
 
     fn show(&self, sys: &dyn Systemctl, done: &mut Done) -> Result<Vec<UnitState>, Failure> {
         let mut args = vec!["show".to_string(), "-p".into(), PROPERTIES.into()];
+        // Only when needed: older systemctl (before 248) does not know the option.
+        if self.wanted.iter().any(|w| !w.watch.is_empty()) {
+            args.push(TIMESTAMPS.into());
+        }
         args.extend(self.names());
         done.calls += 1;
         let out = sys.run(&args, false, SHOW_TIMEOUT)?;
@@ -181,18 +205,19 @@ impl Task {
         let mut done = Done::default();
         let mut before = self.show(sys, &mut done)?;
 
-        // Reload only when systemd says a unit file changed, or a listed unit is not loaded
-        // (a unit file just written): a reload on every run would not be idempotent and costs
-        // a full re-read of all unit files.
+        // Reload whenever systemd says a listed unit's file changed on disk (acting on it
+        // otherwise would start or restart it with its old definition), and, with
+        // daemon_reload, when a listed unit is not loaded (a unit file just written). Never on
+        // every run: that would not be idempotent and costs a full re-read of all unit files.
         let stale: Vec<&String> = self
             .wanted
             .iter()
             .zip(&before)
-            .filter(|(_, s)| s.needs_reload || !s.found())
+            .filter(|(_, s)| s.needs_reload || (self.daemon_reload && !s.found()))
             .map(|(w, _)| &w.name)
             .collect();
         let mut unknown_in_check = Vec::new();
-        if self.daemon_reload && !stale.is_empty() {
+        if !stale.is_empty() {
             if ctx.check_mode {
                 done.daemon_reloaded = true;
                 // Whether a reload would find them cannot be known without doing it.
@@ -210,7 +235,7 @@ impl Task {
             }
         }
 
-        let (wanted, states): (Vec<Wanted>, Vec<UnitState>) = self
+        let (mut wanted, states): (Vec<Wanted>, Vec<UnitState>) = self
             .wanted
             .iter()
             .cloned()
@@ -222,6 +247,29 @@ impl Task {
             let failure = self.failure(problems.join("; "), &done, &before, &before);
             return Err(failure);
         }
+        // restart_when_changed: the need to restart, read from the host (check mode too).
+        done.reasons = vec![Vec::new(); self.wanted.len()];
+        for (want, state) in wanted.iter_mut().zip(&states) {
+            let index = self.wanted.iter().position(|w| w.name == want.name);
+            let reasons = newer_paths(want, state, &mut done.warnings)
+                .map_err(|e| self.failure(e, &done, &before, &before))?;
+            if !reasons.is_empty() {
+                want.restart = true;
+            }
+            if let Some(i) = index {
+                done.reasons[i] = reasons;
+            }
+        }
+        let restarts: Vec<bool> = self
+            .wanted
+            .iter()
+            .map(|w| {
+                wanted
+                    .iter()
+                    .find(|x| x.name == w.name)
+                    .is_some_and(|x| x.restart)
+            })
+            .collect();
         done.plan = plan::plan(&wanted, &states);
         let predicted: Vec<UnitState> = self
             .wanted
@@ -236,6 +284,9 @@ impl Task {
                 outcome.warn(format!(
                     "{name} is not loaded now; check mode cannot tell whether the daemon-reload would find it"
                 ));
+            }
+            for warning in &done.warnings {
+                outcome.warn(warning.clone());
             }
             outcome
         } else {
@@ -257,9 +308,12 @@ impl Task {
                 .wanted
                 .iter()
                 .zip(&after)
-                .filter(|(w, s)| {
-                    (w.run == Some(Run::Started) || (w.restart && w.run.is_none())) && !s.running()
+                .zip(&restarts)
+                .map(|((w, s), restart)| (w, s, *restart))
+                .filter(|(w, s, restart)| {
+                    (w.run == Some(Run::Started) || (*restart && w.run.is_none())) && !s.started()
                 })
+                .map(|(w, s, _)| (w, s))
                 .map(|(w, s)| format!("{} is {}", w.name, s.down_reason()))
                 .collect();
             if !down.is_empty() {
@@ -273,11 +327,11 @@ impl Task {
                     &after,
                 ));
             }
-            self.outcome(&done, &before, &after, false).with_diff(diff(
-                &self.names(),
-                &before,
-                &after,
-            ))
+            let mut outcome = self.outcome(&done, &before, &after, false);
+            for warning in &done.warnings {
+                outcome.warn(warning.clone());
+            }
+            outcome.with_diff(diff(&self.names(), &before, &after))
         };
         if ctx.check_mode {
             outcome = outcome.with_diff(diff(&self.names(), &before, &predicted));
@@ -295,7 +349,8 @@ impl Task {
             .wanted
             .iter()
             .zip(before.iter().zip(after))
-            .map(|(w, (b, a))| {
+            .enumerate()
+            .map(|(i, (w, (b, a)))| {
                 json!({
                     "name": w.name,
                     "before": b.describe(),
@@ -304,6 +359,7 @@ impl Task {
                     "active": a.active,
                     "sub": a.sub,
                     "actions": done.plan.actions(&w.name),
+                    "changed_since_start": done.reasons.get(i).cloned().unwrap_or_default(),
                 })
             })
             .collect();
@@ -334,6 +390,16 @@ impl Task {
         for (verb, units) in done.plan.calls() {
             parts.push(format!("{} {}", past(verb), units.join(", ")));
         }
+        for (w, reasons) in self.wanted.iter().zip(&done.reasons) {
+            if let Some(first) = reasons.first() {
+                let more = if reasons.len() > 1 {
+                    format!(" (and {} more)", reasons.len() - 1)
+                } else {
+                    String::new()
+                };
+                parts.push(format!("{}: {first}{more}", w.name));
+            }
+        }
         let msg = if !changed {
             format!("{} unit(s) already as wanted", self.wanted.len())
         } else if check {
@@ -361,6 +427,69 @@ impl Task {
         }
         failure
     }
+}
+
+/// Why `restart_when_changed` restarts a unit: one line per listed path whose ctime (the
+/// inode's change time) is later than the start of the unit's main process; empty when none
+/// is, or when the unit is not started (a start, if wanted, happens anyway). A path that does
+/// not exist is no reason (a warning says so).
+///
+/// The clocks: both stamps are CLOCK_REALTIME, each recorded at its own event (the kernel sets
+/// st_ctime when the inode changes; systemd records ExecMainStartTimestamp when it forks the
+/// main process), read here as microseconds in UTC (`--timestamp=us+utc`), so they are compared
+/// in one clock domain without a conversion through "now". Not used: the monotonic stamp
+/// (ExecMainStartTimestampMonotonic) converted with the current clocks, which is off by any
+/// time the host was suspended since (CLOCK_MONOTONIC stops then; a laptop agent) and so would
+/// hide a change made before a suspend. What remains: a step of the realtime clock between the
+/// start and the change. Forward (a host without an RTC that booted with an old clock, then
+/// NTP) costs one extra restart at most; only a backward step larger than the time between the
+/// two events could hide a change (timesyncd slews small offsets instead of stepping).
+///
+/// Why ctime and not mtime: writing a file atomically (rename, as `files` and dpkg do) sets it,
+/// and nobody can set it back (`touch -d` sets mtime), so a copied-in old mtime cannot hide a
+/// change.
+fn newer_paths(
+    want: &Wanted,
+    state: &UnitState,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, String> {
+    if want.watch.is_empty() || !state.started() || want.run == Some(Run::Stopped) {
+        return Ok(Vec::new());
+    }
+    let Some(started) = state.started_at() else {
+        return Err(format!(
+            "{}: cannot tell when its process started (ExecMainStartTimestamp={:?}, ActiveEnterTimestamp={:?}), so restart_when_changed cannot compare; does this systemctl know --timestamp=us+utc (systemd 248 or later)?",
+            want.name, state.main_started, state.active_entered
+        ));
+    };
+    let mut out = Vec::new();
+    for path in &want.watch {
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                warnings.push(format!(
+                    "{}: restart_when_changed: {path} does not exist, so it is no reason to restart; fix the path if it should",
+                    want.name
+                ));
+                continue;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{}: restart_when_changed: cannot read the change time of {path}: {e}",
+                    want.name
+                ))
+            }
+        };
+        let changed_ns = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+        if changed_ns > started * 1000 {
+            out.push(format!(
+                "{path} changed at {} after its process started at {}",
+                format_us_utc(changed_ns.div_euclid(1000)),
+                format_us_utc(started)
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn past(verb: &str) -> &'static str {
@@ -447,6 +576,7 @@ mod tests {
                 "show" => {
                     let blocks: Vec<String> = args[3..]
                         .iter()
+                        .filter(|a| !a.starts_with("--"))
                         .map(|u| {
                             let s = units.get(u).cloned().unwrap_or(UnitState {
                                 load: "not-found".into(),
@@ -455,9 +585,11 @@ mod tests {
                                 ..UnitState::default()
                             });
                             format!(
-                                "Id={u}\nLoadState={}\nActiveState={}\nSubState={}\nUnitFileState={}\nNeedDaemonReload={}\nResult={}\nExecMainStatus={}\n",
+                                "Id={u}\nLoadState={}\nActiveState={}\nSubState={}\nUnitFileState={}\nNeedDaemonReload={}\nResult={}\nExecMainStatus={}\nType={}\nRemainAfterExit={}\nExecMainStartTimestamp={}\nActiveEnterTimestamp={}\n",
                                 s.load, s.active, s.sub, s.file_state,
-                                if s.needs_reload { "yes" } else { "no" }, s.result, s.exit_status
+                                if s.needs_reload { "yes" } else { "no" }, s.result, s.exit_status,
+                                s.unit_type, if s.remain_after_exit { "yes" } else { "no" },
+                                s.main_started, s.active_entered
                             )
                         })
                         .collect();
@@ -484,13 +616,37 @@ mod tests {
                                     ..Output::default()
                                 });
                             }
-                            _ => (s.active, s.sub) = ("active".into(), "running".into()),
+                            _ => {
+                                s.main_started = stamp(now_us());
+                                if s.unit_type == "oneshot" && !s.remain_after_exit {
+                                    (s.active, s.sub) = ("inactive".into(), "dead".into());
+                                } else {
+                                    (s.active, s.sub) = ("active".into(), "running".into());
+                                }
+                            }
                         }
                     }
                     ok(String::new())
                 }
             }
         }
+    }
+
+    fn now_us() -> i128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i128
+    }
+
+    /// A stamp as `systemctl show --timestamp=us+utc` prints it.
+    fn stamp(micros: i128) -> String {
+        format!("Mon {}", format_us_utc(micros))
+    }
+
+    fn ctime_us(path: &std::path::Path) -> i128 {
+        let meta = std::fs::metadata(path).unwrap();
+        (i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())) / 1000
     }
 
     fn task(args: Json) -> Result<Task, String> {
@@ -688,11 +844,161 @@ mod tests {
     }
 
     #[test]
+    fn a_file_changed_after_the_start_restarts_the_unit_on_any_later_run() {
+        // A config written (rename, new inode) after loki started, by a run that then died
+        // before its restart: the next run, with no registered result, still restarts it.
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        let binary = dir.path().join("loki");
+        std::fs::write(&binary, "#!/bin/sh\n").unwrap();
+        std::fs::write(&config, "a: 1\n").unwrap();
+        let fake = Fake::with(&[("loki.service", "enabled", "active")]);
+        fake.units
+            .borrow_mut()
+            .get_mut("loki.service")
+            .unwrap()
+            .main_started = stamp(ctime_us(&config) - 10_000_000);
+        let args = json!({"units": [{"name": "loki", "enabled": true, "state": "started",
+            "restart_when_changed": [config.to_str().unwrap(), binary.to_str().unwrap()]}]});
+
+        let check = converge(&fake, args.clone(), true).unwrap();
+        assert_eq!(check["changed"], json!(true), "{check}");
+        assert_eq!(check["restarted"], json!(["loki.service"]));
+        assert_eq!(fake.calls().len(), 1, "check mode only reads");
+        assert_eq!(
+            fake.calls()[0],
+            format!("show -p {PROPERTIES} --timestamp=us+utc loki.service")
+        );
+
+        let json = converge(&fake, args.clone(), false).unwrap();
+        assert_eq!(json["changed"], json!(true), "{json}");
+        assert_eq!(json["restarted"], json!(["loki.service"]));
+        let why = json["units"][0]["changed_since_start"].as_array().unwrap();
+        assert_eq!(why.len(), 2, "{json}");
+        let first = why[0].as_str().unwrap();
+        assert!(
+            first.starts_with(&format!("{} changed at ", config.display()))
+                && first.contains(" after its process started at "),
+            "{first}"
+        );
+        let msg = json["msg"].as_str().unwrap();
+        assert!(
+            msg.starts_with("restarted loki.service; loki.service: ")
+                && msg.ends_with("(and 1 more)"),
+            "{msg}"
+        );
+        assert_eq!(fake.calls()[2], "restart loki.service");
+
+        // Restarted after the change: converged.
+        let json = converge(&fake, args.clone(), false).unwrap();
+        assert_eq!(json["changed"], json!(false), "{json}");
+        assert_eq!(json["units"][0]["changed_since_start"], json!([]));
+
+        // A stopped unit is not started because of a newer file (state decides that).
+        let down = json!({"units": [{"name": "loki", "state": "stopped",
+            "restart_when_changed": [config.to_str().unwrap()]}]});
+        fake.units
+            .borrow_mut()
+            .get_mut("loki.service")
+            .unwrap()
+            .main_started = stamp(ctime_us(&config) - 10_000_000);
+        let json = converge(&fake, down, false).unwrap();
+        assert_eq!(json["stopped"], json!(["loki.service"]));
+        assert_eq!(json["restarted"], json!([]));
+    }
+
+    #[test]
+    fn a_missing_watched_path_warns_and_an_unreadable_start_fails() {
+        let fake = Fake::with(&[("loki.service", "enabled", "active")]);
+        fake.units
+            .borrow_mut()
+            .get_mut("loki.service")
+            .unwrap()
+            .main_started = stamp(now_us() - 1_000_000);
+        let args = json!({"units": [{"name": "loki", "state": "started",
+            "restart_when_changed": ["/nonexistent/homeops-test/config.yml"]}]});
+        let json = converge(&fake, args.clone(), false).unwrap();
+        assert_eq!(json["changed"], json!(false), "{json}");
+        let warnings = json["warnings"].to_string();
+        assert!(
+            warnings.contains("/nonexistent/homeops-test/config.yml does not exist"),
+            "{json}"
+        );
+        // A running unit without a readable start stamp: say so, never guess.
+        fake.units
+            .borrow_mut()
+            .get_mut("loki.service")
+            .unwrap()
+            .main_started = "Mon 2026-12-07 18:19:55 CET".into();
+        let json = converge(&fake, args, false).unwrap_err();
+        assert!(
+            json["msg"]
+                .as_str()
+                .unwrap()
+                .starts_with("loki.service: cannot tell when its process started"),
+            "{json}"
+        );
+        let e = task(json!({"units": [{"name": "a", "restart_when_changed": ["etc/a.conf"]}]}))
+            .unwrap_err();
+        assert!(
+            e.contains(
+                "units[0]: a.service: restart_when_changed: 'etc/a.conf' is not an absolute path"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_stale_unit_file_is_reloaded_before_acting_even_without_daemon_reload() {
+        let fake = Fake::with(&[("a.service", "enabled", "active")]);
+        fake.units
+            .borrow_mut()
+            .get_mut("a.service")
+            .unwrap()
+            .needs_reload = true;
+        let args = json!({"units": [{"name": "a", "state": "started", "restart": true}]});
+        let json = converge(&fake, args.clone(), false).unwrap();
+        assert_eq!(json["daemon_reloaded"], json!(true), "{json}");
+        assert_eq!(
+            json["msg"],
+            json!("reloaded systemd's unit files; restarted a.service")
+        );
+        let calls = fake.calls();
+        assert_eq!(calls[1], "daemon-reload");
+        assert_eq!(calls[3], "restart a.service", "the reload came first");
+        let args = json!({"units": [{"name": "a", "state": "started"}]});
+        let json = converge(&fake, args, false).unwrap();
+        assert_eq!(json["changed"], json!(false), "{json}");
+    }
+
+    #[test]
+    fn a_oneshot_that_ran_counts_as_started_on_every_later_run() {
+        let fake = Fake::with(&[("job.service", "enabled", "inactive")]);
+        fake.units
+            .borrow_mut()
+            .get_mut("job.service")
+            .unwrap()
+            .unit_type = "oneshot".into();
+        let args = json!({"units": [{"name": "job", "enabled": true, "state": "started"}]});
+        // Never ran: started once; it exits at once (inactive, dead), which is success here.
+        let json = converge(&fake, args.clone(), false).unwrap();
+        assert_eq!(json["started"], json!(["job.service"]), "{json}");
+        assert_eq!(json["units"][0]["after"], json!("enabled, inactive (dead)"));
+        for _ in 0..2 {
+            let json = converge(&fake, args.clone(), false).unwrap();
+            assert_eq!(json["changed"], json!(false), "{json}");
+        }
+    }
+
+    #[test]
     fn bad_entries_are_refused_naming_the_entry() {
         let e = task(json!({"units": []})).unwrap_err();
         assert!(e.contains("units is empty"), "{e}");
         let e = task(json!({"units": [{"name": "a"}]})).unwrap_err();
-        assert!(e.contains("units[0]: a.service has nothing to do"), "{e}");
+        assert!(
+            e.contains("units[0]: a.service has nothing to do: set enabled, state, restart or restart_when_changed"),
+            "{e}"
+        );
         let e = task(json!({"units": [{"name": "a", "restart": true}, {"name": "a.service", "restart": true}]})).unwrap_err();
         assert!(e.contains("units[1]: a.service is listed twice"), "{e}");
         let e = task(json!({"units": [{"name": "a;b", "restart": true}]})).unwrap_err();

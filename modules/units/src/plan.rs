@@ -22,6 +22,9 @@ pub struct Wanted {
     /// Restart it (start it when it is down), e.g. because its configuration changed. A unit
     /// that should be stopped is not restarted.
     pub restart: bool,
+    /// `restart_when_changed`: absolute paths; a running unit whose main process started before
+    /// one of them last changed (its ctime) is restarted (see `main.rs`, `newer_paths`).
+    pub watch: Vec<String>,
 }
 
 /// The units each systemctl verb gets, one call per verb.
@@ -71,8 +74,14 @@ impl Plan {
             after.sub = "dead".into();
         }
         if has(&self.start) || has(&self.restart) {
-            after.active = "active".into();
-            after.sub = "running".into();
+            if before.unit_type == "oneshot" && !before.remain_after_exit {
+                // It runs its job and goes back to inactive (dead).
+                after.active = "inactive".into();
+                after.sub = "dead".into();
+            } else {
+                after.active = "active".into();
+                after.sub = "running".into();
+            }
         }
         after
     }
@@ -130,12 +139,20 @@ pub fn plan(wanted: &[Wanted], states: &[UnitState]) -> Plan {
             Some(false) if state.disableable() => plan.disable.push(name.clone()),
             _ => {}
         }
-        match (want.run, want.restart, state.running()) {
-            (Some(Run::Stopped), _, true) => plan.stop.push(name),
-            (Some(Run::Stopped), _, false) => {}
-            // Down and wanted up (or restarted): a start is the restart.
-            (Some(Run::Started), _, false) | (None, true, false) => plan.start.push(name),
-            (_, true, true) => plan.restart.push(name),
+        let up = state.running();
+        match want.run {
+            Some(Run::Stopped) if up => plan.stop.push(name),
+            Some(Run::Stopped) => {}
+            // Down (and not a oneshot that already did its job) and wanted up: start it.
+            Some(Run::Started) if !state.started() => plan.start.push(name),
+            Some(Run::Started) | None if want.restart => {
+                // Down and restarted (a done oneshot is run again): a start is the restart.
+                if up {
+                    plan.restart.push(name)
+                } else {
+                    plan.start.push(name)
+                }
+            }
             _ => {}
         }
     }
@@ -163,6 +180,7 @@ mod tests {
             enabled,
             run,
             restart,
+            watch: Vec::new(),
         }
     }
 
@@ -237,6 +255,31 @@ mod tests {
             &flapping,
         );
         assert_eq!(p.start, names(&["a.service"]));
+    }
+
+    #[test]
+    fn a_oneshot_that_ran_is_started_and_is_run_again_only_on_restart() {
+        let mut done = state("enabled", "inactive", "dead");
+        done.unit_type = "oneshot".into();
+        done.result = "success".into();
+        done.main_started = "Mon 2026-12-07 18:19:55.876253 UTC".into();
+        let started = [want("job.service", Some(true), Some(Run::Started), false)];
+        // It ran and exited as a oneshot does: nothing to do, on every later run too.
+        assert!(plan(&started, std::slice::from_ref(&done)).is_empty());
+        let again = [want("job.service", Some(true), Some(Run::Started), true)];
+        let p = plan(&again, std::slice::from_ref(&done));
+        assert_eq!(p.start, names(&["job.service"]));
+        assert_eq!(
+            p.predict("job.service", &done).describe(),
+            "enabled, inactive (dead)"
+        );
+        // Never ran, or failed: start it.
+        let mut never = done.clone();
+        never.main_started = String::new();
+        assert_eq!(plan(&started, &[never]).start, names(&["job.service"]));
+        let mut failed = done;
+        (failed.active, failed.result) = ("failed".into(), "exit-code".into());
+        assert_eq!(plan(&started, &[failed]).start, names(&["job.service"]));
     }
 
     #[test]

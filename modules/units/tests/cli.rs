@@ -76,6 +76,15 @@ impl Sandbox {
         .unwrap();
     }
 
+    /// Adds shell assignments to a unit's state file (`ExecMainStartTimestamp='...'`).
+    fn set(&self, name: &str, assignments: &str) {
+        let path = self.dir.path().join("units").join(name);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(assignments);
+        text.push('\n');
+        std::fs::write(path, text).unwrap();
+    }
+
     fn state(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("units").join(name)).unwrap()
     }
@@ -216,6 +225,94 @@ fn a_missing_unit_and_a_failing_start_fail_clearly() {
         json!("enabled, failed (failed)")
     );
     assert!(broken.stderr.is_empty(), "{}", broken.stderr);
+}
+
+#[test]
+fn a_restart_lost_by_an_interrupted_run_happens_on_the_next_run() {
+    let Some(sandbox) = Sandbox::new() else {
+        return;
+    };
+    // Loki started a minute ago; then a run wrote its config (a new inode, ctime now) and was
+    // killed before its restart. The next run knows nothing of that run.
+    sandbox.unit("loki.service", "enabled", "active");
+    let a_minute_ago = Command::new("date")
+        .args(["-u", "-d", "-60 seconds", "+%a %Y-%m-%d %H:%M:%S.%6N UTC"])
+        .output()
+        .unwrap();
+    let stamp = String::from_utf8(a_minute_ago.stdout).unwrap();
+    sandbox.set(
+        "loki.service",
+        &format!("ExecMainStartTimestamp='{}'", stamp.trim()),
+    );
+    let config = sandbox.dir.path().join("config.yml");
+    std::fs::write(&config, "auth_enabled: false\n").unwrap();
+    let args = json!({"units": [{"name": "loki", "enabled": true, "state": "started",
+        "restart_when_changed": [config.to_str().unwrap(), "/usr/bin/homeops-test-nonexistent"]}]});
+
+    let check = sandbox.run(with_check(&args));
+    assert_eq!(check.json["changed"], json!(true), "{}", check.json);
+    assert_eq!(check.json["restarted"], json!(["loki.service"]));
+    assert_eq!(sandbox.calls().len(), 1, "{:?}", sandbox.calls());
+
+    let run = sandbox.run(args.clone());
+    assert_eq!(run.code, 0, "{}", run.json);
+    assert_eq!(
+        run.json["restarted"],
+        json!(["loki.service"]),
+        "{}",
+        run.json
+    );
+    let why = run.json["units"][0]["changed_since_start"].to_string();
+    assert!(
+        why.contains(&format!("{} changed at", config.display())),
+        "{why}"
+    );
+    assert!(
+        run.json["warnings"]
+            .to_string()
+            .contains("/usr/bin/homeops-test-nonexistent does not exist"),
+        "{}",
+        run.json
+    );
+    let calls = sandbox.calls();
+    assert!(
+        calls[1].starts_with("show -p ") && calls[1].contains(" --timestamp=us+utc loki.service"),
+        "{calls:?}"
+    );
+    assert_eq!(calls[2], "restart loki.service");
+
+    let again = sandbox.run(args);
+    assert_eq!(again.json["changed"], json!(false), "{}", again.json);
+}
+
+#[test]
+fn a_stale_unit_file_is_reloaded_and_a_oneshot_that_ran_is_left_alone() {
+    let Some(sandbox) = Sandbox::new() else {
+        return;
+    };
+    sandbox.unit("alloy.service", "enabled", "active");
+    sandbox.set("alloy.service", "NeedDaemonReload=yes");
+    sandbox.unit("setup.service", "enabled", "inactive");
+    sandbox.set("setup.service", "Type=oneshot");
+    let args = json!({"units": [
+        {"name": "alloy", "state": "started"},
+        {"name": "setup", "state": "started"},
+    ]});
+    let first = sandbox.run(args.clone());
+    assert_eq!(first.code, 0, "{}", first.json);
+    assert_eq!(first.json["daemon_reloaded"], json!(true), "{}", first.json);
+    assert_eq!(first.json["started"], json!(["setup.service"]));
+    assert_eq!(sandbox.calls()[1], "daemon-reload");
+    for _ in 0..2 {
+        let again = sandbox.run(args.clone());
+        assert_eq!(again.json["changed"], json!(false), "{}", again.json);
+    }
+}
+
+fn with_check(args: &Json) -> Json {
+    let mut args = args.clone();
+    args["_ansible_check_mode"] = json!(true);
+    args
 }
 
 /// The cases of tests/faults/bad-input.json for this module (the fault suite runs them through
