@@ -3,9 +3,11 @@
 #
 # Variables:
 #   INVENTORY=path  target real hosts with this inventory (never touches the lab)
-#                   default: the lab's .lab/inventory.yml
+#                   default: the lab's inventory (.lab/inventory.yml; `lab/lab id` names it)
 #   CHECK=1         deploy with --check --diff (a dry run)
-#   LAB_KEEP=1      itest leaves the lab running at the end
+#   LAB_ID=id       a second lab of this clone (.lab/inventory-<id>.yml), for every lab and itest
+#                   target: give it to lab-status and lab-down too (make lab-down LAB_ID=id)
+#   LAB_KEEP=1      itest leaves the lab running at the end, kept until make lab-down
 #   ANSIBLE_ARGS=.. extra arguments for every ansible-playbook run (e.g. -v, --limit obs-01)
 
 SHELL := /bin/bash
@@ -37,7 +39,11 @@ CARGO_FLAGS ?= --offline --locked
 # The size budget of one module binary (bytes copied to a cold host); see README "Binary size".
 MODULE_SIZE_BUDGET := 1048576
 
-LAB_INVENTORY := .lab/inventory.yml
+# The lab's own rule (lab/lab id prints id, state dir, inventory): LAB_ID's inventory. Lazy: only
+# the targets that use it run lab/lab.
+LAB_INVENTORY = $(shell lab/lab id 2>/dev/null | cut -d' ' -f3)
+# The check ids of the spec (its "## A." ... sections), for the help text: derived, never typed.
+SPEC_CHECKS = $(shell sed -n 's/^\#\# \([A-Z]\)\. .*/\1/p' docs/verification-spec.md | sed -n '1p;$$p' | paste -sd-)
 INVENTORY ?=
 INV = $(or $(INVENTORY),$(LAB_INVENTORY))
 DEPLOY_PLAYBOOK := playbooks/deploy-observability-stack.yml
@@ -85,9 +91,11 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 	  awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo
-	@echo "Lab (lab/lab.mk): lab-up lab-status lab-down lab-fault HOST=.. FAULT=.. lab-unit lab-test"
+	@echo "Lab (lab/lab.mk): lab-up lab-status lab-down lab-keep lab-fault HOST=.. FAULT=.. lab-unit lab-test"
+	@echo "Verify: checks $(SPEC_CHECKS) of docs/verification-spec.md"
 	@echo "Variables: INVENTORY=path (real hosts; default $(LAB_INVENTORY)), CHECK=1 (dry run),"
-	@echo "           LAB_KEEP=1 (itest keeps the lab), ANSIBLE_ARGS='-v ...'"
+	@echo "           LAB_ID=id (a second lab of this clone; then make lab-down LAB_ID=id too),"
+	@echo "           LAB_KEEP=1 (itest keeps the lab until make lab-down), ANSIBLE_ARGS='-v ...'"
 
 ## ---- setup ------------------------------------------------------------------------------
 
@@ -201,8 +209,10 @@ inventory:
 	@if [ -n "$(INVENTORY)" ]; then \
 	  test -f "$(INVENTORY)" || { echo "error: INVENTORY=$(INVENTORY) does not exist" >&2; exit 1; }; \
 	else \
-	  if [ ! -f $(LAB_INVENTORY) ] && [ -x lab/lab ]; then lab/lab inventory >/dev/null 2>&1 || true; fi; \
-	  test -f $(LAB_INVENTORY) || { echo "error: no $(LAB_INVENTORY): run 'make lab-up' or pass INVENTORY=path" >&2; exit 1; }; \
+	  inv="$(LAB_INVENTORY)"; \
+	  test -n "$$inv" || { lab/lab id >/dev/null; exit 1; }; \
+	  if [ ! -f "$$inv" ] && [ -x lab/lab ]; then lab/lab inventory >/dev/null 2>&1 || true; fi; \
+	  test -f "$$inv" || { echo "error: no $$inv: run 'make lab-up' (with the same LAB_ID) or pass INVENTORY=path" >&2; exit 1; }; \
 	fi
 	@echo "==> inventory: $(INV)"
 
@@ -212,7 +222,7 @@ deploy: setup inventory ## Deploy the stack (INVENTORY=..., CHECK=1 for --check 
 	ANSIBLE_LOG_PATH=$(LOG_DIR)/$(STAMP)-deploy.log \
 	  ansible-playbook -i $(INV) $(CHECK_FLAGS) $(ANSIBLE_ARGS) $(DEPLOY_PLAYBOOK)
 
-verify: setup inventory ## Run the verification checks A-D (docs/verification-spec.md)
+verify: setup inventory ## Run the verification checks of docs/verification-spec.md (their ids: below)
 	@mkdir -p $(LOG_DIR)
 	@echo "==> verify: $(VERIFY_PLAYBOOK) on $(INV) (log: $(LOG_DIR)/$(STAMP)-verify.log)"
 	ANSIBLE_LOG_PATH=$(LOG_DIR)/$(STAMP)-verify.log \

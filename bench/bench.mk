@@ -26,3 +26,5 @@ bench: setup $(BENCH_REQS_STAMP) ## Benchmark modules vs builtins on the lab -> 
 	@echo "==> bench: $(or $(LAB_HOSTS),3) lab hosts (progress below; results in bench/results/)"
 	LAB_HOSTS=$(or $(LAB_HOSTS),3) LAB_KEEP=$(LAB_KEEP) ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg \
 	  $(BENCH_VENV)/bin/python bench/bench.py
+	@# README's performance table is generated from the sections just written (issue 24).
+	$(VENV)/bin/python scripts/readme_bench.py

@@ -1120,7 +1120,14 @@ def main() -> int:
         (results / "results.json").write_text(json.dumps(r, indent=1, default=str))
         if lab.is_ours_now():
             if a.keep and ok:
-                log("LAB_KEEP=1: the lab stays up (lab/lab down when done)")
+                # Kept by hand from here on: the janitor of a later `lab up` leaves it alone.
+                pre = f"LAB_ID={os.environ['LAB_ID']} " if os.environ.get("LAB_ID") else ""
+                try:
+                    lab.keep("LAB_KEEP=1 make bench")
+                    log(f"LAB_KEEP=1: the lab stays up, kept until you end it ({pre}make lab-down when done)")
+                except BenchError as e:
+                    log(f"ERROR: LAB_KEEP=1, but the lab could not be marked kept: {e}")
+                    ok = False
             else:
                 log("lab: bringing it down")
                 try:

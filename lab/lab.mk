@@ -1,10 +1,12 @@
 # Lab targets, included by the top-level Makefile (`include lab/lab.mk`).
-# LAB_HOSTS=N (default 3) sets the host count; see lab/README.md.
+# LAB_HOSTS=N (default 3) sets the host count; see lab/README.md. Every target acts on the lab
+# of LAB_ID (default: this clone's own): `make lab-down LAB_ID=x` or `LAB_ID=x make lab-down`
+# ends the lab that `LAB_ID=x make itest` (or lab-up) left.
 LAB ?= lab/lab
 LAB_HOSTS ?= 3
 export LAB_HOSTS
 
-.PHONY: lab-up lab-status lab-down lab-fault lab-inventory lab-test lab-test-nopython lab-unit lab-prune lab-status-all lab-down-all
+.PHONY: lab-up lab-status lab-down lab-keep lab-fault lab-inventory lab-test lab-test-nopython lab-unit lab-prune lab-status-all lab-down-all
 
 lab-up:
 	$(LAB) up
@@ -15,7 +17,12 @@ lab-status:
 lab-down:
 	$(LAB) down
 
-# Every lab on this machine (find: which clone, which owner, reapable or not).
+# Keep this lab until make lab-down: the janitor of every later `lab up` leaves it alone
+# (LAB_KEEP=1 make itest does this itself). WHY='...' says who keeps it and why.
+lab-keep:
+	$(LAB) keep "$(or $(WHY),make lab-keep)"
+
+# Every lab on this machine (find: which clone, which owner, kept, reapable or not).
 lab-status-all:
 	$(LAB) status --all
 

@@ -2,7 +2,7 @@
 """The Golden Path end to end (`make itest` runs this after `make setup`):
   1. lab up (only when no INVENTORY is given)
   2. deploy          playbooks/deploy-observability-stack.yml, with --diff
-  3. verify          playbooks/tests/verify_observability.yml (checks A-E)
+  3. verify          playbooks/tests/verify_observability.yml (checks A-F)
   Every playbook run must report on exactly the hosts the inventory had at the start.
   4. idempotence     the deploy again at -vvv: FAILS if any host reports changed>0
                      (Molecule's rule, read from the PLAY RECAP)

@@ -36,7 +36,9 @@ from typing import Callable, Iterable
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 LAB_CMD = ROOT / "lab" / "lab"
-LAB_INVENTORY = ROOT / ".lab" / "inventory.yml"
+# LAB_INVENTORY (module attribute, see __getattr__ below): the inventory of this clone's lab
+# (its LAB_ID), as lab/lab names it: .lab/inventory.yml, or .lab/inventory-<id>.yml for another
+# LAB_ID of the clone. The lab's rule, never a copy of it.
 DEPLOY = "playbooks/deploy-observability-stack.yml"
 VERIFY = "playbooks/tests/verify_observability.yml"
 # The inventory variables that hold secrets: the scans look for their values everywhere.
@@ -61,6 +63,35 @@ class LabError(DriverError):
 
 class LabChanged(LabError):
     """The lab is not the one this run started any more (somebody restarted or removed it)."""
+
+
+# ---- the lab's id and paths ---------------------------------------------------------------
+
+_LAB_IDS: dict[str, tuple[str, Path, Path]] = {}
+
+
+def lab_id(env: dict | None = None) -> tuple[str, Path, Path]:
+    """(id, state dir, inventory path) of this clone's lab under env's LAB_ID (default: this
+    process's environment), from `lab/lab id` (pure: no root, nothing booted). Raises LabError
+    naming the variable when lab/lab refuses it (a wrong LAB_ID)."""
+    env = dict(os.environ if env is None else env)
+    key = env.get("LAB_ID", "")
+    if key not in _LAB_IDS:
+        r = subprocess.run([str(LAB_CMD), "id"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+        parts = r.stdout.split()
+        if r.returncode != 0 or len(parts) != 3:
+            raise LabError(f"lab/lab id failed (exit {r.returncode}) for LAB_ID={key!r}: "
+                           f"{(r.stderr or r.stdout).strip()[:300]}", 2)
+        _LAB_IDS[key] = (parts[0], Path(parts[1]), Path(parts[2]))
+    return _LAB_IDS[key]
+
+
+def __getattr__(name: str):
+    # LAB_INVENTORY is computed on first use (PEP 562): importing the driver runs no command.
+    if name == "LAB_INVENTORY":
+        return lab_id()[2]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---- environment --------------------------------------------------------------------------
@@ -570,10 +601,18 @@ class Lab:
             raise LabError(f"lab fault {host} {fault} failed: {r.text[-800:]}")
         return r.text.strip()
 
+    def keep(self, why: str) -> str:
+        """Marks this clone's lab as kept by hand (`lab/lab keep WHY`): the janitor of every later
+        `lab up` on the machine leaves it, whatever becomes of this process, until `make lab-down`
+        (with this LAB_ID). Raises LabError when the lab cannot be marked."""
+        r = self.run("keep", why, name="lab-keep", timeout=180)
+        if r.returncode != 0:
+            raise LabError(f"lab keep failed (exit {r.returncode}): {r.text[-800:]}")
+        return r.text
+
     def inventory_path(self) -> Path:
-        """The inventory `lab up` wrote (lab/lab inventory names it)."""
-        r = subprocess.run([str(LAB_CMD), "inventory"], cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=60)
-        return ROOT / r.stdout.strip() if r.stdout.strip() else LAB_INVENTORY
+        """The inventory of this clone's lab (`lab/lab id` names it: LAB_ID's own file)."""
+        return lab_id()[2]
 
     # -- what the lab is
 
@@ -581,10 +620,8 @@ class Lab:
         """lab.env of this clone's lab (`lab/lab id` prints its id and state dir)."""
         if self._state_path is None:
             try:
-                out = subprocess.run([str(LAB_CMD), "id"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                                     timeout=30).stdout.split()
-                self._state_path = Path(out[1]) / "lab.env"
-            except (OSError, IndexError, subprocess.SubprocessError):
+                self._state_path = lab_id()[1] / "lab.env"
+            except (OSError, LabError, subprocess.SubprocessError):
                 return Path("/run/homeops-labs/none/lab.env")
         return self._state_path
 
@@ -608,7 +645,7 @@ class Lab:
         """The lab's inventory (YAML), read once per lab."""
         if self._inv is None:
             import yaml
-            self._inv = yaml.safe_load(LAB_INVENTORY.read_text())
+            self._inv = yaml.safe_load(self.inventory_path().read_text())
         return self._inv
 
     def hostvars(self) -> dict[str, dict]:
@@ -725,7 +762,9 @@ class Steps:
         self.name, self.hint, self.log_dir, self.lab = name, hint, log_dir, lab
         self.t0 = time.monotonic()
         self.current = "start"
+        # LAB_KEEP=1 keeps the lab at the end; LAB_KEEP_ON_FAILURE=1 only when the run failed.
         self.keep = os.environ.get("LAB_KEEP", "0") == "1"
+        self.keep_on_failure = os.environ.get("LAB_KEEP_ON_FAILURE", "0") == "1"
 
     def elapsed(self) -> int:
         return int(time.monotonic() - self.t0)
@@ -775,8 +814,19 @@ class Steps:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if self.lab and self.lab.started:
-            if self.keep:
-                print(f"\n==> {self.name}: LAB_KEEP=1: the lab stays up (make lab-status; make lab-down when done)")
+            why = ("LAB_KEEP=1" if self.keep else "LAB_KEEP_ON_FAILURE=1" if (self.keep_on_failure and rc) else "")
+            if why:
+                # A hand-kept lab from here on: this process is its owner, and the janitor of the
+                # next `lab up` anywhere would reap it as soon as this process is gone.
+                pre = f"LAB_ID={os.environ['LAB_ID']} " if os.environ.get("LAB_ID") else ""
+                try:
+                    self.lab.keep(f"{why} make {self.name}")
+                    print(f"\n==> {self.name}: {why}: the lab stays up, kept until you end it "
+                          f"({pre}make lab-status; {pre}make lab-down when done)")
+                except LabError as e:
+                    print(f"{self.name}: ERROR: {why}, but the lab could not be marked kept (another `lab up` "
+                          f"may reap it): {e.message}", file=sys.stderr)
+                    rc = rc or 1
             else:
                 self.step("lab down: make lab-down")
                 try:

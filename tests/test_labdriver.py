@@ -13,6 +13,8 @@ import time
 import pytest
 import yaml
 
+from pathlib import Path
+
 from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
@@ -194,6 +196,8 @@ class FakeLab:
     started = False
     def down(self):
         print("FAKE LAB DOWN", flush=True)
+    def keep(self, why):
+        print(f"FAKE LAB KEEP: {{why}}", flush=True)
 
 lab = FakeLab()
 steps = labdriver.Steps("itest", "docs/runbook.md", labdriver.Path({log!r}), lab)
@@ -233,13 +237,65 @@ def test_every_ending_tears_the_lab_down_and_names_the_step(tmp_path, how, rc, s
         assert said in p.stderr
 
 
-def test_lab_keep_leaves_the_lab_up(tmp_path):
+@pytest.mark.parametrize("env,how,kept", [
+    ({"LAB_KEEP": "1"}, "fail", "LAB_KEEP=1 make itest"),
+    ({"LAB_KEEP": "1"}, "ok", "LAB_KEEP=1 make itest"),
+    ({"LAB_KEEP_ON_FAILURE": "1"}, "fail", "LAB_KEEP_ON_FAILURE=1 make itest"),
+    ({"LAB_KEEP_ON_FAILURE": "1"}, "ok", None),
+])
+def test_a_kept_lab_stays_up_and_is_marked_kept(tmp_path, env, how, kept):
+    """LAB_KEEP=1 (and LAB_KEEP_ON_FAILURE=1 on a failed run) leave the lab up and mark it kept
+    (`lab/lab keep`), so the janitor of a later `lab up` does not reap it once this run is gone."""
     script = tmp_path / "run.py"
     script.write_text(STEPS.format(scripts=os.path.join(REPO, "scripts"), log=str(tmp_path / "logs")))
-    p = subprocess.run([sys.executable, str(script), "fail"], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, LAB_KEEP="1"))
-    assert p.returncode == 1 and "FAKE LAB DOWN" not in p.stdout
-    assert "itest: LAB_KEEP=1: the lab stays up (make lab-status; make lab-down when done)" in p.stdout
+    base = {k: v for k, v in os.environ.items() if k not in ("LAB_KEEP", "LAB_KEEP_ON_FAILURE", "LAB_ID")}
+    p = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=60,
+                       env=dict(base, **env))
+    assert p.returncode == (1 if how == "fail" else 0), p.stdout + p.stderr
+    if kept:
+        assert "FAKE LAB DOWN" not in p.stdout
+        assert f"FAKE LAB KEEP: {kept}\n" in p.stdout
+        assert (f"itest: {kept.split()[0]}: the lab stays up, kept until you end it "
+                "(make lab-status; make lab-down when done)") in p.stdout
+    else:
+        assert "FAKE LAB DOWN" in p.stdout and "FAKE LAB KEEP" not in p.stdout
+
+
+def test_a_kept_lab_of_another_lab_id_names_it_in_the_commands(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(STEPS.format(scripts=os.path.join(REPO, "scripts"), log=str(tmp_path / "logs")))
+    p = subprocess.run([sys.executable, str(script), "ok"], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, LAB_KEEP="1", LAB_ID="hid"))
+    assert "(LAB_ID=hid make lab-status; LAB_ID=hid make lab-down when done)" in p.stdout, p.stdout
+
+
+def test_the_inventory_path_is_the_labs_own_for_every_lab_id():
+    """The driver asks lab/lab for the inventory (one rule): .lab/inventory.yml for the clone's
+    own lab, .lab/inventory-<id>.yml for another LAB_ID (the crash of issue 24: LAB_ID=hid
+    make itest read .lab/inventory.yml)."""
+    base = {k: v for k, v in os.environ.items() if k != "LAB_ID"}
+    own_id, own_state, own_inv = labdriver.lab_id(base)
+    assert own_inv == Path(REPO) / ".lab" / "inventory.yml"
+    assert own_state == Path("/run/homeops-labs") / own_id
+    hid_id, hid_state, hid_inv = labdriver.lab_id(dict(base, LAB_ID="hid"))
+    assert (hid_id, hid_state, hid_inv) == ("hid", Path("/run/homeops-labs/hid"), Path(REPO) / ".lab" / "inventory-hid.yml")
+    # The default id given explicitly is still the clone's own lab.
+    assert labdriver.lab_id(dict(base, LAB_ID=own_id))[2] == own_inv
+    with pytest.raises(labdriver.LabError, match="LAB_ID='Bad-1'"):
+        labdriver.lab_id(dict(base, LAB_ID="Bad-1"))
+
+
+def test_the_driver_reads_the_inventory_of_its_lab_id(tmp_path, monkeypatch):
+    """Lab.inventory() (hosts, secrets, SSH of every runner) reads the file of its LAB_ID."""
+    monkeypatch.setenv("LAB_ID", "zq9")
+    labdriver._LAB_IDS.pop("zq9", None)
+    assert labdriver.LAB_INVENTORY == Path(REPO) / ".lab" / "inventory-zq9.yml"
+    inv = Path(REPO) / ".lab" / "inventory-zq9.yml"
+    monkeypatch.setitem(labdriver._LAB_IDS, "zq9", ("zq9", Path("/run/homeops-labs/zq9"), tmp_path / "inv.yml"))
+    (tmp_path / "inv.yml").write_text("all:\n  hosts:\n    obs-01: {ansible_host: 10.9.9.11}\n")
+    lab = labdriver.Lab()
+    assert lab.inventory_path() == tmp_path / "inv.yml" != inv
+    assert lab.address("obs-01") == "10.9.9.11"
 
 
 def test_quiet_runs_show_progress_lines_without_payloads(tmp_path, capsys):

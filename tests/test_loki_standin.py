@@ -118,9 +118,9 @@ class Loki:
         text = render("loki-config.yaml.j2", loki_version=version, loki_data_dir=str(self.data),
                       loki_http_listen_port=self.port, loki_grpc_listen_port=free_port())
         self.config = tmp / "config.yml"
-        # Loopback only (Loki listens on all addresses by default).
-        self.config.write_text(text.replace(
-            "http_listen_port", "http_listen_address: 127.0.0.1\n  grpc_listen_address: 127.0.0.1\n  http_listen_port", 1))
+        # Loopback only, as the template renders it (the TLS proxy is the way in).
+        assert "http_listen_address: 127.0.0.1" in text and "grpc_listen_address: 127.0.0.1" in text
+        self.config.write_text(text)
         self.proc = None
 
     def start(self):

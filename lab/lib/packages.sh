@@ -9,6 +9,18 @@ build_standin() {
     local src=$1 out=$2 ver=$3 krel=${4:-} prepare=${5:-} work name arch
     work=$(mktemp -d "${TMPDIR:-/tmp}/hoplab-pkg.XXXXXX")
     cp -a "$src/." "$work/"
+    # Empty directories the package ships (git keeps no empty directory): one absolute path a
+    # line in the source's `dirs` file (like debhelper's debian/<package>.dirs), made here and
+    # not packaged itself.
+    if [[ -f $work/dirs ]]; then
+        local d
+        while read -r d; do
+            [[ -z $d || $d == \#* ]] && continue
+            [[ $d == /* && $d != *..* ]] || { echo "$src/dirs: '$d' is not an absolute path" >&2; rm -rf "$work"; return 1; }
+            install -d -m 0755 "$work$d"
+        done <"$work/dirs"
+        rm -f "$work/dirs"
+    fi
     # Placeholders live in DEBIAN/* and in the stand-in programs (text files only).
     grep -rlIZ -e '@VERSION@' -e '@KREL@' "$work" | xargs -0r sed -i -e "s/@VERSION@/$ver/g" -e "s/@KREL@/$krel/g"
     if [[ -n $prepare ]] && ! "$prepare" "$work" "$ver"; then

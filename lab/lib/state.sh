@@ -2,7 +2,8 @@
 # Where the labs keep things, and their recorded state. Several labs live side by side, each
 # under its id (see lab_select):
 #   /run/homeops-labs/<id>/          state of lab <id> (lab.env, pid files, repo, logs, base link)
-#   /run/homeops-labs/<id>.lock      per-lab lock (every command on that lab holds it)
+#   /run/homeops-labs/<id>.lock      per-lab lock (every command on that lab holds it; `down`
+#                                    and the janitor remove it, see lab_lock)
 #   /run/homeops-labs/lock           machine lock: held briefly to reap, count and allocate
 #   /var/lib/homeops-lab/lab-<id>/   lab <id>'s per-host overlay upper dirs (the hosts' disks)
 #   <clone>/.lab/                    the clone's lab key and generated inventory
@@ -41,6 +42,13 @@ lab_inventory() {
     if [[ $LAB_ID == "$(lab_default_id)" ]]; then echo "$(lab_clone_dir)/inventory.yml"
     else echo "$(lab_clone_dir)/inventory-$LAB_ID.yml"; fi
 }
+# lab_down_hint: the command that ends the selected (loaded) lab, from its clone.
+lab_down_hint() {
+    local owner=${S_OWNER:-$LAB_ROOT} def
+    def=$(lab_id_for_path "$(cd "$owner" 2>/dev/null && pwd -P || echo "$owner")")
+    if [[ $LAB_ID == "$def" ]]; then echo "make lab-down in $owner"
+    else echo "LAB_ID=$LAB_ID make lab-down in $owner"; fi
+}
 host_state_dir() { echo "$LAB_STATE_DIR/hosts/$1"; }
 
 # state_set KEY VALUE: record KEY=VALUE in lab.env (values are %q-quoted).
@@ -52,7 +60,7 @@ state_set() {
     mv "$tmp" "$f"
 }
 
-LAB_STATE_KEYS="ID OWNER OWNER_PID OWNER_START OWNER_CMD INVENTORY SUBNET BRIDGE_IP REPO_PORT HOSTS BASE NETNS_DIR_MADE NETNS_MOUNT_MADE CGROUPS STARTED"
+LAB_STATE_KEYS="ID OWNER OWNER_PID OWNER_START OWNER_CMD INVENTORY SUBNET BRIDGE_IP REPO_PORT HOSTS BASE NETNS_DIR_MADE NETNS_MOUNT_MADE CGROUPS STARTED KEPT_BY KEPT_AT"
 
 # state_load: read lab.env of the selected lab into S_* variables (only known keys; never
 # `source` blindly).
@@ -69,10 +77,58 @@ state_load() {
 
 # lab_lock: serialise commands on the selected lab (fd 9; children get 9>&- so they never
 # hold it). Commands on other labs do not wait for it.
+# The lock file is removed by whoever ends the lab (`down`, the janitor: lab_unlink_lock) while
+# it holds the lock, so empty <id>.lock files do not pile up. A command that opened the file
+# before it went and got the lock after would hold a lock on a file nobody else can open any
+# more, while a third one locks the new file at the same path: so after flock, the open file
+# must still be the one at the path (same device and inode), else it opens the path again.
 lab_lock() {
+    local f="$LAB_RUN_ROOT/$LAB_ID.lock" i
     mkdir -p "$LAB_RUN_ROOT"
-    exec 9>"$LAB_RUN_ROOT/$LAB_ID.lock"
-    flock -w 120 9 || die "another lab command on lab $LAB_ID holds $LAB_RUN_ROOT/$LAB_ID.lock"
+    for (( i = 0; i < 50; i++ )); do
+        exec 9>"$f"
+        flock -w 120 9 || die "another lab command on lab $LAB_ID holds $f"
+        lock_is_current 9 "$f" && return 0
+    done
+    die "could not take $f: it was removed under this command 50 times"
+}
+
+# lock_is_current FD PATH: the file open on FD is the one at PATH now.
+lock_is_current() {
+    local a b
+    a=$(stat -L -c '%d:%i' "/proc/$BASHPID/fd/$1" 2>/dev/null) || return 1
+    b=$(stat -c '%d:%i' "$2" 2>/dev/null) || return 1
+    [[ $a == "$b" ]]
+}
+
+# lab_unlink_lock FD: remove the selected lab's lock file; the caller holds it on FD (checked:
+# only the holder of the current file may remove it). Whoever waits on it re-opens the path.
+lab_unlink_lock() {
+    local f="$LAB_RUN_ROOT/$LAB_ID.lock"
+    lock_is_current "$1" "$f" && rm -f "$f"
+    return 0
+}
+
+# sweep_locks: remove the lock files of labs that do not exist (no state, nothing left; e.g.
+# the ones older code left, one per lab id ever used), each only when nobody holds it.
+# Under the machine lock (an `up` takes a lab lock before the machine lock, so an id whose
+# lock is held is simply skipped, never waited for).
+sweep_locks() {
+    local f id live n=0
+    live=" $(lab_ids | tr '\n' ' ') "
+    for f in "$LAB_RUN_ROOT"/*.lock; do
+        [[ -f $f ]] || continue
+        id=$(basename "$f" .lock)
+        valid_lab_id "$id" || continue
+        [[ $live == *" $id "* || $id == "${LAB_ID:-}" ]] && continue
+        (
+            exec 7>>"$f"
+            flock -n 7 || exit 1
+            lock_is_current 7 "$f" && rm -f "$f"
+        ) 2>/dev/null && n=$((n + 1))
+    done
+    (( n )) && log "removed $n lock file(s) of labs that no longer exist"
+    return 0
 }
 
 # machine_lock / machine_unlock: the short machine-wide lock (fd 8) around reaping, counting
@@ -113,6 +169,16 @@ lab_verdict() {
     if [[ -z $S_ID && -z $S_OWNER ]]; then
         echo "no recorded state (leftovers of a lab that never finished starting or stopping)"; return 1
     fi
+    # A lab kept on purpose (LAB_KEEP=1, LAB_KEEP_ON_FAILURE=1, lab/lab keep) stays, whatever
+    # became of the run that kept it, until `down` in its clone (or down --all); only a clone
+    # that is gone (nobody can come back to it there) makes it reapable.
+    if [[ -n ${S_KEPT_BY:-} ]]; then
+        if [[ -n $S_OWNER && ! -d $S_OWNER ]]; then
+            echo "kept by $S_KEPT_BY at ${S_KEPT_AT:-?}, but its clone $S_OWNER is gone"; return 1
+        fi
+        echo "kept by hand: $S_KEPT_BY at ${S_KEPT_AT:-?}; stays until $(lab_down_hint) or lab/lab down --all"
+        return 0
+    fi
     if [[ -n $S_OWNER_PID ]]; then
         if owner_alive "$S_OWNER_PID" "$S_OWNER_START"; then
             echo "in use: its owner PID $S_OWNER_PID ($S_OWNER_CMD) runs"; return 0
@@ -122,7 +188,7 @@ lab_verdict() {
     if [[ -n $S_OWNER && ! -d $S_OWNER ]]; then
         echo "its clone $S_OWNER is gone"; return 1
     fi
-    echo "started by hand (no owner process) from $S_OWNER: kept until lab/lab down there or lab/lab down --all"
+    echo "started by hand (no owner process) from $S_OWNER: kept until $(lab_down_hint) or lab/lab down --all"
     return 0
 }
 

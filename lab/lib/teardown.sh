@@ -124,7 +124,8 @@ lab_teardown() {
     # The inventory this lab wrote (recorded; a lab without state: the default place).
     if [[ -n $S_INVENTORY ]]; then rm -f "$S_INVENTORY"
     elif [[ $owner == "$LAB_ROOT" ]]; then rm -f "$(lab_inventory)"; fi
-    # The state of a lab that no longer exists goes (its lock file stays: others may hold it).
+    # The state of a lab that no longer exists goes. Its lock file goes too, but only in the
+    # callers that hold it (down, the janitor: lab_unlink_lock), after the verification.
     rm -rf "$LAB_STATE_DIR"
 }
 
@@ -134,12 +135,13 @@ lab_reap() {
     local id=$1 why=$2
     (
         lab_select "$id"
-        exec 7>"$LAB_RUN_ROOT/$id.lock"
-        flock -n 7 || { log "janitor: lab $id became busy; left alone"; exit 0; }
+        exec 7>>"$LAB_RUN_ROOT/$id.lock"
+        { flock -n 7 && lock_is_current 7 "$LAB_RUN_ROOT/$id.lock"; } || { log "janitor: lab $id became busy; left alone"; exit 0; }
         state_load || true
         log "janitor: reaping lab $id${S_OWNER:+ of $S_OWNER}${S_STARTED:+ (started $S_STARTED)}: $why"
         lab_teardown
-        lab_verify_clean >/dev/null
+        lab_verify_clean >/dev/null || exit 1
+        lab_unlink_lock 7
     )
 }
 

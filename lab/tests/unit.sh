@@ -113,6 +113,67 @@ S_OWNER_START=$((st + 1))
 fails "verdict: a lab whose owner PID was recycled is reapable" lab_verdict
 S_ID='' S_OWNER='' S_OWNER_PID='' S_OWNER_START=''
 fails "verdict: leftovers without state are reapable" lab_verdict
+# A lab kept on purpose (LAB_KEEP=1 ...): kept whatever its owner became, until down.
+S_ID=x S_OWNER=$LAB_ROOT S_OWNER_PID=$$ S_OWNER_START=$((st + 1)) S_KEPT_BY="LAB_KEEP=1 itest" S_KEPT_AT=2026-12-07T18:00:00Z
+succeeds "verdict: a kept lab whose owner is gone is kept" lab_verdict
+v=$(lab_verdict || true)
+[[ $v == "kept by hand: LAB_KEEP=1 itest at 2026-12-07T18:00:00Z; stays until "*"make lab-down in $LAB_ROOT"* ]] \
+    && ok "verdict of a kept lab says who kept it, when, and how to end it" || nok "verdict of a kept lab says who kept it, when, and how to end it" "$v"
+lab_select "$(lab_default_id)"; eq "down hint of the clone's own lab" "make lab-down in $LAB_ROOT" "$(lab_down_hint)"
+lab_select zz; eq "down hint of another LAB_ID names it" "LAB_ID=zz make lab-down in $LAB_ROOT" "$(lab_down_hint)"
+S_OWNER=/nonexistent/clone
+fails "verdict: a kept lab of a removed clone is reapable" lab_verdict
+S_ID='' S_OWNER='' S_OWNER_PID='' S_OWNER_START='' S_KEPT_BY='' S_KEPT_AT=''
+lab_select 1a2b3c
+
+# --- lock files: removed only by their holder, waiters re-open ----------------------------
+(
+    LAB_RUN_ROOT=$TMP/run; mkdir -p "$LAB_RUN_ROOT"
+    lab_select lk1
+    lab_lock
+    succeeds "lab_lock: the held file is the one at the path" lock_is_current 9 "$LAB_RUN_ROOT/lk1.lock"
+    lab_unlink_lock 9
+    fails "lab_unlink_lock: the holder removed the lock file" test -e "$LAB_RUN_ROOT/lk1.lock"
+    fails "lock_is_current: a removed lock file is not current" lock_is_current 9 "$LAB_RUN_ROOT/lk1.lock"
+    exec 9>&-
+    # A waiter that opened the file before its holder removed it must not keep that lock.
+    exec 6>"$LAB_RUN_ROOT/lk2.lock"; flock 6
+    ( lab_select lk2; LAB_PROG=waiter; lab_lock; stat -L -c '%i' "/proc/$BASHPID/fd/9" ) >"$TMP/waiter.out" 2>&1 6>&- &
+    wp=$!; sleep 0.3
+    old=$(stat -c '%i' "$LAB_RUN_ROOT/lk2.lock"); rm -f "$LAB_RUN_ROOT/lk2.lock"; exec 6>&-
+    wait $wp || true; got=$(tail -n1 "$TMP/waiter.out")
+    [[ -e $LAB_RUN_ROOT/lk2.lock && $got != "$old" && $got == "$(stat -c '%i' "$LAB_RUN_ROOT/lk2.lock")" ]] \
+        && ok "lab_lock: a waiter whose file was removed locks the new one at the path" \
+        || nok "lab_lock: a waiter whose file was removed locks the new one at the path" "old $old, waiter $(cat "$TMP/waiter.out")"
+    # sweep_locks: stale ones of absent labs go; held ones and those of labs with state stay.
+    touch "$LAB_RUN_ROOT/lk3.lock" "$LAB_RUN_ROOT/lk4.lock" "$LAB_RUN_ROOT/lk5.lock"; mkdir -p "$LAB_RUN_ROOT/lk5"
+    exec 5>"$LAB_RUN_ROOT/lk4.lock"; flock 5
+    lab_select lk9
+    LAB_PROG=sweep sweep_locks 2>"$TMP/sweep.err"
+    fails "sweep_locks: removes the lock file of a lab that does not exist" test -e "$LAB_RUN_ROOT/lk3.lock"
+    succeeds "sweep_locks: leaves a held lock file" test -e "$LAB_RUN_ROOT/lk4.lock"
+    succeeds "sweep_locks: leaves the lock file of a lab with state" test -e "$LAB_RUN_ROOT/lk5.lock"
+    succeeds "sweep_locks: says what it removed" grep -q "removed 2 lock file" "$TMP/sweep.err"
+    exec 5>&-
+    echo "$PASS $FAIL" >"$TMP/lock-counts"
+)
+read -r PASS FAIL <"$TMP/lock-counts"
+
+# --- stand-in packages: empty directories from the source's dirs file ---------------------
+if command -v dpkg-deb >/dev/null; then
+    (
+        # shellcheck source=/dev/null
+        source "$LAB_DIR/lib/packages.sh"
+        mkdir -p "$TMP/debs"
+        build_standin "$LAB_DIR/packages/grafana" "$TMP/debs" 9.9.9 >/dev/null 2>&1
+    ) && listing=$(dpkg-deb -c "$TMP"/debs/grafana_9.9.9_*.deb) || listing="build failed"
+    grep -q ' ./etc/grafana/provisioning/datasources/$' <<<"$listing" \
+        && ok "grafana stand-in ships the empty provisioning/datasources directory" \
+        || nok "grafana stand-in ships the empty provisioning/datasources directory" "$(tail -n3 <<<"$listing")"
+    grep -q ' ./dirs$' <<<"$listing" && nok "the dirs list itself is not packaged" || ok "the dirs list itself is not packaged"
+else
+    echo "skip stand-in package build: no dpkg-deb (apt-get install dpkg)"
+fi
 
 # --- allocation: subnets and ports -------------------------------------------------------
 eq "pick_subnet skips another lab's recorded subnet" "10.77.2.0/24" "$(pick_subnet 10.77.0.0/24 10.77.1.0/24)"

@@ -954,20 +954,31 @@ def mem_available_mib() -> int:
     return 0
 
 
-@scenario("12", "two clones' make itest started together both pass", 1)
+@scenario("12", "two clones' make itest started together both pass; a kept lab survives them", 1)
 def two_clones(s: Scenario):
     """Two clones of the current HEAD (git clone --shared into temp dirs; .venv and collections/
     are links to this clone's, library/ a copy of its binaries, so `make -o setup itest` skips
-    the 2-minute setup) run `make itest` at the same time. Both must pass, each on its own lab
-    (own id, subnet, repo port), and this run's own lab stays up through both."""
+    the 2-minute setup) run `make itest` at the same time, clone b with a non-default
+    `LAB_ID=fcb` (its inventory `.lab/inventory-fcb.yml`). Both must pass, each on its own lab
+    (own id, subnet, repo port), and this run's own lab stays up through both. A lab kept on
+    purpose (LAB_ID fkk: owned by a process, `lab/lab keep` as `LAB_KEEP=1` does, then its owner
+    SIGKILLed) must survive both clones' `lab up` janitors."""
     import tempfile
     head = subprocess.run(["git", "rev-parse", "HEAD"], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
     top = Path(tempfile.mkdtemp(prefix="homeops-2clones-", dir="/var/tmp"))
     clones = [top / "a", top / "b"]
-    before = lab_ids_running()
-    mine = [i for i, st in before.items() if st.startswith("1/")]
+    kept_owner = subprocess.Popen(["sleep", "900"])
     procs = []
     try:
+        p = run(["lab/lab", "up"], env={"LAB_ID": "fkk", "LAB_HOSTS": "1", "LAB_OWNER_PID": str(kept_owner.pid)},
+                log="lab-up-fkk", timeout=600)
+        s.check(p.returncode == 0, f"lab fkk up (1 host, owned by PID {kept_owner.pid})", p.text[-300:])
+        k = run(["lab/lab", "keep", "itest-faults 12: kept on purpose"], env={"LAB_ID": "fkk"}, log="lab-keep-fkk")
+        s.check(k.returncode == 0, "lab fkk marked kept (lab/lab keep)", k.text[-300:])
+        kept_owner.kill()
+        kept_owner.wait()
+        before = lab_ids_running()
+        mine = [i for i, st in before.items() if st.startswith("1/") and i != "fkk"]
         t = time.monotonic()
         for c in clones:
             run(["git", "clone", "-q", "--shared", str(ROOT), str(c)], check=True, timeout=120)
@@ -984,7 +995,8 @@ def two_clones(s: Scenario):
         t = time.monotonic()
         for c in clones:
             f = open(LOG_DIR / f"two-clones-{c.name}.out", "w")
-            procs.append((subprocess.Popen(["make", "--no-print-directory", "-o", "setup", "itest"], cwd=c, env=env,
+            procs.append((subprocess.Popen(["make", "--no-print-directory", "-o", "setup", "itest"], cwd=c,
+                                           env=dict(env, LAB_ID="fcb") if c.name == "b" else env,
                                            stdout=f, stderr=subprocess.STDOUT, start_new_session=True), f))
         peak_labs = 0
         while any(p.poll() is None for p, _ in procs):
@@ -1016,8 +1028,17 @@ def two_clones(s: Scenario):
         s.check(all(after.get(i, "").startswith("1/1") for i in mine), "this run's own lab stayed up through both",
                 f"before {before}, after {after}")
         s.check(not any(m and m.group(1) in after for m in ids), "both clones' labs are gone after their runs", str(after))
+        s.check(bool(ids[1]) and ids[1].group(1) == "fcb" and "/.lab/inventory-fcb.yml" in outs[1],
+                "clone b ran on LAB_ID=fcb with its own inventory file .lab/inventory-fcb.yml")
+        reaped = [x for o in outs for x in o.splitlines() if "janitor: reaping lab fkk " in x]
+        s.check(after.get("fkk") == "1/1" and not reaped, "the kept lab fkk (owner gone) survived both clones' lab up",
+                f"fkk: {after.get('fkk', 'gone')}; {'; '.join(reaped)}")
         s.measure("two make itest at once", f"{secs:.0f} s wall; MemAvailable low point {low} MiB")
     finally:
+        if kept_owner.poll() is None:
+            kept_owner.kill()
+        kept_owner.wait()
+        run(["lab/lab", "down"], env={"LAB_ID": "fkk"}, log="lab-down-fkk", timeout=300)
         for p, f in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -1181,6 +1202,9 @@ def planted_symlink(s: Scenario):
 # ---- the run -------------------------------------------------------------------------------------
 
 def write_doc(results: list) -> None:
+    """docs/reliability.md from the intro and one row and section per result, in scenario number
+    order (the functions are defined in another order: 14 before 12)."""
+    results = sorted(results, key=lambda r: (int(r[0]) if str(r[0]).isdigit() else 10**6, str(r[0])))
     intro = (HERE / "reliability-intro.md").read_text()
     rows = ["| # | scenario | result | measured | time |", "|---|---|---|---|---|"]
     for num, name, title, ok, measured, secs, asserts, doc in results:
@@ -1222,7 +1246,14 @@ def main(argv: list[str]) -> int:
     lab_started = False
 
     def teardown(*_):
-        if lab_started and os.environ.get("LAB_KEEP") != "1":
+        if lab_started and os.environ.get("LAB_KEEP") == "1":
+            # Kept by hand from here on: the janitor of a later `lab up` leaves it alone.
+            try:
+                lab.keep("LAB_KEEP=1 make itest-faults")
+                say("==> itest-faults: LAB_KEEP=1: the last lab stays up, kept until make lab-down")
+            except labdriver.LabError as e:
+                print(f"itest-faults: ERROR: {e}", flush=True)
+        elif lab_started:
             say("==> itest-faults: lab down")
             try:
                 print(lab.down(name="lab-down").strip().splitlines()[-1], flush=True)
@@ -1257,7 +1288,12 @@ def main(argv: list[str]) -> int:
     passed = sum(1 for r in results if r[3])
     failed = len(results) - passed + (len(chosen) - len(results))
     if not wanted and os.environ.get("FAULTS_NO_DOC") != "1":
-        write_doc(results)
+        # Only a run of every scenario rewrites the doc: an interrupted one would drop the rest.
+        if len(results) == len(SCENARIOS):
+            write_doc(results)
+        else:
+            print(f"==> itest-faults: {DOC.relative_to(ROOT)} left as it was: only {len(results)} of "
+                  f"{len(SCENARIOS)} scenarios ran")
     print()
     for num, name, title, ok, measured, secs, *_ in results:
         print(f"  {'PASS' if ok else 'FAIL'}  {num:>2} {name:<18} {secs:4.0f} s  {title}")

@@ -1,8 +1,9 @@
 //! The runtime shared by every HomeOps binary module.
 //!
 //! ansible-core runs a binary module as `module ARGS_FILE` and reads one JSON object from its
-//! standard output (see `shared/reference/ansible-binary-modules.md`). This crate does all of that
-//! once, so a module is only a parameter spec and a function:
+//! standard output (ansible-core's developer guide, "Binary Modules":
+//! <https://docs.ansible.com/ansible/latest/dev_guide/developing_program_flow_modules.html>).
+//! This crate does all of that once, so a module is only a parameter spec and a function:
 //!
 //! ```no_run
 //! use runtime::{Context, Failure, Outcome, Param, Params};
