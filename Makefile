@@ -69,7 +69,7 @@ COLLECTION_VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 COLLECTION_TARBALL := build/homeops-observability-$(COLLECTION_VERSION).tar.gz
 COLLECTION_STAMP := collections/.homeops-observability.installed
 # Everything the build script copies: a change to any of these rebuilds the tarball.
-COLLECTION_SOURCES := galaxy.yml CHANGELOG.md meta/runtime.yml docs/collection.md action_plugins/homeops_fastpath.py \
+COLLECTION_SOURCES := galaxy.yml CHANGELOG.md LICENSE THIRD-PARTY.md meta/runtime.yml docs/collection.md action_plugins/homeops_fastpath.py \
   scripts/build-collection.py scripts/modules.py Cargo.toml \
   $(shell find roles plugins library -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -name '.*.[0-9]*' 2>/dev/null)
 

@@ -3,6 +3,7 @@ offline into a directory of its own, with its own ansible.cfg (no `library`, no
 `action_plugins`), then ansible-doc on every module and a playbook that runs
 homeops.observability.safe_grep and homeops.observability.apt_packages against localhost through
 the fast path."""
+import ast
 import filecmp
 import os
 import re
@@ -10,6 +11,7 @@ import sys
 import tarfile
 
 import pytest
+import yaml
 
 from conftest import REPO, collection_tarball, load_yaml, module_names, run, venv_bin
 
@@ -28,7 +30,8 @@ def test_requires_ansible_matches_the_pinned_ansible_core():
         pinned = re.search(r"^ansible-core==(\d+)\.(\d+)\.(\d+)$", f.read(), re.M)
     major, minor, patch = pinned.groups()
     runtime = load_yaml("meta/runtime.yml")
-    assert runtime["requires_ansible"] == f">={major}.{minor}.{patch},<{major}.{int(minor) + 1}"
+    # The tested version is the lower bound; no upper bound (ansible-core warns on every newer one).
+    assert runtime["requires_ansible"] == f">={major}.{minor}.{patch}"
 
 
 def test_the_module_list_comes_from_the_cargo_workspace():
@@ -64,19 +67,37 @@ def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
     with tarfile.open(tarball) as tar:
         members = {m.name: m for m in tar.getmembers()}
         for name in module_names():
-            binary = members[f"plugins/modules/{name}"]
-            assert binary.mode & 0o111, f"plugins/modules/{name} is not executable"
+            # The module is a symlink to the x86_64 build (ansible-doc -l skips symlinks and reads
+            # <name>.py: scripts/build-collection.py says why).
+            link = members[f"plugins/modules/{name}"]
+            assert link.issym() and link.linkname == f".arch/x86_64/{name}", (link.type, link.linkname)
+            binary = members[f"plugins/modules/.arch/x86_64/{name}"]
+            assert binary.isfile() and binary.mode & 0o111, f"plugins/modules/.arch/x86_64/{name} is not executable"
             assert f"plugins/modules/{name}.yml" in members
+            # The docs-only <name>.py says what the sidecar says.
+            stub = ast.parse(tar.extractfile(f"plugins/modules/{name}.py").read())
+            strings = {n.targets[0].id: n.value.value for n in stub.body if isinstance(n, ast.Assign)}
+            assert sorted(strings) == ["DOCUMENTATION", "EXAMPLES", "RETURN"], sorted(strings)
+            sidecar = load_yaml(f"library/{name}.yml")
+            for key, text in strings.items():
+                if key == "EXAMPLES":
+                    assert text.strip() == sidecar[key].strip(), (name, key)
+                else:
+                    assert yaml.safe_load(text) == sidecar[key], (name, key)
             action = tar.extractfile(f"plugins/action/{name}.py").read()
             with open(os.path.join(REPO, "action_plugins", "homeops_fastpath.py"), "rb") as f:
                 assert action == f.read(), f"plugins/action/{name}.py is not the fast path of this tree"
-        for path in ("meta/runtime.yml", "plugins/doc_fragments/apt.py", "README.md", "MANIFEST.json", "FILES.json"):
+        for path in ("meta/runtime.yml", "plugins/doc_fragments/apt.py", "README.md", "MANIFEST.json", "FILES.json",
+                     "LICENSE", "THIRD-PARTY.md"):
             assert path in members, path
         for role in ROLES:
             assert f"roles/{role}/README.md" in members and f"roles/{role}/meta/main.yml" in members
             assert any(n.startswith(f"roles/{role}/defaults/main") for n in members), role
         tops = {n.split("/")[0] for n in members}
-        assert tops <= {"plugins", "roles", "meta", "README.md", "CHANGELOG.md", "MANIFEST.json", "FILES.json"}, tops
+        assert tops <= {"plugins", "roles", "meta", "README.md", "CHANGELOG.md", "MANIFEST.json", "FILES.json",
+                        "LICENSE", "THIRD-PARTY.md"}, tops
+        for role in ROLES:
+            assert f"roles/{role}/meta/argument_specs.yml" in members, role
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +132,20 @@ def test_ansible_doc_shows_each_module(project, module):
     if module in ("apt_packages", "kernel_headers"):
         # From the doc fragment homeops.observability.apt, not the sidecar itself.
         assert "lock_timeout" in res.stdout and "retry_delay" in res.stdout
+
+
+def test_ansible_doc_lists_every_module(project):
+    """ansible-doc -l (and so Galaxy's and editors' module lists) shows each binary module with
+    its short description; it printed a decode error for each binary before (issue 21)."""
+    root, env = project
+    res = run([venv_bin("ansible-doc"), "-t", "module", "-l", "homeops.observability"], cwd=root, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "formatting error" not in res.stdout + res.stderr, res.stderr
+    listed = dict(line.split(None, 1) for line in res.stdout.splitlines() if line.strip())
+    assert sorted(listed) == sorted(f"homeops.observability.{m}" for m in module_names()), res.stdout
+    for module in module_names():
+        short = load_yaml(f"library/{module}.yml")["DOCUMENTATION"]["short_description"]
+        assert short.startswith(listed[f"homeops.observability.{module}"].rstrip(".").strip()), module
 
 
 PLAYBOOK = """---
@@ -166,3 +201,18 @@ def test_a_playbook_elsewhere_runs_our_modules_through_the_fast_path(project):
                          r"|cached homeops\.observability\.%s$)" % (module, module, module), out, re.M), module
     assert "homeops fast path off" not in out
     assert "secret-value" not in out
+
+
+def test_version_is_the_newest_release_of_the_changelog():
+    """galaxy.yml's version is the newest released section of CHANGELOG.md (an empty or filled
+    `## Unreleased` above it), each version is released once, and the execution environment
+    bakes that tarball: a new content is a new version (issue 21: 0.1.0 was reused)."""
+    with open(os.path.join(REPO, "CHANGELOG.md"), encoding="utf-8") as f:
+        headings = re.findall(r"^## (.+)$", f.read(), re.M)
+    assert headings[0] == "Unreleased", headings[:2]
+    released = [re.match(r"(\d+\.\d+\.\d+)( \(\d{4}-\d{2}-\d{2}\))?$", h) for h in headings[1:]]
+    assert all(released), headings
+    versions = [m.group(1) for m in released]
+    assert len(versions) == len(set(versions)), f"a version is released twice: {versions}"
+    assert load_yaml("galaxy.yml")["version"] == versions[0]
+    assert f"homeops-observability-{versions[0]}.tar.gz" in load_yaml("ee/requirements.yml")["collections"][0]["source"]

@@ -41,9 +41,11 @@ def test_previous_set_is_pinned_and_older():
 
 
 def test_deploy_refuses_downgrades_right_after_the_preflight():
+    # After the preflight and the check of the roles' variables (controller only): before the
+    # first play that changes a host.
     deploy = yaml.safe_load(open(os.path.join(REPO, "playbooks/deploy-observability-stack.yml")))
-    imports = [p.get("ansible.builtin.import_playbook") for p in deploy[:2]]
-    assert imports == ["preflight.yml", "upgrade-guard.yml"]
+    imports = [p.get("ansible.builtin.import_playbook") for p in deploy[:3]]
+    assert imports == ["preflight.yml", "check-variables.yml", "upgrade-guard.yml"]
 
 
 @pytest.fixture(scope="module")

@@ -889,8 +889,8 @@ def req(url, auth=None, data=None, cafile=ca):
     h = {"Content-Type": "application/json"}
     if auth:
         h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()
-    ctx = ssl.create_default_context(cafile=cafile) if url.startswith("https") else None
     try:
+        ctx = ssl.create_default_context(cafile=cafile) if url.startswith("https") else None
         with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=h), timeout=10, context=ctx) as r:
             return r.status
     except urllib.error.HTTPError as e:
