@@ -431,6 +431,19 @@ def files_under(paths: Iterable[Path]) -> list[Path]:
     return sorted(out)
 
 
+def secret_needles(secret: str) -> list[bytes]:
+    """What a leak of `secret` looks like in a log: the value itself, and as JSON, Python repr and
+    YAML single quotes escape it (the lab's secrets hold quotes and backslashes: a -vvv result
+    shows `a\\"b` for `a"b`); and its longest run of letters, digits, '-' and '_' when that is
+    distinctive on its own (16+ characters), which survives any escaping."""
+    forms = {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1], secret.replace("'", "''"),
+             json.dumps(secret, ensure_ascii=False)[1:-1]}
+    runs = sorted(re.findall(r"[A-Za-z0-9_-]+", secret), key=len)
+    if runs and len(runs[-1]) >= 16:
+        forms.add(runs[-1])
+    return sorted(f.encode() for f in forms if f)
+
+
 # What is secret whatever its value: a password hash as the Loki proxy's file holds them (SHA-512
 # crypt, from the inventory's passwords) and a PEM private key (the proxy's server key, the CA's).
 SECRET_SHAPES = (re.compile(rb"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}"),
@@ -438,8 +451,9 @@ SECRET_SHAPES = (re.compile(rb"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}"),
 
 
 def files_with(secrets: Iterable[str], files: Iterable[Path]) -> list[Path]:
-    """The files that hold any of the secrets (byte for byte) or anything of SECRET_SHAPES."""
-    needles = [s.encode() for s in secrets if s]
+    """The files that hold any of the secrets (byte for byte, or escaped: secret_needles) or
+    anything of SECRET_SHAPES."""
+    needles = [n for s in secrets if s for n in secret_needles(s)]
     hits = []
     for f in files:
         try:

@@ -47,22 +47,24 @@ def template_path(template_name):
     return found[0]
 
 
+# The host and run context a template sees in a run, for render().
+RENDER_CONTEXT = {
+    "groups": {"loki": ["obs-01"], "grafana": ["obs-01"], "alloy_linux": ["srv-01"]},
+    "hostvars": {"obs-01": {"ansible_host": "192.0.2.10"}},
+    "inventory_hostname": "srv-01",
+    "group_names": ["alloy_linux"],
+    # What an inventory and the common role's loki_tls.yml provide in a run.
+    "loki_push_password": "test-push-password",
+    "observability_tls_ca_pem": "-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----",
+}
+
+
 def render(template_name, **overrides):
     """Render roles/*/templates/<template_name> with the role defaults plus overrides."""
     from ansible.template import Templar, trust_as_template
 
     loader, variables = role_defaults()
-    variables.update(
-        {
-            "groups": {"loki": ["obs-01"], "grafana": ["obs-01"], "alloy_linux": ["srv-01"]},
-            "hostvars": {"obs-01": {"ansible_host": "192.0.2.10"}},
-            "inventory_hostname": "srv-01",
-            "group_names": ["alloy_linux"],
-            # What an inventory and the common role's loki_tls.yml provide in a run.
-            "loki_push_password": "test-push-password",
-            "observability_tls_ca_pem": "-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----",
-        }
-    )
+    variables.update(RENDER_CONTEXT)
     variables.update(overrides)
     templar = Templar(loader=loader, variables=variables)
     with open(template_path(template_name), encoding="utf-8") as f:
@@ -103,3 +105,51 @@ def run(cmd, **kwargs):
     kwargs.setdefault("text", True)
     kwargs.setdefault("timeout", 300)
     return subprocess.run(cmd, **kwargs)
+
+
+# ---- real upstream binaries beside the clone (../shared), never in the repo ------------------
+
+SHARED_DIRS = {
+    "real-parsers": os.environ.get("HOMEOPS_REAL_PARSERS_DIR") or os.path.normpath(os.path.join(REPO, "..", "shared", "real-parsers")),
+    "real-loki": os.environ.get("HOMEOPS_REAL_LOKI_DIR") or os.path.normpath(os.path.join(REPO, "..", "shared", "real-loki")),
+}
+
+
+@pytest.fixture(scope="session")
+def shared_binary(tmp_path_factory):
+    """shared_binary(name, stem=None) -> the path of a real upstream checker from ../shared/real-parsers
+    (name: grafana-ini-check, grafana-provisioning-check, alloy-syntax-check,
+    loki-deprecated-config-checker; stem: a file's name without -linux-amd64.xz, default the newest
+    of that name), unpacked and checked against its SHA256SUMS by the lab's own unpacker
+    (lab/lib/packages.sh shared_binary) into the lab's cache, or a temp one; never into the repo.
+    Skips, saying why, where the folder or the file is absent; fails on a bad checksum."""
+    cache = os.environ.get("LAB_CACHE_DIR", "/var/cache/homeops-lab")
+    try:
+        os.makedirs(cache, exist_ok=True)
+        writable = os.access(cache, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        cache = str(tmp_path_factory.mktemp("cache"))
+    found = {}
+
+    def get(name, stem=None):
+        where = SHARED_DIRS["real-parsers"]
+        if not os.path.isdir(where):
+            pytest.skip(f"no real upstream parsers: {where} is absent (set HOMEOPS_REAL_PARSERS_DIR); "
+                        "this check runs where ../shared/real-parsers exists")
+        key = (name, stem)
+        if key not in found:
+            prelude = (f'LAB_DIR="{REPO}/lab"; LAB_ROOT="{REPO}"; export LAB_DIR LAB_ROOT; '
+                       'source "$LAB_DIR/lib/common.sh"; source "$LAB_DIR/lib/config.sh"; '
+                       'source "$LAB_DIR/lib/packages.sh"; ')
+            r = subprocess.run(["bash", "-c", prelude + f'real_parser_binary "{name}" "{stem or ""}"'],
+                               capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "LAB_CACHE_DIR": cache, "HOMEOPS_REAL_PARSERS_DIR": where})
+            if r.returncode == 1:
+                pytest.skip(f"{where} has no {stem or name + '-<tag>'}-linux-amd64.xz")
+            assert r.returncode == 0, r.stderr
+            found[key] = r.stdout.strip()
+        return found[key]
+
+    return get

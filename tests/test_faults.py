@@ -60,3 +60,15 @@ def test_the_interrupted_restart_scenario_is_registered_after_the_secrets_one():
     assert (name, title) == ("interrupted_restart", "a run interrupted between a config change and its restart")
     # Its host script is a fixed string (it reads the times on the host, never data).
     assert "{" not in faults.LOKI_START_VS_CONFIG
+
+
+def test_scenarios_are_numbered_once_and_18_is_the_grafana_password():
+    numbers = [x[0] for x in faults.SCENARIOS]
+    assert len(numbers) == len(set(numbers))
+    (num, name, title, hosts, _), = [x for x in faults.SCENARIOS if x[0] == "18"]
+    assert (name, title, hosts) == ("grafana_password_chars", "a Grafana admin password with # ; $ and quotes", 1)
+    # What it deploys has what breaks each reader; its prefix up to '#' is what go-ini gives.
+    assert all(c in faults.HARD_PASSWORD for c in "#;$'\"`\\ ")
+    assert " #" in faults.HARD_PASSWORD  # also ends a value for configparser (the old stand-in)
+    assert "${" in faults.REFUSED_PASSWORD
+    assert "sys.stdin" in faults.GRAFANA_LOGIN and "Tr0ub4dor" not in faults.GRAFANA_LOGIN

@@ -1,6 +1,7 @@
 """scripts/labdriver.py, the driver itest, itest-upgrade, the fault suite and the bench share: the
 PLAY RECAP parser and the checks built on it, the secrets scan, the SSH command lines (root and
 sudo users), the exit path of a run and the detection of other runs. No lab."""
+import json
 import os
 import signal
 import stat
@@ -353,3 +354,18 @@ def test_lab_state_file_values_are_unquoted(tmp_path):
         """))
     assert labdriver.read_state(env) == {"ID": "ab12", "OWNER": "/work/some clone", "STARTED": "2025-01-02T03:04:05Z"}
     assert labdriver.read_state(tmp_path / "none") is None
+
+
+def test_the_scan_finds_a_secret_with_quotes_escaped_as_logs_show_it(tmp_path):
+    """The lab's secrets hold # ; $ quotes backquotes backslashes spaces (lab/lib/inventory.sh): a
+    -vvv result shows them JSON-escaped, a Python traceback repr-escaped, YAML doubles a quote."""
+    secret = "hoplab-grafana-e5vJId0N#kSwW;JIlq$7CL4 idIq\"NU1S'hOjt`fKqg\\lVjm"
+    forms = {"raw": secret, "json": json.dumps({"v": secret}), "repr": repr({"v": secret}),
+             "yaml": yaml.safe_dump({"v": secret}), "fragment": "...hoplab-grafana-e5vJId0N#k (cut)"}
+    for name, text in forms.items():
+        (tmp_path / f"{name}.log").write_text(text)
+    (tmp_path / "clean.log").write_text("hoplab-grafana-e5vJ kSwW JIlq")
+    hits = labdriver.files_with([secret], labdriver.files_under([tmp_path]))
+    assert sorted(p.name for p in hits) == sorted(f"{n}.log" for n in forms)
+    # A secret without a distinctive run is looked for in its escaped forms only.
+    assert labdriver.secret_needles('a"b#c;d$e') == sorted([b'a"b#c;d$e', b'a\\"b#c;d$e'])

@@ -1,6 +1,7 @@
 """Real Loki where we have it (../shared/real-loki, or HOMEOPS_REAL_LOKI_DIR): our rendered config
 passes each version's own `loki -verify-config`, the version gate is needed, the upstream key
 trees and configcheck agree with the real parser, and the lab packages the real binary."""
+import glob
 import hashlib
 import os
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, render
+from conftest import REPO, load_yaml, render
 from test_loki_standin import deb_field, deb_files, lab_sh
 from test_loki_template import PINNED, SUPPORTED_VERSIONS
 
@@ -234,3 +235,28 @@ def test_standin_answers_as_real_loki_does(real_bin, tmp_path_factory):
         real.stop()
         lab.stop()
     assert answers["standin"] == answers["real"]
+
+
+# The versions the deploy installs (versions.yml: the pin and the previous one we upgrade from),
+# whether or not upstream/ has their key tree yet: each through its own real binary where
+# ../shared/real-loki has it; and every real binary at least as new as the pin on the current render.
+PINS = load_yaml("roles/common/defaults/main/versions.yml")
+PINNED_VERSIONS = sorted({PINS[k] for k in ("loki_version", "loki_version_previous") if k in PINS}, key=vtuple)
+ALL_REAL = sorted((os.path.basename(p)[len("loki-"):-len("-linux-amd64.xz")]
+                   for p in glob.glob(os.path.join(REAL_DIR, "loki-[0-9]*-linux-amd64.xz"))), key=vtuple)
+
+
+@pytest.mark.parametrize("version", PINNED_VERSIONS)
+def test_real_loki_of_each_pinned_version_accepts_its_render(version, real_bin, tmp_path):
+    if version not in ALL_REAL:
+        pytest.skip(f"no real Loki {version} in {REAL_DIR}")
+    rc, err = verify(real_bin(version), render("loki-config.yaml.j2", loki_version=version), tmp_path)
+    assert rc == 0 and 'msg="config is valid"' in err, err
+
+
+@pytest.mark.parametrize("binary_version", ALL_REAL)
+def test_every_newer_real_loki_accepts_the_current_render(binary_version, real_bin, tmp_path):
+    if vtuple(binary_version) < vtuple(PINS["loki_version"]):
+        pytest.skip(f"{binary_version} is older than the pin {PINS['loki_version']}")
+    rc, err = verify(real_bin(binary_version), render("loki-config.yaml.j2", loki_version=PINS["loki_version"]), tmp_path)
+    assert rc == 0, f"real {binary_version} on the {PINS['loki_version']} render: {err}"

@@ -336,8 +336,10 @@ def test_secret_bearing_files_are_written_no_log_and_root_grafana_0640(deploy):
     # The admin account in grafana.ini, set in the packaged file (no Python module on the host).
     assert ini["path"] == "{{ grafana_ini_path }}" and "content" not in ini
     # As text: a password of digits (or 1234.5) from YAML must not reach the module as a number.
-    assert ini["ini"] == {"security": {"admin_user": "{{ grafana_admin_user | string }}",
-                                       "admin_password": "{{ grafana_admin_password | string }}"}}
+    # In go-ini's backquote form: `#`, `;`, quotes and edge spaces reach Grafana as written
+    # (tests/test_real_parsers.py reads it back with the real go-ini).
+    assert ini["ini"] == {"security": {"admin_user": "{{ '`' ~ (grafana_admin_user | string) ~ '`' }}",
+                                       "admin_password": "{{ '`' ~ (grafana_admin_password | string) ~ '`' }}"}}
     assert (ini["owner"], ini["group"], ini["mode"], ini["secret"]) == ("root", "{{ grafana_group }}", "0640", True)
     assert task["no_log"] is True and task["diff"] is False
     # The restart follows every result that can change Grafana's configuration.

@@ -1,6 +1,11 @@
 # shellcheck shell=bash
 # Inventory rendering (pure: writes YAML to stdout).
 
+# yaml_sq TEXT: TEXT as a YAML single-quoted scalar: no escapes there but '' for ' (the secrets
+# hold quotes, backslashes, '#', '$', spaces). Ansible templates inventory strings: a secret must
+# not hold '{' (new_secret's never do).
+yaml_sq() { local q="'"; printf "'%s'" "${1//$q/$q$q}"; }
+
 # render_inventory SUBNET KEYFILE GRAFANA_PW LOKI_PW REPO_URL BECOME_PW PUSH_PW HOST...
 render_inventory() {
     local subnet=$1 key=$2 gpw=$3 lpw=$4 repo=$5 bpw=$6 ppw=$7; shift 7
@@ -17,9 +22,9 @@ render_inventory() {
     for h in "${hosts[@]}"; do [[ " $(host_groups "$h") " == *" alloy_linux "* ]] && agents=1; done
     (( agents )) || echo "    observability_expect_linux_agents: false"
     echo "    lab_apt_repo_url: \"$repo\""
-    echo "    grafana_admin_password: \"$gpw\""
-    echo "    loki_datasource_password: \"$lpw\""
-    echo "    loki_push_password: \"$ppw\""
+    echo "    grafana_admin_password: $(yaml_sq "$gpw")"
+    echo "    loki_datasource_password: $(yaml_sq "$lpw")"
+    echo "    loki_push_password: $(yaml_sq "$ppw")"
     echo "  hosts:"
     for h in "${hosts[@]}"; do
         echo "    $h:"
@@ -28,7 +33,7 @@ render_inventory() {
         echo "      ansible_user: $(host_ssh_user "$h")"
         echo "      ansible_become: true"
         echo "      ansible_become_method: sudo"
-        [[ $(host_ssh_user "$h") == "${LAB_PW_USER:-pi}" ]] && echo "      ansible_become_password: \"$bpw\""
+        [[ $(host_ssh_user "$h") == "${LAB_PW_USER:-pi}" ]] && echo "      ansible_become_password: $(yaml_sq "$bpw")"
         echo "      ansible_ssh_private_key_file: \"$key\""
         echo "      ansible_ssh_common_args: \"$LAB_SSH_COMMON_ARGS\""
         # The deploy's default path (observability_package_source: grafana): it fetches the key,
@@ -56,10 +61,14 @@ render_inventory() {
     done
 }
 
-# new_secret PREFIX: a distinctive random secret (prefix + 32 alphanumerics).
+# new_secret PREFIX: a distinctive random secret: PREFIX, then 40 random alphanumerics with the
+# characters that break a careless writer or reader between them: # ; $ space " ' ` \ (issue 19:
+# grafana.ini's go-ini cuts a plain value at # or ;, Grafana expands $, YAML and shells need
+# their quotes). Never '{' nor '%(' (Grafana's ${..} and go-ini's %(..)s: refused by the deploy).
 new_secret() {
     local r
-    r=$(head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 32)
-    (( ${#r} == 32 )) || return 1
-    echo "$1$r"
+    r=$(head -c 96 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 40)
+    (( ${#r} == 40 )) || return 1
+    printf '%s%s#%s;%s$%s %s"%s'"'"'%s`%s\\%s\n' "$1" "${r:0:8}" "${r:8:4}" "${r:12:4}" "${r:16:4}" \
+        "${r:20:4}" "${r:24:4}" "${r:28:4}" "${r:32:4}" "${r:36:4}"
 }

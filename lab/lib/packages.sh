@@ -40,36 +40,82 @@ build_standin() {
 # Where real Loki binaries may be (see its README): beside this clone, or HOMEOPS_REAL_LOKI_DIR.
 real_loki_dir() { echo "${HOMEOPS_REAL_LOKI_DIR:-$LAB_ROOT/../shared/real-loki}"; }
 
-# real_loki_binary VERSION: print the path of the verified, decompressed real Loki VERSION
-# (cached under $LAB_CACHE_DIR/real-loki/<sha256>/loki, never in the repo). Returns 1 with
-# nothing printed when the folder has no binary of VERSION, 2 (with a message) when it has one
-# that fails its checksum.
-real_loki_binary() {
-    local ver=$1 dir xz sums want_xz want_bin cache tmp
-    dir=$(real_loki_dir)
-    xz="$dir/loki-$ver-linux-amd64.xz"; sums="$dir/SHA256SUMS"
+# shared_binary DIR STEM NAME CACHE_SUB WHAT: print the path of DIR/STEM-linux-amd64.xz,
+# decompressed and checked against DIR/SHA256SUMS (both the .xz and the binary), cached as
+# $LAB_CACHE_DIR/CACHE_SUB/<sha256>/NAME, never in the repo. Returns 1 with nothing printed when
+# DIR has no such file, 2 (with a message naming WHAT) when it fails its checksum. The one
+# unpacker of ../shared binaries: the lab's packages and the tests (tests/conftest.py) use it.
+shared_binary() {
+    local dir=$1 stem=$2 name=$3 sub=$4 what=$5 xz sums want_xz want_bin cache tmp
+    xz="$dir/$stem-linux-amd64.xz"; sums="$dir/SHA256SUMS"
     [[ -f $xz ]] || return 1
-    want_xz=$(awk -v f="loki-$ver-linux-amd64.xz" '$2 == f { print $1 }' "$sums" 2>/dev/null)
-    want_bin=$(awk -v f="loki-$ver-linux-amd64" '$2 == f { print $1 }' "$sums" 2>/dev/null)
+    want_xz=$(awk -v f="$stem-linux-amd64.xz" '$2 == f { print $1 }' "$sums" 2>/dev/null)
+    want_bin=$(awk -v f="$stem-linux-amd64" '$2 == f { print $1 }' "$sums" 2>/dev/null)
     if [[ -z $want_xz || -z $want_bin ]]; then
-        echo "real Loki $ver: $sums lists no checksum for loki-$ver-linux-amd64(.xz)" >&2; return 2
+        echo "$what: $sums lists no checksum for $stem-linux-amd64(.xz)" >&2; return 2
     fi
-    command -v xz >/dev/null 2>&1 || { echo "real Loki $ver: command xz not found: install package xz-utils" >&2; return 2; }
-    cache="${LAB_CACHE_DIR:-/var/cache/homeops-lab}/real-loki/$want_bin"
-    if [[ -x $cache/loki ]] && [[ $(sha256sum "$cache/loki" | cut -d' ' -f1) == "$want_bin" ]]; then
-        echo "$cache/loki"; return 0
+    command -v xz >/dev/null 2>&1 || { echo "$what: command xz not found: install package xz-utils" >&2; return 2; }
+    cache="${LAB_CACHE_DIR:-/var/cache/homeops-lab}/$sub/$want_bin"
+    if [[ -x $cache/$name ]] && [[ $(sha256sum "$cache/$name" | cut -d' ' -f1) == "$want_bin" ]]; then
+        echo "$cache/$name"; return 0
     fi
     if [[ $(sha256sum "$xz" | cut -d' ' -f1) != "$want_xz" ]]; then
-        echo "real Loki $ver: $xz does not match its SHA256SUMS entry: a damaged copy, fetch it again" >&2; return 2
+        echo "$what: $xz does not match its SHA256SUMS entry: a damaged copy, fetch it again" >&2; return 2
     fi
-    mkdir -p "$cache" || { echo "real Loki $ver: cannot create $cache (set LAB_CACHE_DIR)" >&2; return 2; }
+    mkdir -p "$cache" || { echo "$what: cannot create $cache (set LAB_CACHE_DIR)" >&2; return 2; }
     # Decompress beside, check, then rename: a concurrent build never sees half a binary.
-    tmp=$(mktemp "$cache/.loki.XXXXXX")
+    tmp=$(mktemp "$cache/.$name.XXXXXX")
     if ! xz -dc "$xz" >"$tmp" || [[ $(sha256sum "$tmp" | cut -d' ' -f1) != "$want_bin" ]]; then
-        rm -f "$tmp"; echo "real Loki $ver: decompressed $xz does not match its SHA256SUMS entry" >&2; return 2
+        rm -f "$tmp"; echo "$what: decompressed $xz does not match its SHA256SUMS entry" >&2; return 2
     fi
-    chmod 0755 "$tmp" && mv -f "$tmp" "$cache/loki"
-    echo "$cache/loki"
+    chmod 0755 "$tmp" && mv -f "$tmp" "$cache/$name"
+    echo "$cache/$name"
+}
+
+# real_loki_binary VERSION: print the path of the verified, decompressed real Loki VERSION
+# (cached under $LAB_CACHE_DIR/real-loki/<sha256>/loki). Returns as shared_binary does.
+real_loki_binary() {
+    shared_binary "$(real_loki_dir)" "loki-$1" loki real-loki "real Loki $1"
+}
+
+# ---- grafana: the stand-in, reading its files with the real upstream parsers where we have them
+
+# Where the real upstream parsers may be (see its README): beside this clone, or HOMEOPS_REAL_PARSERS_DIR.
+real_parsers_dir() { echo "${HOMEOPS_REAL_PARSERS_DIR:-$LAB_ROOT/../shared/real-parsers}"; }
+
+# real_parser_binary NAME [STEM]: the verified checker NAME (grafana-ini-check, alloy-syntax-check,
+# ...) from real_parsers_dir: the file STEM-linux-amd64.xz, by default the newest NAME-<tag> there.
+# Returns as shared_binary does (1: not there).
+real_parser_binary() {
+    local name=$1 stem=${2:-} dir f
+    dir=$(real_parsers_dir)
+    if [[ -z $stem ]]; then
+        for f in "$dir/$name"-*-linux-amd64.xz; do [[ -f $f ]] && stem=$(basename "$f" -linux-amd64.xz); done
+        [[ -n $stem ]] || return 1
+    fi
+    shared_binary "$dir" "$stem" "$name" "real-parsers" "real $name"
+}
+
+# ship_grafana_readers WORK VER: the Grafana stand-in reads grafana.ini and its provisioning files
+# with the real upstream code (go-ini + Grafana's expanders, Grafana's provisioning values package)
+# where real_parsers_dir has it, so the lab sees what Grafana sees (issue 19); else with its own
+# reading, and says so (here and in its log). The checkers go to a lab-only path of the package
+# (usr/lib/grafana-lab/real/); never into the repo. Sets LAB_GRAFANA_PARSERS=real|standin.
+ship_grafana_readers() {
+    local work=$1 ver=$2 ini prov rc=0 shown
+    shown=$(real_parsers_dir); [[ -z ${HOMEOPS_REAL_PARSERS_DIR:-} ]] && shown=../shared/real-parsers
+    ini=$(real_parser_binary grafana-ini-check) || rc=$?
+    (( rc == 0 )) && { prov=$(real_parser_binary grafana-provisioning-check) || rc=$?; }
+    (( rc <= 1 )) || return 1
+    if (( rc == 0 )); then
+        install -D -m 0755 "$ini" "$work/usr/lib/grafana-lab/real/grafana-ini-check"
+        install -D -m 0755 "$prov" "$work/usr/lib/grafana-lab/real/grafana-provisioning-check"
+        echo "lab: grafana package $ver: LAB STAND-IN reading grafana.ini and provisioning with the real go-ini and Grafana's own readers from $shown"
+        LAB_GRAFANA_PARSERS=real
+    else
+        echo "lab: grafana package $ver: LAB STAND-IN reading grafana.ini and provisioning with its own parser (no grafana-ini-check and grafana-provisioning-check in $shown)"
+        LAB_GRAFANA_PARSERS=standin
+    fi
 }
 
 # ship_upstream WORK WHAT SRC DEST HOW: install the upstream-derived file SRC at WORK/DEST, or fail
@@ -119,6 +165,7 @@ prepare_grafana_standin() {
         "$work/lib/systemd/system/grafana-server.service"
     grep -q '^ExecStart=/usr/share/grafana/bin/grafana server ' "$work/lib/systemd/system/grafana-server.service" \
         || { echo "prepare_grafana_standin: the unit's ExecStart was not rewritten" >&2; return 1; }
+    ship_grafana_readers "$work" "$ver"
 }
 
 # The real binary with the stand-in's packaging (unit, conffile, postinst user handling, paths:
@@ -191,7 +238,7 @@ build_previous_set() {
     av=$(read_version alloy_version_previous "$vf") || return 1
     build_loki_package "$repo" "$lv" | sed 's/^lab: loki package:/lab: previous loki package:/' >&2
     (( PIPESTATUS[0] == 0 )) || return 1
-    build_standin "$LAB_DIR/packages/grafana" "$repo" "$gv" "" prepare_grafana_standin || return 1
+    build_standin "$LAB_DIR/packages/grafana" "$repo" "$gv" "" prepare_grafana_standin >&2 || return 1
     build_standin "$LAB_DIR/packages/alloy" "$repo" "$av" "" prepare_alloy_standin || return 1
     LAB_PREVIOUS_VERSIONS="loki=$lv grafana=$gv alloy=$av"
     LAB_LOKI_KIND=$kind
@@ -271,7 +318,7 @@ build_repo() {
     rm -rf "$repo"; mkdir -p "$repo"
     pool="$repo/pool/main"; mkdir -p "$pool" "$repo/debian"
     build_loki_package "$pool" "$lv" >&2 || return 1
-    build_standin "$LAB_DIR/packages/grafana" "$pool" "$gv" "" prepare_grafana_standin || return 1
+    build_standin "$LAB_DIR/packages/grafana" "$pool" "$gv" "" prepare_grafana_standin >&2 || return 1
     build_standin "$LAB_DIR/packages/alloy" "$pool" "$av" "" prepare_alloy_standin || return 1
     build_previous_set "$pool" "$vf" || return 1
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/hoplab-hdr.XXXXXX")
@@ -299,6 +346,7 @@ build_repo() {
     {
         echo "lab_versions: loki=$lv grafana=$gv alloy=$av headers=linux-headers-$krel"
         echo "lab_loki_package: $LAB_LOKI_KIND"
+        echo "lab_grafana_parsers: $LAB_GRAFANA_PARSERS"
         if [[ -n ${LAB_PREVIOUS_VERSIONS:-} ]]; then echo "lab_versions_previous: $LAB_PREVIOUS_VERSIONS"; fi
     } >"$repo/VERSIONS"
 }

@@ -263,8 +263,8 @@ eq "inventory group alloy_linux" "ws-01-linux srv-01 agent-04" "$(group_hosts al
 [[ $inv != *"observability_package_source"* && $inv == *'observability_grafana_apt_url: "http://10.77.0.1:8642/"'* && $inv == *"observability_grafana_apt_key_url: \"file://$LAB_STATE_DIR/repo/gpg.key\""* ]] \
     && ok "inventory: the deploy's default package source, URLs at the lab (key fetched by the controller from the repo's file)" \
     || nok "inventory: the deploy's default package source, URLs at the lab (key fetched by the controller from the repo's file)"
-[[ $inv == *'grafana_admin_password: "hoplab-grafana-SECRET1"'* && $inv == *'loki_datasource_password: "hoplab-loki-SECRET2"'* \
-   && $inv == *'loki_push_password: "hoplab-push-SECRET4"'* ]] \
+[[ $inv == *"grafana_admin_password: 'hoplab-grafana-SECRET1'"* && $inv == *"loki_datasource_password: 'hoplab-loki-SECRET2'"* \
+   && $inv == *"loki_push_password: 'hoplab-push-SECRET4'"* ]] \
     && ok "inventory secrets in all vars" || nok "inventory secrets in all vars"
 eq "inventory ansible_host per host" "4" "$(grep -c '^      ansible_host: 10\.77\.0\.1[1-4]$' "$TMP/inv.yml")"
 eq "inventory ssh args per host" "4" "$(grep -cF "ansible_ssh_common_args: \"$LAB_SSH_COMMON_ARGS\"" "$TMP/inv.yml")"
@@ -285,7 +285,14 @@ render_inventory 10.77.0.0/24 /k/id_ed25519 g l http://10.77.0.1:8642/ b p obs-0
 grep -q '^    observability_expect_linux_agents: false$' "$TMP/inv1.yml" \
     && ok "a lab of obs-01 alone says it has no Linux agents" || nok "a lab of obs-01 alone says it has no Linux agents"
 s1=$(new_secret hoplab-x-); s2=$(new_secret hoplab-x-)
-[[ $s1 =~ ^hoplab-x-[A-Za-z0-9]{32}$ && $s1 != "$s2" ]] && ok "secrets are distinctive and random" || nok "secrets are distinctive and random"
+[[ $s1 =~ ^hoplab-x-[A-Za-z0-9]{8}\#[A-Za-z0-9]{4}\;[A-Za-z0-9]{4}\$[A-Za-z0-9]{4}\ [A-Za-z0-9]{4}\"[A-Za-z0-9]{4}\'[A-Za-z0-9]{4}\`[A-Za-z0-9]{4}\\[A-Za-z0-9]{4}$ && $s1 != "$s2" ]] \
+    && ok "secrets are distinctive and random, with # ; \$ space quotes backquote backslash" \
+    || nok "secrets are distinctive and random, with # ; \$ space quotes backquote backslash"
+if command -v python3 >/dev/null && python3 -c 'import yaml' 2>/dev/null; then
+    render_inventory 10.77.0.0/24 /k/id_ed25519 "$s1" "$s2" http://10.77.0.1:8642/ "$s1" "$s2" "${H[@]}" >"$TMP/inv2.yml"
+    eq "inventory YAML carries the secrets exactly" "ok" \
+        "$(python3 -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1]))["all"]["vars"]; print("ok" if (v["grafana_admin_password"], v["loki_datasource_password"], v["loki_push_password"]) == (sys.argv[2], sys.argv[3], sys.argv[3]) else "differs")' "$TMP/inv2.yml" "$s1" "$s2")"
+fi
 
 # --- LAB_NOPYTHON: which hosts lose python3 --------------------------------------------
 mapfile -t H5 < <(host_names 5)

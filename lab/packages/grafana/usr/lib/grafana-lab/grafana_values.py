@@ -105,3 +105,53 @@ def interpolate_tree(obj, env=None):
 def escape(value):
     """The provisioned form of a literal string: every "$" doubled."""
     return value.replace("$", "$$")
+
+
+# ---- grafana.ini, for a package built without the real go-ini ------------------------------
+# The stand-in reads grafana.ini with the real go-ini and Grafana's expanders where the lab
+# shipped them (../shared/real-parsers); this is its fallback, written from go-ini v1.67.0's
+# parser.go (readValue) and Grafana's expandConfig. It is not go-ini: continuation lines,
+# %(key)s references and python-style multi-line values are not modelled.
+
+def _ini_value(raw):
+    """go-ini's readValue for one line's value (default LoadOptions)."""
+    line = raw.lstrip()
+    if not line:
+        return ""
+    for quote in ('"""', "`"):
+        if (len(line) > 3 or quote == "`") and line.startswith(quote):
+            end = line.rfind(quote, len(quote))
+            if end >= len(quote):
+                return line[len(quote):end]
+    line = line.strip()
+    cut = min([i for i in (line.find("#"), line.find(";")) if i >= 0], default=-1)
+    if cut >= 0:
+        line = line[:cut]
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in "'\"":
+        line = line[1:-1]
+    return line
+
+
+def read_ini(text, env=None):
+    """{section: {key: value}} as Grafana reads grafana.ini (go-ini, then ${..}/$__env{..}/
+    $__file{..} expansion); keys before the first section are under "DEFAULT"."""
+    env = os.environ if env is None else env
+    out, section = {}, "DEFAULT"
+    for raw in text.splitlines():
+        line = raw.lstrip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            close = line.find("]")
+            if close < 0:
+                raise ExpandError("unclosed section: %s" % line.split()[0][:40])
+            section = line[1:close].strip()
+            out.setdefault(section, {})
+            continue
+        seps = [i for i in (line.find("="), line.find(":")) if i >= 0]
+        if not seps:
+            # go-ini's error names the line; here only its place (it may hold a secret).
+            raise ExpandError("key-value delimiter not found in section %s" % section)
+        key = line[:min(seps)].strip()
+        out.setdefault(section, {})[key] = _expand_var(_ini_value(line[min(seps) + 1:]), env)
+    return out
