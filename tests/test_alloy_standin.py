@@ -6,6 +6,7 @@ import base64
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -275,12 +276,20 @@ def test_files_are_tailed_with_positions(lab):
     loki.close()
 
 
+def endpoint_setting(text, name, value):
+    """The rendered config with loki.write's endpoint attribute NAME set to VALUE."""
+    new, n = re.subn(r"(?m)^(    %s +=) .*$" % name, lambda m: m.group(1) + " " + value, text)
+    assert n == 1, "the rendered config sets %s once" % name
+    return new
+
+
 def test_basic_auth_and_retries(lab):
     loki = FakeLoki(user="agent", password="pa$$ \"w\\d", fail_first=2)
     text = config(lab, loki).replace(
         "    url = %s\n" % json.dumps(loki.url),
-        "    url = %s\n    min_backoff_period = \"100ms\"\n    basic_auth {\n      username = \"agent\"\n"
+        "    url = %s\n    basic_auth {\n      username = \"agent\"\n"
         "      password = %s\n    }\n" % (json.dumps(loki.url), json.dumps("pa$$ \"w\\d")))
+    text = endpoint_setting(text, "min_backoff_period", '"100ms"')
     assert "basic_auth" in text
     feed(lab, journal_entry("c1", "needs auth"))
     a = Alloy(lab, text)
@@ -381,3 +390,32 @@ def test_postinst_adds_alloy_to_the_log_reading_groups():
     text = open(os.path.join(REPO, "lab/packages/alloy/DEBIAN/postinst")).read()
     assert "usermod -a -G adm alloy" in text
     assert "usermod -a -G systemd-journal alloy" in text
+
+
+@pytest.mark.parametrize("retries,sends", [(3, 3), (0, None)])
+def test_retry_count_and_drop_follow_dskit(lab, retries, sends):
+    """Alloy 1.18.1's sendBatch with dskit's backoff: max_backoff_retries N sends a batch N times
+    and drops it after the N-th failure without sleeping again; 0 retries without end (the
+    deploy's setting), so the line arrives once Loki answers."""
+    loki = FakeLoki(fail_first=6)
+    text = config(lab, loki)
+    for name, value in (("min_backoff_period", '"20ms"'), ("max_backoff_period", '"50ms"'),
+                        ("max_backoff_retries", str(retries))):
+        text = endpoint_setting(text, name, value)
+    feed(lab, journal_entry("c1", "retried line"))
+    a = Alloy(lab, text)
+    try:
+        a.wait_ready()
+        if sends is None:
+            assert wait_for(lambda: any(e[2] == "retried line" for e in loki.entries()), timeout=15), a.output()
+            assert loki.statuses[:7] == [500] * 6 + [204]
+            assert "dropping data" not in a.output()
+        else:
+            assert wait_for(lambda: "dropping data" in a.output(), timeout=15), a.output()
+            time.sleep(0.5)
+            assert loki.statuses == [500] * sends
+            assert a.output().count("error sending batch, will retry") == sends - 1
+            assert not loki.entries()
+    finally:
+        a.stop()
+    loki.close()
