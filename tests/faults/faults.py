@@ -787,12 +787,12 @@ def log_flow_hops(s: Scenario):
     play = deploy("deploy")
     s.check(play.rc == 0 and play.clean(), "the deploy passes", f"rc={play.rc}")
     ok = playbook("verify", VERIFY)
-    s.check(ok.rc == 0 and "srv-01: passed D1 D2 E1 E2 E3" in ok.text, "verify passes with E1-E3", f"rc={ok.rc}")
+    s.check(ok.rc == 0 and "srv-01: passed D1 D2 D4 E1 E2 E3" in ok.text, "verify passes with E1-E3", f"rc={ok.rc}")
     # Not the inventory's secret: a made-up wrong password, so nothing real is on a command line.
     bad = playbook("verify-wrong-admin", VERIFY, "-e", "grafana_admin_password=not-the-admin-password")
     flat = re.sub(r"\s*\n\s*", " ", bad.text)
     s.check(bad.rc != 0, "verify fails with a wrong Grafana admin password", f"rc={bad.rc}")
-    s.check(all(re.search(h + r": passed D1 D2 E1 E3 F1 F2 F3 F4; failed E2; .*lost at: Grafana", flat)
+    s.check(all(re.search(h + r": passed D1 D2 D4 E1 E3 F1 F2 F3 F4; failed E2; .*lost at: Grafana", flat)
                 for h in ("srv-01", "ws-01-linux")),
             "E1 and E3 pass, E2 fails on both agents, 'lost at: Grafana'")
     out = sh("srv-01", BREAK_ALLOY_URL)
@@ -802,10 +802,10 @@ def log_flow_hops(s: Scenario):
     lost = playbook("verify-agent-lost", VERIFY, "-e", "verify_log_flow_timeout=10")
     flat = re.sub(r"\s*\n\s*", " ", lost.text)
     s.check(lost.rc != 0, "verify fails when an agent's lines never reach Loki", f"rc={lost.rc}")
-    s.check(re.search(r"srv-01: passed D1 D2( E3)? F1 F2 F3 F4; failed E1 E2( E3)?; lost at: agent or Loki", flat)
+    s.check(re.search(r"srv-01: passed D1 D2 D4( E3)? F1 F2 F3 F4; failed E1 E2( E3)?; .*lost at: agent or Loki", flat)
             is not None,
             "srv-01 fails E1 and E2 (E3 may still see its earlier lines) and names 'agent or Loki'")
-    s.check(re.search(r"ws-01-linux: passed D1 D2 E1 E2 E3 F1 F2 F3 F4; failed none", flat) is not None,
+    s.check(re.search(r"ws-01-linux: passed D1 D2 D4 E1 E2 E3 F1 F2 F3 F4; failed none", flat) is not None,
             "ws-01-linux still passes")
     fixed = deploy("redeploy")
     s.check(fixed.rc == 0 and fixed.changed().get("srv-01", 0) >= 1 and "ws-01-linux" not in fixed.changed(),
@@ -1350,6 +1350,19 @@ def clock_skew(s: Scenario):
             check_exactly_once(s, f"clock {label}", counts)
     finally:
         sh("srv-01", "sh -c " + shlex.quote(SKEW) + " skew none")
+    # Verify names what Loki refused (B5) and each agent's clock (D4; the lab's hosts share one
+    # clock, so D4 sees no skew here: the skew above was the shipper's).
+    ver = playbook("verify", VERIFY)
+    flat = re.sub(r"\s*\n\s*", " ", ver.text)
+    b5 = re.search(r"obs-01: passed ([^;]*); failed ([^;]*);.*?(Loki refused [0-9]+ lines since it started[^;]*); "
+                   r"(Loki data: [0-9]+ MiB free of [0-9]+ MiB)", flat)
+    d4 = re.search(r"srv-01: passed ([^;]*);.*?(clock [-+][0-9.]+ s from obs-01)", flat)
+    s.check(b5 is not None and d4 is not None, "verify's summary gives Loki's refused lines, its free disk and "
+            "srv-01's clock", f"rc={ver.rc}")
+    s.measure("verify B5", f"{b5.group(3)}; {b5.group(4)}")
+    s.measure("verify D4 (srv-01)", d4.group(2))
+    s.check("B5" in b5.group(1).split() and ver.rc == 0, "verify passes B5: Loki refused no line",
+            f"{b5.group(3)}, rc={ver.rc}")
 
 
 # ---- the run -------------------------------------------------------------------------------------
