@@ -419,3 +419,22 @@ def test_retry_count_and_drop_follow_dskit(lab, retries, sends):
     finally:
         a.stop()
     loki.close()
+
+
+def test_clock_offset_shifts_what_the_agent_stamps(lab, monkeypatch):
+    """ALLOY_LAB_CLOCK_OFFSET (faults scenario clock_skew): the stand-in ships a journal entry
+    stamped that far from the machine's clock, as on a host whose clock is off; an entry older
+    than max_age on the skewed clock is still skipped."""
+    monkeypatch.setenv("ALLOY_LAB_CLOCK_OFFSET", "-7200")
+    loki = FakeLoki()
+    feed(lab, journal_entry("c1", "skewed line"), journal_entry("c0", "too old", age_s=8 * 3600))
+    a = Alloy(lab, config(lab, loki))
+    try:
+        a.wait_ready()
+        assert wait_for(lambda: any(e[2] == "skewed line" for e in loki.entries()), timeout=15), a.output()
+        ts = [e[1] for e in loki.entries() if e[2] == "skewed line"][0]
+        assert abs(ts / 1e9 - (time.time() - 7200)) < 60
+        assert not any(e[2] == "too old" for e in loki.entries())
+    finally:
+        a.stop()
+    loki.close()

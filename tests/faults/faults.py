@@ -1335,8 +1335,12 @@ def clock_skew(s: Scenario):
     max_age with, as journald and Alloy on a host with a wrong clock would. A line 2 h old is
     within reject_old_samples_max_age (1w); a line 2 h ahead passes Loki's default
     creation_grace_period (10m) and is refused with a 400, which Alloy drops without retry: the
-    deploy's loki_creation_grace_period 3h keeps it (FAULTS_NOLOSS_VARS=loki_creation_grace_period=10m
-    shows the loss)."""
+    deploy's loki_creation_grace_period 3h keeps it. The lines 2 h behind go into streams that
+    already hold current lines, which Loki takes only up to max_chunk_age/2 back (its default
+    2h: 1 h, 'entry too far behind', a 400): the deploy's loki_ingester_max_chunk_age 6h takes
+    3 h (FAULTS_NOLOSS_VARS="loki_creation_grace_period=10m loki_ingester_max_chunk_age=2h
+    loki_querier_query_ingesters_within=3h" shows the loss). Verify then reports B5 (Loki's
+    refused lines) and D4 (srv-01's clock)."""
     noloss_deploy(s)
     try:
         for offset, label in ((-7200, "2 h behind"), (7200, "2 h ahead")):
@@ -1363,6 +1367,51 @@ def clock_skew(s: Scenario):
     s.measure("verify D4 (srv-01)", d4.group(2))
     s.check("B5" in b5.group(1).split() and ver.rc == 0, "verify passes B5: Loki refused no line",
             f"{b5.group(3)}, rc={ver.rc}")
+
+# On the Loki host: Loki's data moved onto a tmpfs just large enough for it plus 32 MiB, then
+# filled to leave ~512 KiB free (the lab's hosts share this machine's disk: filling that would
+# fill everyone's). Prints `df -k` of /var/lib/loki.
+FILL_LOKI_DISK = r"""
+set -e
+systemctl stop loki
+used=$(du -sm /var/lib/loki | cut -f1)
+rm -rf /root/homeops-loki-copy && cp -a /var/lib/loki /root/homeops-loki-copy
+mount -t tmpfs -o size=$((used + 32))m,mode=0750 homeops-loki-small /var/lib/loki
+cp -a /root/homeops-loki-copy/. /var/lib/loki/
+chown loki:loki /var/lib/loki
+avail=$(df -k --output=avail /var/lib/loki | tail -1)
+fallocate -l $(( (avail - 512) * 1024 )) /var/lib/loki/homeops-faults-filler
+systemctl start loki
+df -k /var/lib/loki | tail -1
+"""
+
+
+@scenario("24", "Loki's data filesystem nearly full while agents ship, then freed", 3)
+def disk_full(s: Scenario):
+    """Loki's /var/lib/loki is moved onto a small tmpfs with ~512 KiB left (how: FILL_LOKI_DISK;
+    the lab's hosts share this machine's disk, which is not ours to fill) and Loki restarted;
+    srv-01 writes 10 marker lines. Whatever Loki does with a full disk (refuse pushes with a 5xx,
+    keep them in memory without its WAL, or fail to start), the agents retry without end, so
+    once the filler is removed every line must be in Loki exactly once."""
+    noloss_deploy(s)
+    df = sh("obs-01", FILL_LOKI_DISK, timeout=240).strip().splitlines()[-1].split()
+    s.measure("Loki's data filesystem while full", f"{int(df[3]) // 1024} MiB free of {int(df[1]) // 1024} MiB")
+    t_full = time.monotonic()
+    run_id = noloss_run_id()
+    want = write_markers("srv-01", run_id, 1, 10, 0.2)
+    time.sleep(30)
+    seen_full = sum(1 for m in want if m in (loki_lines("srv-01", run_id) or []))
+    state = sh("obs-01", "systemctl is-active loki || true; journalctl -u loki --no-pager -o cat "
+                         "| grep -c -i 'no space left' || true").split()
+    s.measure("while full", f"Loki {state[0]}, {seen_full} of 10 lines readable, "
+                            f"{state[1] if len(state) > 1 else '?'} 'no space left' errors in its log")
+    sh("obs-01", "rm -f /var/lib/loki/homeops-faults-filler; systemctl is-active -q loki || systemctl restart loki")
+    t_free = time.monotonic()
+    loki_ready()
+    counts, _ = wait_markers("srv-01", run_id, want, 120)
+    s.measure("time to recover (space freed to every line readable)", f"{time.monotonic() - t_free - 5:.0f} s")
+    s.measure("full for", f"{t_free - t_full:.0f} s")
+    check_exactly_once(s, "lines written while Loki's disk was full", counts)
 
 
 # ---- the run -------------------------------------------------------------------------------------
