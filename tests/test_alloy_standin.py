@@ -438,3 +438,35 @@ def test_clock_offset_shifts_what_the_agent_stamps(lab, monkeypatch):
     finally:
         a.stop()
     loki.close()
+
+
+@pytest.mark.parametrize("block", [True, False])
+def test_a_full_queue_holds_the_reader_back_or_drops(lab, block):
+    """queue_config as Alloy 1.18.1's client: while Loki fails, a queue of capacity/batch_size
+    batches fills; with block_on_overflow (the default) the journal reader waits and every line
+    arrives, in order, once Loki answers; without it the overflowing lines are dropped."""
+    loki = FakeLoki(fail_first=8)
+    text = config(lab, loki)
+    for name, value in (("min_backoff_period", '"100ms"'), ("max_backoff_period", '"200ms"')):
+        text = endpoint_setting(text, name, value)
+    text = text.replace("    max_backoff_retries = 0\n",
+                        "    max_backoff_retries = 0\n    batch_size = \"20B\"\n    queue_config {\n"
+                        "      capacity = \"40B\"\n      block_on_overflow = %s\n    }\n" % str(block).lower())
+    assert "queue_config" in text
+    lines = ["line %02d of the backlog" % i for i in range(20)]
+    feed(lab, *[journal_entry("c%d" % i, m) for i, m in enumerate(lines)])
+    a = Alloy(lab, text)
+    try:
+        a.wait_ready()
+        if block:
+            assert wait_for(lambda: len(loki.entries()) >= 20, timeout=30), a.output()
+            assert [e[2] for e in loki.entries()] == lines
+            assert "queue is full" not in a.output()
+        else:
+            assert wait_for(lambda: "queue is full, dropping entry" in a.output(), timeout=30), a.output()
+            assert wait_for(lambda: loki.statuses.count(204) >= 1, timeout=30), a.output()
+            time.sleep(1)
+            assert 0 < len(loki.entries()) < 20
+    finally:
+        a.stop()
+    loki.close()
