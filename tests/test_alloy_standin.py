@@ -6,6 +6,7 @@ import base64
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -275,12 +276,20 @@ def test_files_are_tailed_with_positions(lab):
     loki.close()
 
 
+def endpoint_setting(text, name, value):
+    """The rendered config with loki.write's endpoint attribute NAME set to VALUE."""
+    new, n = re.subn(r"(?m)^(    %s +=) .*$" % name, lambda m: m.group(1) + " " + value, text)
+    assert n == 1, "the rendered config sets %s once" % name
+    return new
+
+
 def test_basic_auth_and_retries(lab):
     loki = FakeLoki(user="agent", password="pa$$ \"w\\d", fail_first=2)
     text = config(lab, loki).replace(
         "    url = %s\n" % json.dumps(loki.url),
-        "    url = %s\n    min_backoff_period = \"100ms\"\n    basic_auth {\n      username = \"agent\"\n"
+        "    url = %s\n    basic_auth {\n      username = \"agent\"\n"
         "      password = %s\n    }\n" % (json.dumps(loki.url), json.dumps("pa$$ \"w\\d")))
+    text = endpoint_setting(text, "min_backoff_period", '"100ms"')
     assert "basic_auth" in text
     feed(lab, journal_entry("c1", "needs auth"))
     a = Alloy(lab, text)
@@ -381,3 +390,83 @@ def test_postinst_adds_alloy_to_the_log_reading_groups():
     text = open(os.path.join(REPO, "lab/packages/alloy/DEBIAN/postinst")).read()
     assert "usermod -a -G adm alloy" in text
     assert "usermod -a -G systemd-journal alloy" in text
+
+
+@pytest.mark.parametrize("retries,sends", [(3, 3), (0, None)])
+def test_retry_count_and_drop_follow_dskit(lab, retries, sends):
+    """Alloy 1.18.1's sendBatch with dskit's backoff: max_backoff_retries N sends a batch N times
+    and drops it after the N-th failure without sleeping again; 0 retries without end (the
+    deploy's setting), so the line arrives once Loki answers."""
+    loki = FakeLoki(fail_first=6)
+    text = config(lab, loki)
+    for name, value in (("min_backoff_period", '"20ms"'), ("max_backoff_period", '"50ms"'),
+                        ("max_backoff_retries", str(retries))):
+        text = endpoint_setting(text, name, value)
+    feed(lab, journal_entry("c1", "retried line"))
+    a = Alloy(lab, text)
+    try:
+        a.wait_ready()
+        if sends is None:
+            assert wait_for(lambda: any(e[2] == "retried line" for e in loki.entries()), timeout=15), a.output()
+            assert loki.statuses[:7] == [500] * 6 + [204]
+            assert "dropping data" not in a.output()
+        else:
+            assert wait_for(lambda: "dropping data" in a.output(), timeout=15), a.output()
+            time.sleep(0.5)
+            assert loki.statuses == [500] * sends
+            assert a.output().count("error sending batch, will retry") == sends - 1
+            assert not loki.entries()
+    finally:
+        a.stop()
+    loki.close()
+
+
+def test_clock_offset_shifts_what_the_agent_stamps(lab, monkeypatch):
+    """ALLOY_LAB_CLOCK_OFFSET (faults scenario clock_skew): the stand-in ships a journal entry
+    stamped that far from the machine's clock, as on a host whose clock is off; an entry older
+    than max_age on the skewed clock is still skipped."""
+    monkeypatch.setenv("ALLOY_LAB_CLOCK_OFFSET", "-7200")
+    loki = FakeLoki()
+    feed(lab, journal_entry("c1", "skewed line"), journal_entry("c0", "too old", age_s=8 * 3600))
+    a = Alloy(lab, config(lab, loki))
+    try:
+        a.wait_ready()
+        assert wait_for(lambda: any(e[2] == "skewed line" for e in loki.entries()), timeout=15), a.output()
+        ts = [e[1] for e in loki.entries() if e[2] == "skewed line"][0]
+        assert abs(ts / 1e9 - (time.time() - 7200)) < 60
+        assert not any(e[2] == "too old" for e in loki.entries())
+    finally:
+        a.stop()
+    loki.close()
+
+
+@pytest.mark.parametrize("block", [True, False])
+def test_a_full_queue_holds_the_reader_back_or_drops(lab, block):
+    """queue_config as Alloy 1.18.1's client: while Loki fails, a queue of capacity/batch_size
+    batches fills; with block_on_overflow (the default) the journal reader waits and every line
+    arrives, in order, once Loki answers; without it the overflowing lines are dropped."""
+    loki = FakeLoki(fail_first=8)
+    text = config(lab, loki)
+    for name, value in (("min_backoff_period", '"100ms"'), ("max_backoff_period", '"200ms"')):
+        text = endpoint_setting(text, name, value)
+    text = text.replace("    max_backoff_retries = 0\n",
+                        "    max_backoff_retries = 0\n    batch_size = \"20B\"\n    queue_config {\n"
+                        "      capacity = \"40B\"\n      block_on_overflow = %s\n    }\n" % str(block).lower())
+    assert "queue_config" in text
+    lines = ["line %02d of the backlog" % i for i in range(20)]
+    feed(lab, *[journal_entry("c%d" % i, m) for i, m in enumerate(lines)])
+    a = Alloy(lab, text)
+    try:
+        a.wait_ready()
+        if block:
+            assert wait_for(lambda: len(loki.entries()) >= 20, timeout=30), a.output()
+            assert [e[2] for e in loki.entries()] == lines
+            assert "queue is full" not in a.output()
+        else:
+            assert wait_for(lambda: "queue is full, dropping entry" in a.output(), timeout=30), a.output()
+            assert wait_for(lambda: loki.statuses.count(204) >= 1, timeout=30), a.output()
+            time.sleep(1)
+            assert 0 < len(loki.entries()) < 20
+    finally:
+        a.stop()
+    loki.close()

@@ -378,7 +378,7 @@ def test_verify_implements_exactly_the_spec(verify):
                 implemented.update(f"{ids[1]}{n}" for n in range(int(ids[2]), int(ids[4]) + 1))
             elif ids:
                 implemented.update((ids[1] + ids[2], ids[3] + ids[4]))
-    assert spec == {"A1", "A2", "A3", "B1", "B2", "B3", "B4", "C1", "C2", "C3", "D1", "D2", "D3",
+    assert spec == {"A1", "A2", "A3", "B1", "B2", "B3", "B4", "B5", "C1", "C2", "C3", "D1", "D2", "D3", "D4",
                     "E1", "E2", "E3", "F1", "F2", "F3", "F4"}
     assert implemented == spec
 

@@ -788,12 +788,12 @@ def log_flow_hops(s: Scenario):
     play = deploy("deploy")
     s.check(play.rc == 0 and play.clean(), "the deploy passes", f"rc={play.rc}")
     ok = playbook("verify", VERIFY)
-    s.check(ok.rc == 0 and "srv-01: passed D1 D2 E1 E2 E3" in ok.text, "verify passes with E1-E3", f"rc={ok.rc}")
+    s.check(ok.rc == 0 and "srv-01: passed D1 D2 D4 E1 E2 E3" in ok.text, "verify passes with E1-E3", f"rc={ok.rc}")
     # Not the inventory's secret: a made-up wrong password, so nothing real is on a command line.
     bad = playbook("verify-wrong-admin", VERIFY, "-e", "grafana_admin_password=not-the-admin-password")
     flat = re.sub(r"\s*\n\s*", " ", bad.text)
     s.check(bad.rc != 0, "verify fails with a wrong Grafana admin password", f"rc={bad.rc}")
-    s.check(all(re.search(h + r": passed D1 D2 E1 E3 F1 F2 F3 F4; failed E2; .*lost at: Grafana", flat)
+    s.check(all(re.search(h + r": passed D1 D2 D4 E1 E3 F1 F2 F3 F4; failed E2; .*lost at: Grafana", flat)
                 for h in ("srv-01", "ws-01-linux")),
             "E1 and E3 pass, E2 fails on both agents, 'lost at: Grafana'")
     out = sh("srv-01", BREAK_ALLOY_URL)
@@ -803,10 +803,10 @@ def log_flow_hops(s: Scenario):
     lost = playbook("verify-agent-lost", VERIFY, "-e", "verify_log_flow_timeout=10")
     flat = re.sub(r"\s*\n\s*", " ", lost.text)
     s.check(lost.rc != 0, "verify fails when an agent's lines never reach Loki", f"rc={lost.rc}")
-    s.check(re.search(r"srv-01: passed D1 D2( E3)? F1 F2 F3 F4; failed E1 E2( E3)?; lost at: agent or Loki", flat)
+    s.check(re.search(r"srv-01: passed D1 D2 D4( E3)? F1 F2 F3 F4; failed E1 E2( E3)?; .*lost at: agent or Loki", flat)
             is not None,
             "srv-01 fails E1 and E2 (E3 may still see its earlier lines) and names 'agent or Loki'")
-    s.check(re.search(r"ws-01-linux: passed D1 D2 E1 E2 E3 F1 F2 F3 F4; failed none", flat) is not None,
+    s.check(re.search(r"ws-01-linux: passed D1 D2 D4 E1 E2 E3 F1 F2 F3 F4; failed none", flat) is not None,
             "ws-01-linux still passes")
     fixed = deploy("redeploy")
     s.check(fixed.rc == 0 and fixed.changed().get("srv-01", 0) >= 1 and "ws-01-linux" not in fixed.changed(),
@@ -1197,6 +1197,305 @@ def planted_symlink(s: Scenario):
     s.check(healed.rc == 0 and healed.clean(), "with the link removed the next deploy succeeds", f"rc={healed.rc}")
     chunks = sh("obs-01", "stat -c '%U:%G %a %F' /var/lib/loki/chunks").strip()
     s.check(chunks == "loki:loki 750 directory", "chunks is a loki:loki 0750 directory again", chunks)
+
+
+# ---- no log line lost (issue 22) ---------------------------------------------------------------
+#
+# Real Loki (lab/lib/packages.sh ships ../shared/real-loki's binary as the `loki` package where it
+# exists) and the Alloy stand-in, whose loki.write follows Alloy 1.18.1's sendBatch and dskit's
+# backoff (lab/packages/alloy/usr/bin/alloy). Markers are journal lines written with logger on
+# srv-01; they reach Loki through the deploy's TLS proxy, and are counted on obs-01 against
+# Loki's own 127.0.0.1:3100 (as playbooks/tests/upgrade_markers.yml does).
+
+# Shrunk backoff periods (the retry count and queueing stay the deploy's): dskit sleeps
+# [50-100 ms, 100-200, 200-400, 400-800, 800-1600, then 1.6-2 s] between sends, so Alloy's default
+# 10 retries would drop a batch 7.95-11.1 s after its first failure instead of 255.5-511 s.
+NOLOSS_BACKOFF = {"alloy_loki_min_backoff_period": "50ms", "alloy_loki_max_backoff_period": "2s"}
+STANDIN_NOTE = ("the agent runs the lab's Alloy stand-in (no real Alloy here); its retry, drop and position "
+                "rules follow Alloy 1.18.1's loki.write (client/shards.go sendBatch, dskit backoff/backoff.go)")
+
+
+def noloss_vars() -> list[str]:
+    """-e arguments of the no-line-lost scenarios: the shrunk periods, plus FAULTS_NOLOSS_VARS
+    (k=v ...; e.g. alloy_loki_max_backoff_retries=10 to run them against the previous default)."""
+    kv = dict(NOLOSS_BACKOFF)
+    for item in os.environ.get("FAULTS_NOLOSS_VARS", "").split():
+        k, _, v = item.partition("=")
+        kv[k] = v
+    say("  deploy settings of this scenario: " + " ".join(f"{k}={v}" for k, v in kv.items()))
+    return [a for k, v in kv.items() for a in ("-e", f"{k}={v}")]
+
+
+def noloss_run_id() -> str:
+    return time.strftime("%H%M%S") + "-" + os.urandom(3).hex()
+
+
+# Writes the lines "noloss RUN HOST line-I-end", I from $2 to $3, to the journal, $4 s apart.
+MARK = ('run="$1"; gap="$4"; for i in $(seq "$2" "$3"); do '
+        'logger -t homeops-noloss -- "noloss $run $(hostname) line-$i-end"; sleep "$gap"; done')
+
+
+def write_markers(host: str, run_id: str, first: int, last: int, gap: float = 0.0) -> list[str]:
+    sh(host, "sh -c " + shlex.quote(MARK) + " mark " + shlex.quote(run_id) + f" {int(first)} {int(last)} {gap}",
+       timeout=60 + (last - first + 1) * gap)
+    return [f"noloss {run_id} {host} line-{i}-end" for i in range(first, last + 1)]
+
+
+# On the Loki host: every line of the host's streams containing "noloss RUN", as a JSON list,
+# from Loki itself (127.0.0.1:3100), over a window wide enough for skewed clocks.
+COUNT = r"""
+import json, sys, time, urllib.parse, urllib.request
+host, run = sys.argv[1], sys.argv[2]
+now = time.time_ns()
+q = urllib.parse.urlencode({"query": '{host="%s"} |= "noloss %s "' % (host, run), "limit": "5000",
+                            "direction": "forward", "start": str(now - 6 * 3600 * 10**9),
+                            "end": str(now + 6 * 3600 * 10**9)})
+try:
+    with urllib.request.urlopen("http://127.0.0.1:3100/loki/api/v1/query_range?" + q, timeout=20) as r:
+        res = json.load(r)["data"]["result"]
+    print(json.dumps([v[1] for s in res for v in s["values"]]))
+except Exception as e:
+    print(json.dumps({"error": str(e)[:200]}))
+"""
+
+
+def loki_lines(host: str, run_id: str) -> list[str] | None:
+    out = sh("obs-01", "python3 -c " + shlex.quote(COUNT) + " " + shlex.quote(host) + " " + shlex.quote(run_id))
+    got = json.loads(out.strip().splitlines()[-1])
+    return got if isinstance(got, list) else None
+
+
+def wait_markers(host: str, run_id: str, want: list[str], timeout: float) -> tuple[dict, float]:
+    """Polls Loki until every marker of want is there (or timeout); then once more after 5 s so
+    a late duplicate shows. Returns ({marker: times read}, seconds until all were there)."""
+    t = time.monotonic()
+    while True:
+        lines = loki_lines(host, run_id) or []
+        if all(m in lines for m in want) or time.monotonic() - t > timeout:
+            break
+        time.sleep(2)
+    secs = time.monotonic() - t
+    time.sleep(5)
+    lines = loki_lines(host, run_id) or []
+    return {m: lines.count(m) for m in want}, secs
+
+
+def check_exactly_once(s: Scenario, label: str, counts: dict) -> None:
+    lost = [m.split()[-1] for m, c in counts.items() if c == 0]
+    dup = [m.split()[-1] for m, c in counts.items() if c > 1]
+    read = sum(1 for c in counts.values() if c > 0)
+    s.measure(f"{label}: written / read / duplicates", f"{len(counts)} / {read} / {len(dup)}")
+    s.check(not lost, f"{label}: every one of the {len(counts)} marker lines is in Loki", f"lost {lost}")
+    s.check(not dup, f"{label}: none of them twice", f"duplicates {dup}")
+
+
+def loki_ready(timeout: float = 180) -> float:
+    """Seconds until Loki on obs-01 answers /ready (it starts in ~15-30 s on 2 busy cores)."""
+    t = time.monotonic()
+    out = sh("obs-01", "for i in $(seq 1 %d); do python3 -c \"import urllib.request as u; "
+                       "u.urlopen('http://127.0.0.1:3100/ready', timeout=3)\" 2>/dev/null && echo ready && exit 0; "
+                       "sleep 1; done; echo not-ready" % int(timeout), timeout=timeout * 2 + 30)
+    if "ready" not in out.split():
+        raise Failed(f"Loki on obs-01 did not answer /ready within {timeout:.0f} s")
+    return time.monotonic() - t
+
+
+def alloy_drops(host: str) -> int:
+    """How many batches the agent's Alloy dropped since it started (its 'dropping data' errors)."""
+    out = sh(host, "journalctl -u alloy --no-pager -o cat | grep -c 'dropping data' || true")
+    return int(out.strip() or 0)
+
+
+def noloss_deploy(s: Scenario) -> None:
+    print(f"      note: {STANDIN_NOTE}", flush=True)
+    play = deploy("deploy", *noloss_vars())
+    s.check(play.rc == 0 and play.clean(), "the deploy passes", f"rc={play.rc}")
+    run_id = noloss_run_id()
+    want = write_markers("srv-01", run_id, 1, 3)
+    counts, secs = wait_markers("srv-01", run_id, want, 90)
+    s.check(all(c == 1 for c in counts.values()), "before the fault: 3 marker lines from srv-01 reach Loki once",
+            str(counts))
+
+
+@scenario("20", "Loki stopped for longer than Alloy's default retry window: no line lost", 3)
+def loki_outage(s: Scenario):
+    """Loki is stopped on obs-01 (the proxy answers 502) for 45 s, past the 7.95-11.1 s in which
+    Alloy's default 10 retries drop a batch with the scenario's shrunk periods (with the real
+    periods: 255.5-511 s after the first failure). Lines written at the start and near the end of
+    the outage must all be in Loki afterwards, exactly once. The previous deploy (Alloy's default
+    max_backoff_retries 10: FAULTS_NOLOSS_VARS=alloy_loki_max_backoff_retries=10) loses the first
+    batch; the deploy's max_backoff_retries 0 keeps retrying while the queue holds the rest."""
+    noloss_deploy(s)
+    run_id = noloss_run_id()
+    drops0 = alloy_drops("srv-01")
+    sh("obs-01", "systemctl stop loki")
+    t_stop = time.monotonic()
+    want = write_markers("srv-01", run_id, 1, 5, 0.2)
+    time.sleep(30)
+    want += write_markers("srv-01", run_id, 6, 10)
+    time.sleep(max(0.0, 45 - (time.monotonic() - t_stop)))
+    outage = time.monotonic() - t_stop
+    sh("obs-01", "systemctl start loki")
+    t_start = time.monotonic()
+    ready = loki_ready()
+    counts, secs = wait_markers("srv-01", run_id, want, 120)
+    s.measure("outage", f"{outage:.0f} s (Loki stopped; its proxy answered 502)")
+    s.measure("Loki ready after start", f"{ready:.0f} s")
+    s.measure("time to recover (Loki started to every line readable)", f"{time.monotonic() - t_start - 5:.0f} s")
+    s.measure("batches srv-01's Alloy dropped", alloy_drops("srv-01") - drops0)
+    check_exactly_once(s, "lines written during the outage", counts)
+
+
+@scenario("21", "Loki SIGKILLed right after accepting pushes: its WAL replays them", 3)
+def loki_crash(s: Scenario):
+    """srv-01 writes 10 marker lines; as soon as Loki returns all of them (they are in its
+    ingester, not yet in a chunk on disk) Loki is killed with SIGKILL, and 5 more lines are
+    written while it is down. systemd starts it again (Restart=on-failure); the ingester's WAL
+    (/var/lib/loki/wal) must replay the first 10, Alloy's retries deliver the other 5, and every
+    line is in Loki exactly once."""
+    noloss_deploy(s)
+    run_id = noloss_run_id()
+    want = write_markers("srv-01", run_id, 1, 10, 0.1)
+    t = time.monotonic()
+    while time.monotonic() - t < 60 and not all(m in (loki_lines("srv-01", run_id) or []) for m in want):
+        time.sleep(0.5)
+    s.check(all(m in (loki_lines("srv-01", run_id) or []) for m in want), "Loki accepted and returns the 10 lines")
+    pid = sh("obs-01", "p=$(systemctl show -p MainPID --value loki); kill -KILL \"$p\"; echo \"$p\"").strip()
+    t_kill = time.monotonic()
+    say(f"  Loki (PID {pid}) killed with SIGKILL")
+    want += write_markers("srv-01", run_id, 11, 15)
+    ready = loki_ready()
+    new = sh("obs-01", "systemctl show -p MainPID --value loki").strip()
+    s.check(new not in ("", "0", pid), "systemd started Loki again", f"PID {pid} -> {new}")
+    counts, _ = wait_markers("srv-01", run_id, want, 120)
+    s.measure("Loki ready after the kill", f"{ready:.0f} s")
+    s.measure("time to recover (kill to every line readable)", f"{time.monotonic() - t_kill - 5:.0f} s")
+    check_exactly_once(s, "lines accepted before and written after the kill", counts)
+
+
+# Writes lines 1..$2 on srv-01, $3 s apart, in a transient unit (it outlives the SSH session).
+WRITER = ('systemd-run --unit=homeops-noloss-writer --collect sh -c '
+          '\'for i in $(seq 1 "$2"); do logger -t homeops-noloss -- "noloss $1 $(hostname) line-$i-end"; '
+          'sleep "$3"; done\' writer "$1" "$2" "$3"')
+
+
+@scenario("22", "an agent's Alloy killed and restarted while it ships: positions give no gap, no duplicate", 3)
+def agent_reboot(s: Scenario):
+    """srv-01 writes 40 lines over ~20 s; meanwhile its Alloy is killed with SIGKILL (as a power
+    cut), and later stopped and started (as a reboot's clean stop: it sends what it holds, and
+    writes its journal cursor). The journal keeps every line (it is persistent on the lab's
+    Debian 12), Alloy continues from its cursor: every line must be in Loki exactly once. What
+    is rebooted is Alloy, not the nspawn host: the lab's hosts cannot reboot in place."""
+    noloss_deploy(s)
+    run_id = noloss_run_id()
+    sh("srv-01", "sh -c " + shlex.quote(WRITER) + " w " + shlex.quote(run_id) + " 40 0.5")
+    t0 = time.monotonic()
+    time.sleep(5)
+    sh("srv-01", "systemctl kill -s KILL alloy")
+    say("  srv-01: alloy killed with SIGKILL (systemd restarts it: Restart=always)")
+    time.sleep(7)
+    sh("srv-01", "systemctl restart alloy")
+    say("  srv-01: alloy stopped and started")
+    time.sleep(max(0.0, 22 - (time.monotonic() - t0)))
+    want = [f"noloss {run_id} srv-01 line-{i}-end" for i in range(1, 41)]
+    counts, secs = wait_markers("srv-01", run_id, want, 120)
+    s.measure("time to recover (last line written to every line readable)", f"{secs:.0f} s")
+    check_exactly_once(s, "lines written across the kill and the restart", counts)
+
+SKEW_DROPIN = "/etc/systemd/system/alloy.service.d/homeops-faults-skew.conf"
+# $1: the offset in seconds (an integer), or "none" to remove the skew; restarts Alloy.
+SKEW = ('d=/etc/systemd/system/alloy.service.d; mkdir -p "$d"; '
+        'if [ "$1" = none ]; then rm -f "$d/homeops-faults-skew.conf"; '
+        'else printf "[Service]\\nEnvironment=ALLOY_LAB_CLOCK_OFFSET=%s\\n" "$1" > "$d/homeops-faults-skew.conf"; fi; '
+        'systemctl daemon-reload; systemctl restart alloy')
+
+
+@scenario("23", "an agent's clock 2 hours behind, then 2 hours ahead: no line refused", 3)
+def clock_skew(s: Scenario):
+    """srv-01's clock is made 2 h slow, then 2 h fast, and it writes 5 marker lines each time.
+    How: the lab's nspawn hosts share this machine's clock, so the skew is given to what the
+    agent stamps and reads: the Alloy stand-in's ALLOY_LAB_CLOCK_OFFSET (a systemd drop-in,
+    SKEW_DROPIN) adds the offset to every journal entry's timestamp and to the clock it measures
+    max_age with, as journald and Alloy on a host with a wrong clock would. A line 2 h old is
+    within reject_old_samples_max_age (1w); a line 2 h ahead passes Loki's default
+    creation_grace_period (10m) and is refused with a 400, which Alloy drops without retry: the
+    deploy's loki_creation_grace_period 3h keeps it. The lines 2 h behind go into streams that
+    already hold current lines, which Loki takes only up to max_chunk_age/2 back (its default
+    2h: 1 h, 'entry too far behind', a 400): the deploy's loki_ingester_max_chunk_age 6h takes
+    3 h (FAULTS_NOLOSS_VARS="loki_creation_grace_period=10m loki_ingester_max_chunk_age=2h
+    loki_querier_query_ingesters_within=3h" shows the loss). Verify then reports B5 (Loki's
+    refused lines) and D4 (srv-01's clock)."""
+    noloss_deploy(s)
+    try:
+        for offset, label in ((-7200, "2 h behind"), (7200, "2 h ahead")):
+            sh("srv-01", "sh -c " + shlex.quote(SKEW) + f" skew {offset}")
+            say(f"  srv-01: clock skew {offset:+d} s made by {SKEW_DROPIN} (ALLOY_LAB_CLOCK_OFFSET={offset}: "
+                "journal timestamps and Alloy's clock shifted; the host clock is the machine's)")
+            run_id = noloss_run_id()
+            want = write_markers("srv-01", run_id, 1, 5, 0.1)
+            counts, secs = wait_markers("srv-01", run_id, want, 60)
+            s.measure(f"time to read back ({label})", f"{secs:.0f} s")
+            check_exactly_once(s, f"clock {label}", counts)
+    finally:
+        sh("srv-01", "sh -c " + shlex.quote(SKEW) + " skew none")
+    # Verify names what Loki refused (B5) and each agent's clock (D4; the lab's hosts share one
+    # clock, so D4 sees no skew here: the skew above was the shipper's).
+    ver = playbook("verify", VERIFY)
+    flat = re.sub(r"\s*\n\s*", " ", ver.text)
+    b5 = re.search(r"obs-01: passed ([^;]*); failed ([^;]*);.*?(Loki refused [0-9]+ lines since it started[^;]*); "
+                   r"(Loki data: [0-9]+ MiB free of [0-9]+ MiB)", flat)
+    d4 = re.search(r"srv-01: passed ([^;]*);.*?(clock [-+][0-9.]+ s from obs-01)", flat)
+    s.check(b5 is not None and d4 is not None, "verify's summary gives Loki's refused lines, its free disk and "
+            "srv-01's clock", f"rc={ver.rc}")
+    s.measure("verify B5", f"{b5.group(3)}; {b5.group(4)}")
+    s.measure("verify D4 (srv-01)", d4.group(2))
+    s.check("B5" in b5.group(1).split() and ver.rc == 0, "verify passes B5: Loki refused no line",
+            f"{b5.group(3)}, rc={ver.rc}")
+
+# On the Loki host: Loki's data moved onto a tmpfs just large enough for it plus 32 MiB, then
+# filled to leave ~512 KiB free (the lab's hosts share this machine's disk: filling that would
+# fill everyone's). Prints `df -k` of /var/lib/loki.
+FILL_LOKI_DISK = r"""
+set -e
+systemctl stop loki
+used=$(du -sm /var/lib/loki | cut -f1)
+rm -rf /root/homeops-loki-copy && cp -a /var/lib/loki /root/homeops-loki-copy
+mount -t tmpfs -o size=$((used + 32))m,mode=0750 homeops-loki-small /var/lib/loki
+cp -a /root/homeops-loki-copy/. /var/lib/loki/
+chown loki:loki /var/lib/loki
+avail=$(df -k --output=avail /var/lib/loki | tail -1)
+fallocate -l $(( (avail - 512) * 1024 )) /var/lib/loki/homeops-faults-filler
+systemctl start loki
+df -k /var/lib/loki | tail -1
+"""
+
+
+@scenario("24", "Loki's data filesystem nearly full while agents ship, then freed", 3)
+def disk_full(s: Scenario):
+    """Loki's /var/lib/loki is moved onto a small tmpfs with ~512 KiB left (how: FILL_LOKI_DISK;
+    the lab's hosts share this machine's disk, which is not ours to fill) and Loki restarted;
+    srv-01 writes 10 marker lines. Whatever Loki does with a full disk (refuse pushes with a 5xx,
+    keep them in memory without its WAL, or fail to start), the agents retry without end, so
+    once the filler is removed every line must be in Loki exactly once."""
+    noloss_deploy(s)
+    df = sh("obs-01", FILL_LOKI_DISK, timeout=240).strip().splitlines()[-1].split()
+    s.measure("Loki's data filesystem while full", f"{int(df[3]) // 1024} MiB free of {int(df[1]) // 1024} MiB")
+    t_full = time.monotonic()
+    run_id = noloss_run_id()
+    want = write_markers("srv-01", run_id, 1, 10, 0.2)
+    time.sleep(30)
+    seen_full = sum(1 for m in want if m in (loki_lines("srv-01", run_id) or []))
+    state = sh("obs-01", "systemctl is-active loki || true; journalctl -u loki --no-pager -o cat "
+                         "| grep -c -i 'no space left' || true").split()
+    s.measure("while full", f"Loki {state[0]}, {seen_full} of 10 lines readable, "
+                            f"{state[1] if len(state) > 1 else '?'} 'no space left' errors in its log")
+    sh("obs-01", "rm -f /var/lib/loki/homeops-faults-filler; systemctl is-active -q loki || systemctl restart loki")
+    t_free = time.monotonic()
+    loki_ready()
+    counts, _ = wait_markers("srv-01", run_id, want, 120)
+    s.measure("time to recover (space freed to every line readable)", f"{time.monotonic() - t_free - 5:.0f} s")
+    s.measure("full for", f"{t_free - t_full:.0f} s")
+    check_exactly_once(s, "lines written while Loki's disk was full", counts)
 
 
 # ---- the run -------------------------------------------------------------------------------------
