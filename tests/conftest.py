@@ -115,6 +115,19 @@ SHARED_DIRS = {
 }
 
 
+def lab_cache_dir(tmp_path_factory):
+    """The lab's cache (LAB_CACHE_DIR, /var/cache/homeops-lab), where unpacked upstream binaries and
+    downloaded Debian packages are kept between runs; a temp dir where it cannot be written."""
+    cache = os.environ.get("LAB_CACHE_DIR", "/var/cache/homeops-lab")
+    try:
+        os.makedirs(cache, exist_ok=True)
+        if os.access(cache, os.W_OK):
+            return cache
+    except OSError:
+        pass
+    return str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def shared_binary(tmp_path_factory):
     """shared_binary(name, stem=None) -> the path of a real upstream checker from ../shared/real-parsers
@@ -123,14 +136,7 @@ def shared_binary(tmp_path_factory):
     of that name), unpacked and checked against its SHA256SUMS by the lab's own unpacker
     (lab/lib/packages.sh shared_binary) into the lab's cache, or a temp one; never into the repo.
     Skips, saying why, where the folder or the file is absent; fails on a bad checksum."""
-    cache = os.environ.get("LAB_CACHE_DIR", "/var/cache/homeops-lab")
-    try:
-        os.makedirs(cache, exist_ok=True)
-        writable = os.access(cache, os.W_OK)
-    except OSError:
-        writable = False
-    if not writable:
-        cache = str(tmp_path_factory.mktemp("cache"))
+    cache = lab_cache_dir(tmp_path_factory)
     found = {}
 
     def get(name, stem=None):

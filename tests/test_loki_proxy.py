@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO, render
+from conftest import REPO, lab_cache_dir, render
 
 PKI = os.path.join(REPO, "roles/common/files/homeops-pki.sh")
 DEBS = os.path.join(REPO, "lab/lib/debian-debs.sh")
@@ -45,7 +45,7 @@ def crypt_sha512(password, salt):
 def nginx_bin(tmp_path_factory):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed on this machine")
-    cache = os.path.join(os.environ.get("LAB_CACHE_DIR", "/var/cache/homeops-lab"), "debian-debs")
+    cache = os.path.join(lab_cache_dir(tmp_path_factory), "debian-debs")
     r = subprocess.run([DEBS, cache, "nginx", "nginx-common"], capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         pytest.skip("Debian's nginx package is not at hand: " + r.stderr.strip().splitlines()[-1])

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, load_yaml, render
+from conftest import REPO, lab_cache_dir, load_yaml, render
 from test_loki_standin import deb_field, deb_files, lab_sh
 from test_loki_template import PINNED, SUPPORTED_VERSIONS
 
@@ -33,14 +33,7 @@ def vtuple(v):
 @pytest.fixture(scope="module")
 def real_bin(tmp_path_factory):
     """version -> path of the checked, decompressed binary (cached as the lab caches it)."""
-    cache = os.environ.get("LAB_CACHE_DIR", "/var/cache/homeops-lab")
-    try:
-        os.makedirs(cache, exist_ok=True)
-        writable = os.access(cache, os.W_OK)
-    except OSError:
-        writable = False
-    if not writable:
-        cache = str(tmp_path_factory.mktemp("cache"))
+    cache = lab_cache_dir(tmp_path_factory)
     paths = {}
 
     def get(version):
