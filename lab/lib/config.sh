@@ -182,17 +182,19 @@ prune_decision() {
     return 1
 }
 
-# nopython_hosts SPEC HOST...: the hosts of LAB_NOPYTHON (names separated by commas or spaces),
-# one a line, each checked: a host of this lab (HOST... are its hosts) and a Linux agent
-# (alloy_linux), since Loki and Grafana hosts are not the python-free case under test. Empty SPEC:
-# none. Fails with the reason.
+# nopython_hosts SPEC HOST...: the hosts of LAB_NOPYTHON (names separated by commas or spaces,
+# or `all` for every host of the lab), one a line, each checked: a host of this lab (HOST... are
+# its hosts) that runs a Linux group (loki, grafana, alloy_linux): the stand-ins of all three keep
+# a private runtime (lab/lib/hosts.sh remove_python). Empty SPEC: none. Fails with the reason.
 nopython_hosts() {
     local spec=${1:-} h; shift
     local IFS=$' ,\t'
+    if [[ $spec == all ]]; then spec="$*"; fi
     for h in $spec; do
+        [[ $h == all ]] && { echo "LAB_NOPYTHON=all stands alone: name hosts or say all, not both" >&2; return 1; }
         [[ " $* " == *" $h "* ]] || { echo "LAB_NOPYTHON names '$h', which is not a host of this lab (hosts: $*)" >&2; return 1; }
-        [[ " $(host_groups "$h") " == *" alloy_linux "* ]] \
-            || { echo "LAB_NOPYTHON names '$h', which runs $(host_groups "$h"); only a Linux agent (alloy_linux) can be the python-free host" >&2; return 1; }
+        [[ " $(host_groups "$h") " =~ \ (loki|grafana|alloy_linux)\  ]] \
+            || { echo "LAB_NOPYTHON names '$h', which runs '$(host_groups "$h")'; only a host of loki, grafana or alloy_linux can be python-free" >&2; return 1; }
         echo "$h"
     done
     return 0

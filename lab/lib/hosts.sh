@@ -112,12 +112,15 @@ EOS
 # included), from a dry run. The shared base image is untouched: only this host's overlay upper
 # dir changes.
 #
-# The Alloy LAB STAND-IN is a Python program (real Alloy is one static Go binary carrying its own
-# runtime). So that the agent can still run it, the interpreter and its standard library are first
-# copied to $LAB_STANDIN_RUNTIME, the stand-in's private runtime: not on PATH and at none of the
-# places Ansible's interpreter discovery looks (python3.x on PATH, /usr/bin/python3,
-# /usr/libexec/platform-python), which the proof below (lab/lib/python-free.sh) checks. Only the stand-in's launcher
-# (lab/packages/alloy/usr/bin/alloy) uses it.
+# The LAB STAND-INs of Alloy and Grafana (and of Loki, where ../shared/real-loki is absent) are
+# Python programs (the real ones are Go binaries carrying their own runtime). So that the host can
+# still run them, the interpreter, its standard library and Debian's dist-packages (python3-yaml:
+# the Grafana and Loki stand-ins read YAML) are first copied to $LAB_STANDIN_RUNTIME, the
+# stand-ins' private runtime: not on PATH and at none of the places Ansible's interpreter
+# discovery looks (python3.x on PATH, /usr/bin/python3, /usr/libexec/platform-python), which the
+# proof below (lab/lib/python-free.sh) checks. Only the stand-ins' launchers use it
+# (lab/packages/alloy/usr/bin/alloy, lab/packages/grafana/usr/sbin/grafana-server,
+# lab/packages/loki/usr/bin/loki); their packages depend on no python3 package.
 LAB_STANDIN_RUNTIME=/usr/lib/homeops-lab-runtime
 remove_python() {
     local h=$1 log; log="$(host_state_dir "$h")/nopython.log"
@@ -131,14 +134,16 @@ rt=$LAB_STANDIN_RUNTIME
 mkdir -p "$rt/bin" "$rt/lib"
 cp -a "$py" "$rt/bin/$ver" && ln -sfn "$ver" "$rt/bin/python3"
 cp -a "/usr/lib/$ver" "$rt/lib/"
-"$rt/bin/python3" -c 'import json, http.server, urllib.request, subprocess, threading' \
+# Debian's site.py adds <prefix>/lib/python3/dist-packages: the runtime's prefix is $rt.
+mkdir -p "$rt/lib/python3" && cp -a /usr/lib/python3/dist-packages "$rt/lib/python3/"
+"$rt/bin/python3" -c 'import json, http.server, urllib.request, subprocess, threading, ssl, yaml' \
     || { echo "the stand-in runtime in $rt does not start" >&2; exit 1; }
 # shellcheck disable=SC2086
 pkgs=$(apt-get -s purge $installed | awk '/^Purg / { print $2 }')
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive dpkg --purge $pkgs >&2
 # The stand-in runtime survives the purge (dpkg does not own the copy).
-"$rt/bin/python3" -c 'import json' || { echo "the stand-in runtime in $rt broke with the purge" >&2; exit 1; }
+"$rt/bin/python3" -c 'import json, yaml' || { echo "the stand-in runtime in $rt broke with the purge" >&2; exit 1; }
 echo $pkgs | wc -w
 EOS
     # Proof, not hope: no interpreter left that Ansible's discovery could find (the same check

@@ -300,9 +300,11 @@ eq "LAB_NOPYTHON unset: no host" "" "$(nopython_hosts "" "${H5[@]}")"
 eq "LAB_NOPYTHON one agent" "srv-01" "$(nopython_hosts srv-01 "${H5[@]}")"
 eq "LAB_NOPYTHON two agents, comma or space" "srv-01 agent-05" "$(nopython_hosts 'srv-01, agent-05' "${H5[@]}" | tr '\n' ' ' | sed 's/ $//')"
 fails "LAB_NOPYTHON refuses a host the lab does not have" nopython_hosts agent-09 "${H5[@]}"
-fails "LAB_NOPYTHON refuses the Loki/Grafana host" nopython_hosts obs-01 "${H5[@]}"
-msg=$(nopython_hosts obs-01 "${H5[@]}" 2>&1 >/dev/null || true)
-[[ $msg == *"only a Linux agent (alloy_linux)"* ]] && ok "LAB_NOPYTHON says why obs-01 is refused" || nok "LAB_NOPYTHON says why obs-01 is refused" "$msg"
+eq "LAB_NOPYTHON takes the Loki/Grafana host" "obs-01" "$(nopython_hosts obs-01 "${H5[@]}")"
+eq "LAB_NOPYTHON=all is every host of the lab" "${H5[*]}" "$(nopython_hosts all "${H5[@]}" | tr '\n' ' ' | sed 's/ $//')"
+fails "LAB_NOPYTHON refuses all beside host names" nopython_hosts 'all,srv-01' "${H5[@]}"
+msg=$(host_groups() { echo alloy_windows; }; nopython_hosts srv-01 "${H5[@]}" 2>&1 >/dev/null || true)
+[[ $msg == *"only a host of loki, grafana or alloy_linux"* ]] && ok "LAB_NOPYTHON says why a Windows agent is refused" || nok "LAB_NOPYTHON says why a Windows agent is refused" "$msg"
 
 # --- the CLI's argument checks (exit 2 before anything needs root) ----------------------
 cli() { local rc=0; "$LAB_DIR/lab" "$@" >/dev/null 2>&1 || rc=$?; echo "$rc"; }
@@ -316,7 +318,7 @@ eq "up with an argument exits 2" "2" "$(cli up now)"
 eq "up with a bad LAB_ID exits 2" "2" "$(LAB_ID=Bad-Id cli up)"
 eq "down with a bad argument exits 2" "2" "$(cli down --every)"
 eq "prune with an argument exits 2" "2" "$(cli prune now)"
-eq "up with LAB_NOPYTHON naming a non-agent exits 2" "2" "$(LAB_NOPYTHON=obs-01 cli up)"
+eq "up with LAB_NOPYTHON mixing all and a name exits 2" "2" "$(LAB_NOPYTHON=all,obs-01 cli up)"
 eq "up with LAB_NOPYTHON naming an unknown host exits 2" "2" "$(LAB_NOPYTHON=web-01 cli up)"
 
 # --- the booting tests' shared harness (tests/harness.sh) ---------------------------------
