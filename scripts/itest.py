@@ -10,8 +10,9 @@
   6. lab down        always, also on failure, Ctrl-C and SIGTERM, unless LAB_KEEP=1; only a lab
                      this run started (a refused `lab up` leaves another run's lab alone), and
                      `lab down` acts on this clone's lab (its LAB_ID) only
-On the lab, the agent ws-01-linux is python-free (LAB_NOPYTHON, default ws-01-linux; empty for
-none): checked before the deploy and again after verify, so Python cannot come back unseen.
+On the lab, every host is python-free (LAB_NOPYTHON, default all; host names for some, empty for
+none; the LAB STAND-INs keep a private runtime off every path Ansible's discovery looks at):
+checked before the deploy and again after verify, so Python cannot come back unseen.
 Environment: INVENTORY=path (real hosts: the lab is never touched), LAB_KEEP=1,
 ANSIBLE_ARGS (extra ansible-playbook arguments). Logs: logs/itest-<timestamp>/.
 The lab, the runs and the checks are scripts/labdriver.py's.
@@ -34,8 +35,9 @@ PROGRESS = re.compile(r"^(PLAY|TASK|RUNNING HANDLER|ok:|changed:|fatal:|failed:|
 
 def main() -> int:
     os.chdir(labdriver.ROOT)
-    # The Golden Path runs with one python-free agent (issue 15); LAB_NOPYTHON= turns it off.
-    os.environ.setdefault("LAB_NOPYTHON", "ws-01-linux")
+    # The Golden Path runs with every host python-free (issues 15 and 23): the deploy and verify
+    # need no Python on any host. LAB_NOPYTHON=<host>,... picks hosts; LAB_NOPYTHON= turns it off.
+    os.environ.setdefault("LAB_NOPYTHON", "all")
     inventory = os.environ.get("INVENTORY", "")
     extra = os.environ.get("ANSIBLE_ARGS", "").split()
     log_dir = Path("logs") / f"itest-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -56,8 +58,6 @@ def main() -> int:
         nopython = lab.nopython_hosts() if lab else []
         if lab and os.environ.get("LAB_NOPYTHON") and not nopython:
             steps.fail(f"LAB_NOPYTHON={os.environ['LAB_NOPYTHON']} but the lab records no python-free host")
-        if nopython:
-            print(labdriver.check_python_free("itest", lab, nopython, "before the deploy"))
         # Ctrl-C reaches ansible-playbook from the terminal, and it can prompt there (-K).
         runner = labdriver.Runner(log_dir, inv, extra_args=extra, new_session=False)
 
@@ -68,6 +68,14 @@ def main() -> int:
             steps.fail(f"the inventory {inv} has no host in loki, grafana, alloy_linux or alloy_windows: "
                        "nothing to test")
         print(f"    hosts: {' '.join(start_hosts)}")
+        # LAB_NOPYTHON=all: no host the playbooks reach may be left with Python (a lab that
+        # skipped one would let a python-needing task pass unseen).
+        if lab and os.environ.get("LAB_NOPYTHON") == "all":
+            left = [h for h in verify_hosts if h not in nopython]
+            if left:
+                steps.fail(f"LAB_NOPYTHON=all but the lab left python3 on: {' '.join(left)}")
+        if nopython:
+            print(labdriver.check_python_free("itest", lab, nopython, "before the deploy"))
 
         def run(name, playbook, *args, echo=True):
             return runner.play(name, playbook, *args, echo=echo, announce=True, check=True)

@@ -312,16 +312,22 @@ PYTHON_FREE_SCRIPT = (ROOT / "lab" / "lib" / "python-free.sh").read_text()
 
 
 def check_python_free(who: str, lab: "Lab", hosts: Iterable[str], when: str) -> str:
-    """The lab's python-free agents (LAB_NOPYTHON) must have no interpreter Ansible could find,
+    """The lab's python-free hosts (LAB_NOPYTHON) must have no interpreter Ansible could find,
     checked over SSH as the inventory logs in: proof that a green run did not pass on a host
-    that still had Python (or got it back from a package dependency). Returns the line to print."""
+    that still had Python (or got it back from a package dependency). Returns the lines to print:
+    the python-free hosts, and which of them keep the LAB STAND-INs' private runtime."""
     hosts = list(hosts)
+    runtimes = []
     for h in hosts:
         r = lab.sh(h, PYTHON_FREE_SCRIPT, timeout=60)
-        if r.returncode != 0 or r.text.strip() != "python-free":
+        lines = r.text.strip().splitlines()
+        if r.returncode != 0 or not lines or lines[0] != "python-free":
             raise CheckFailed(f"{who}: {h} should be python-free {when}, but: "
                               f"{(r.text.strip() or r.stderr.strip() or f'exit {r.returncode}')[:300]}")
-    return f"    python-free {when}: {' '.join(hosts)} (no python on PATH, no /usr/bin/python3)"
+        runtimes += [f"{h}: {line.removeprefix('private runtime: ')}"
+                     for line in lines[1:] if line.startswith("private runtime: ")]
+    return (f"    python-free {when}: {' '.join(hosts)} (no python on PATH, no /usr/bin/python3)\n"
+            f"    private runtimes of the stand-ins: {', '.join(runtimes) or 'none'}")
 
 
 class Runner:
