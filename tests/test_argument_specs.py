@@ -46,7 +46,7 @@ def spec(role):
 
 
 def test_every_role_has_a_spec():
-    assert ROLES == ["alloy", "apt_lockdown", "common", "grafana", "loki"]
+    assert ROLES == ["alloy", "apt_lockdown", "common", "grafana", "loki", "verify"]
     for role in ROLES:
         assert spec(role), role
 
@@ -142,6 +142,7 @@ def test_valid_variables_pass(tmp_path, role):
     ("apt_lockdown", {"apt_lockdown_state": "unlocked"}, ["apt_lockdown_state", "locked, released"]),
     ("grafana", {"grafana_http_port": "eighty"}, ["grafana_http_port", "int"]),
     ("grafana", {"grafana_admin_password": None}, ["grafana_admin_password"]),
+    ("verify", {"verify_clock_max_skew": "a minute"}, ["verify_clock_max_skew", "int"]),
 ])
 def test_a_bad_variable_fails_before_the_role_runs(tmp_path, role, hostvars, words):
     provided = dict(SECRETS)

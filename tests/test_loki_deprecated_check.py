@@ -1,5 +1,6 @@
 """Verify B4's helper, scripts/loki_deprecated_check.py: Loki's own deprecated-config-checker
 (../shared/real-parsers, or HOMEOPS_REAL_PARSERS_DIR) over a Loki config on the controller."""
+import glob
 import json
 import os
 import shutil
@@ -75,22 +76,29 @@ def test_a_damaged_checker_is_refused(tmp_path):
     assert rc == 2 and out["checked"] is False and "does not match its SHA256SUMS entry" in out["why"]
 
 
-def test_verify_fetches_only_the_loki_config_for_b4():
-    """B4 copies one file off a host: the Loki config, which holds no secret."""
-    verify = yaml.safe_load(open(os.path.join(REPO, "playbooks/tests/verify_observability.yml")))
-    fetches = [t for p in verify for t in p.get("tasks", []) if "ansible.builtin.fetch" in t]
-    assert [t["ansible.builtin.fetch"]["src"] for t in fetches] == ["{{ loki_config_path }}"]
-    assert all(t["name"].startswith("B4 ") for t in fetches)
+VERIFY_LOKI_TASKS = os.path.join(REPO, "roles/verify/tasks/loki.yml")
 
 
-def b4_record(stdout, fetch=None):
+def test_verify_reads_only_the_loki_config_for_b4():
+    """B4 reads one file off a host (raw cat: no Python there): the Loki config, which holds no
+    secret. No other task of the verify role reads a file's text back."""
+    tasks = []
+    for path in sorted(glob.glob(os.path.join(REPO, "roles/verify/tasks/*.yml"))):
+        tasks += yaml.safe_load(open(path)) or []
+    reads = [t for t in tasks if "ansible.builtin.fetch" in t or "ansible.builtin.slurp" in t
+             or str(t.get("ansible.builtin.raw", "")).startswith("cat ")]
+    assert [t["ansible.builtin.raw"] for t in reads] == ["cat -- {{ loki_config_path | quote }}"]
+    assert all(t["name"].startswith("B4 ") for t in reads)
+
+
+def b4_record(stdout, read=None, fetch=None):
     """The verify's 'B4 Record' task templated as Ansible would, for a checker output."""
     from ansible.template import Templar, trust_as_template
 
-    verify = yaml.safe_load(open(os.path.join(REPO, "playbooks/tests/verify_observability.yml")))
-    task = next(t for p in verify for t in p.get("tasks", []) if t["name"].startswith("B4 Record"))
+    tasks = yaml.safe_load(open(VERIFY_LOKI_TASKS))
+    task = next(t for t in tasks if t["name"].startswith("B4 Record"))
     variables = {"verify_results": {"B1": True}, "verify_b4_result": {"stdout": stdout},
-                 "verify_b4_fetch": fetch or {}}
+                 "verify_b4_read": read or {"rc": 0}, "verify_b4_fetch": fetch or {}}
     variables.update({k: trust_as_template(v) for k, v in task["vars"].items()})
     templar = Templar(variables=variables)
     facts = task["ansible.builtin.set_fact"]
@@ -112,6 +120,9 @@ def test_b4_passes_fails_or_is_not_checked_as_the_checker_says():
     results, note = b4_record(absent)
     assert results == {"B1": True}  # neither passed nor failed
     assert note == "B4 not checked (no checker here: ../shared/real-parsers is absent)"
-    results, note = b4_record("", fetch={"msg": "file not found: /etc/loki/config.yml"})
+    results, note = b4_record("", read={
+        "rc": 1, "stdout_lines": ["cat: /etc/loki/config.yml: No such file or directory"],
+        "stderr_lines": ["Shared connection to 10.77.2.11 closed."]})
     assert results == {"B1": True}
-    assert note == "B4 not checked (the deployed config could not be fetched: file not found: /etc/loki/config.yml)"
+    assert note == ("B4 not checked (the deployed config could not be read: "
+                    "cat: /etc/loki/config.yml: No such file or directory)")

@@ -122,9 +122,13 @@ def test_verify_plays_see_inventory_overrides_of_role_defaults(tmp_path):
         "tasks": [
             {"name": "Load", "ansible.builtin.import_role": {"name": "homeops.observability.loki",
                                                               "tasks_from": "defaults_only"}},
+            {"name": "Check", "ansible.builtin.import_role": {"name": "homeops.observability.verify",
+                                                               "tasks_from": "validate"}},
             {"name": "Show", "ansible.builtin.debug": {"msg": "port={{ loki_http_listen_port }} "
                                                               "timeout={{ verify_log_flow_timeout }}"}},
         ]}]))
-    rc, out = playbook(tmp_path, {"all": {"vars": {"loki_http_listen_port": 3999}}}, str(probe))
+    # A loki group: the verify role's check templates its defaults, which derive from loki_url.
+    rc, out = playbook(tmp_path, {"all": {"vars": {"loki_http_listen_port": 3999}, "children": {
+        "loki": {"hosts": {"localhost": {"ansible_connection": "local"}}}}}}, str(probe))
     assert rc == 0, out
     assert "port=3999 timeout=60" in out

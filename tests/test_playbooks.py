@@ -359,10 +359,31 @@ def test_verify_tasks_are_named_with_their_check(verify):
     for play_ in check_plays:
         for task in tasks_of(play_.get("tasks")):
             if "ansible.builtin.import_role" in task:
-                continue  # loads role defaults, runs nothing (see the test below)
+                continue  # the verify role's check groups (inlined here) or other roles' defaults
             assert re.match(r"^[A-F][0-9](-[A-F][0-9])? ", task["name"]), task["name"]
     summary = play(verify, "localhost")
-    assert all(t["name"].startswith("Summary ") for t in play_tasks(summary))
+    assert all(t["name"].startswith("Summary ") for t in tasks_of(summary["tasks"])
+               if "ansible.builtin.import_role" not in t)
+
+
+def test_verify_is_a_thin_playbook_over_the_verify_role(verify):
+    """Every check lives in the verify role, one task file per check group; the playbook only
+    loads defaults and imports those files, per host group."""
+    groups = {}
+    for play_ in verify:
+        for task in play_.get("tasks", []):
+            role = task.get("ansible.builtin.import_role")
+            assert role, f"{play_['name']}: task {task.get('name')!r} is not a role import"
+            if role["name"] == NS + "verify" and role["tasks_from"] != "validate":
+                groups[role["tasks_from"]] = play_["hosts"]
+    assert groups == {"accounts": "loki", "loki": "loki", "grafana": "grafana", "agents": "alloy_linux",
+                      "log_flow": "alloy_linux", "access": "alloy_linux", "summary": "localhost"}
+    for name in groups:
+        ids = {re.match(r"^([A-F])[0-9]", t["name"]).group(1) for t in tasks_of(
+            load_yaml(os.path.join(role_dir(NS + "verify"), "tasks", name + ".yml")))
+               if re.match(r"^[A-F][0-9]", t["name"])}
+        # One check group per file (loki.yml also records A with B: one fact for the Loki host).
+        assert len(ids - {"A"} if name == "loki" else ids) <= 1, (name, ids)
 
 
 def test_verify_implements_exactly_the_spec(verify):
@@ -409,12 +430,13 @@ def test_verify_loads_the_role_defaults_at_role_precedence(verify):
     for play_ in verify:
         if play_["hosts"] == "localhost":
             continue
-        imported = {t["ansible.builtin.import_role"]["name"].split(".")[-1]
-                    for t in play_.get("tasks", []) if "ansible.builtin.import_role" in t}
-        assert imported == wanted[play_["hosts"]], play_["name"]
-        for t in play_["tasks"]:
-            if "ansible.builtin.import_role" in t:
-                assert t["ansible.builtin.import_role"]["tasks_from"] == "defaults_only"
+        imports = [t["ansible.builtin.import_role"] for t in play_.get("tasks", [])
+                   if "ansible.builtin.import_role" in t]
+        # The other roles' defaults first (empty task files), then the verify role's checks.
+        others = [i for i in imports if i["name"] != NS + "verify"]
+        assert {i["name"].split(".")[-1] for i in others} == wanted[play_["hosts"]], play_["name"]
+        assert all(i["tasks_from"] == "defaults_only" for i in others)
+        assert imports[:len(others)] == others, play_["name"]
     for role in ("loki", "grafana", "alloy"):
         assert load_yaml(f"roles/{role}/tasks/defaults_only.yml") == []
 
