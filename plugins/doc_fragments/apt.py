@@ -1,4 +1,4 @@
-# The options apt_packages and kernel_headers share (the apt engine of modules/apt): documented
+# The options apt_packages and kernel_headers share (the apt engine of crates/apt): documented
 # once here, pulled into each module's sidecar docs (plugins/modules/<name>.yml) with
 # `extends_documentation_fragment: homeops.observability.apt`. They are also what a play sets
 # once for both with `module_defaults: {group/homeops.observability.apt: {...}}` (meta/runtime.yml).
