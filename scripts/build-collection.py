@@ -6,7 +6,7 @@ Stages a clean tree under build/collection/ from exactly the files that belong i
 
     galaxy.yml, CHANGELOG.md, LICENSE, THIRD-PARTY.md, meta/runtime.yml, plugins/doc_fragments/*.py,
     roles/**                                  as they are
-    docs/collection.md                       -> README.md
+    docs/collection.md                       -> README.md (with the module table of scripts/modules.py --table)
     library/<module> and library/<module>.yml -> plugins/modules/ (every module of scripts/modules.py)
     library/<dir>/.../<module>               -> plugins/modules/<dir>/.../<module>, for every file under
                                                 a subdirectory of library/ named after a module (the
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,7 +42,7 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modules import ROOT, modules  # noqa: E402
+from modules import ROOT, TABLE_MARKER, modules, table  # noqa: E402
 
 # The x86_64 build's place in the collection (the fast path's ARCH_DIR/ARCHES[0]).
 X86_DIR = os.path.join(".arch", "x86_64")
@@ -106,7 +107,16 @@ def stage(root: str, stage_dir: str) -> list[str]:
             copy_tree(src, dst)
         else:
             shutil.copy2(src, dst)
-    shutil.copy2(os.path.join(root, "docs", "collection.md"), os.path.join(stage_dir, "README.md"))
+    with open(os.path.join(root, "docs", "collection.md"), encoding="utf-8") as f:
+        readme = f.read()
+    if readme.count(TABLE_MARKER) != 1:
+        raise SystemExit("error: docs/collection.md must hold the line %s exactly once (the module table "
+                         "goes there)" % TABLE_MARKER)
+    # The one module table, derived from the sidecars, indented like the marker line.
+    indent = re.search(r"^([ \t]*)" + re.escape(TABLE_MARKER), readme, re.M).group(1)
+    rows = "".join(indent + line + "\n" for line in table(root).splitlines())
+    with open(os.path.join(stage_dir, "README.md"), "w", encoding="utf-8") as f:
+        f.write(readme.replace(indent + TABLE_MARKER + "\n", rows, 1))
     for rel in library_files(root, names):
         dst = os.path.join(stage_dir, "plugins", "modules", rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """The one list of our Ansible modules, derived from the Cargo workspace: every member crate of
-Cargo.toml that builds a binary (src/main.rs) is a module of that name; library crates
-(modules/runtime, modules/apt) are not. Make (`MODULES`), the tests, the collection build and
-the docs read it from here, so a new module is added by adding its crate, nowhere else.
+Cargo.toml under modules/ builds one binary (src/main.rs), a module of that name; the library
+crates live under crates/ (crates/runtime, crates/apt). A library crate under modules/ or a
+binary crate elsewhere is an error, so the two never mix again. Make (`MODULES`), the tests,
+the collection build, meta/runtime.yml's checks and the docs read it from here, so a new module
+is added by adding its crate, nowhere else.
 
     scripts/modules.py            the names, one line, space-separated (for Make)
     scripts/modules.py --json     the names as a JSON list
+    scripts/modules.py --table    the one module table (Markdown): each module's FQCN and the
+                                  short_description of its library/<name>.yml (needs PyYAML:
+                                  .venv/bin/python); the collection's README gets it at build
 """
 from __future__ import annotations
 
@@ -44,17 +49,53 @@ def binaries(root: str, member: str) -> list[str]:
     return []
 
 
+MODULES_DIR = "modules"
+
+
 def modules(root: str = ROOT) -> list[str]:
-    """Every binary of the workspace: one binary = one module of the same name."""
+    """Every binary of the workspace, all of them crates under modules/: one binary = one
+    module of the same name."""
     names = []
     for member in members(root):
-        names.extend(binaries(root, member))
+        bins = binaries(root, member)
+        in_modules = os.path.dirname(os.path.normpath(member)) == MODULES_DIR
+        if in_modules and not bins:
+            raise SystemExit("error: %s is a library crate: modules/ holds only module (binary) crates; "
+                             "move it to crates/" % member)
+        if bins and not in_modules:
+            raise SystemExit("error: %s builds the binaries %s: a module crate belongs in modules/<name>, "
+                             "library crates in crates/" % (member, ", ".join(bins)))
+        names.extend(bins)
     if not names:
         raise SystemExit("error: no binary crate among the workspace members of %s/Cargo.toml" % root)
     return sorted(names)
 
 
+TABLE_MARKER = "<!-- module table: scripts/modules.py --table, inserted by scripts/build-collection.py -->"
+
+
+def table(root: str = ROOT) -> str:
+    """The module table: one row per module, its FQCN and the short_description of its sidecar
+    docs (library/<name>.yml), the one place that line is written."""
+    import yaml  # only here: Make runs this script with the system python3 for the names
+
+    rows = ["| module | what it does |", "|---|---|"]
+    for name in modules(root):
+        path = os.path.join(root, "library", name + ".yml")
+        try:
+            with open(path, encoding="utf-8") as f:
+                short = yaml.safe_load(f)["DOCUMENTATION"]["short_description"]
+        except (OSError, KeyError, TypeError) as e:
+            raise SystemExit("error: %s has no DOCUMENTATION.short_description (%s): every module's sidecar "
+                             "docs need one" % (path, e))
+        rows.append("| `homeops.observability.%s` | %s |" % (name, " ".join(str(short).split())))
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str]) -> int:
+    if "--table" in argv:
+        print(table(), end="")
+        return 0
     names = modules()
     print(json.dumps(names) if "--json" in argv else " ".join(names))
     return 0

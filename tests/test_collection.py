@@ -35,13 +35,40 @@ def test_requires_ansible_matches_the_pinned_ansible_core():
 
 
 def test_the_module_list_comes_from_the_cargo_workspace():
-    # Binary crates only: the shared runtime and the apt engine are libraries, not modules.
+    # Binary crates only: the shared runtime and the apt engine are libraries, in crates/.
     names = module_names()
     assert "runtime" not in names and "apt" not in names
+    assert os.path.isfile(os.path.join(REPO, "crates", "runtime", "Cargo.toml"))
     for name in names:
         assert os.path.isfile(os.path.join(REPO, "modules", name, "src", "main.rs"))
     res = run([sys.executable, os.path.join(REPO, "scripts", "modules.py")])
     assert res.stdout.split() == names
+
+
+def _workspace(tmp_path, crates):
+    """A Cargo workspace in tmp_path with the crates {dir: (package name, binary?)}."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "Cargo.toml").write_text('[workspace]\nmembers = ["modules/*", "crates/*"]\n')
+    for path, (name, binary) in crates.items():
+        src = tmp_path / path / "src"
+        src.mkdir(parents=True)
+        (tmp_path / path / "Cargo.toml").write_text(f'[package]\nname = "{name}"\n')
+        (src / ("main.rs" if binary else "lib.rs")).write_text("")
+    return str(tmp_path)
+
+
+def test_modules_are_the_binary_crates_of_modules_and_the_two_kinds_never_mix(tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import modules
+    sys.path.pop(0)
+    root = _workspace(tmp_path / "ok", {"modules/b": ("b", True), "modules/a": ("a", True), "crates/lib": ("lib", False)})
+    assert modules.modules(root) == ["a", "b"]
+    root = _workspace(tmp_path / "lib", {"modules/a": ("a", True), "modules/lib": ("lib", False)})
+    with pytest.raises(SystemExit, match="modules/lib is a library crate.*move it to crates/"):
+        modules.modules(root)
+    root = _workspace(tmp_path / "bin", {"modules/a": ("a", True), "crates/tool": ("tool", True)})
+    with pytest.raises(SystemExit, match="crates/tool builds the binaries tool: a module crate belongs in modules/"):
+        modules.modules(root)
 
 
 def test_library_layout_is_copied_whatever_its_subdirectories(tmp_path):
@@ -87,6 +114,10 @@ def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
             action = tar.extractfile(f"plugins/action/{name}.py").read()
             with open(os.path.join(REPO, "action_plugins", "homeops_fastpath.py"), "rb") as f:
                 assert action == f.read(), f"plugins/action/{name}.py is not the fast path of this tree"
+        # The one module table (scripts/modules.py --table) is in the README, where the marker was.
+        readme = tar.extractfile("README.md").read().decode()
+        assert build_collection.TABLE_MARKER not in readme
+        assert build_collection.table(REPO) in "\n".join(line.strip() for line in readme.splitlines()) + "\n"
         for path in ("meta/runtime.yml", "plugins/doc_fragments/apt.py", "README.md", "MANIFEST.json", "FILES.json",
                      "LICENSE", "THIRD-PARTY.md"):
             assert path in members, path

@@ -36,15 +36,16 @@ def test_the_bad_input_table_covers_every_module_and_matches_the_crates():
     # Every needle is a message the module's crate really produces (a quoted literal in its
     # sources or in the shared runtime/apt crates), so the table cannot drift silently.
     sources = ""
-    for top, _, names in os.walk(os.path.join(REPO, "modules")):
-        for n in names:
-            if n.endswith(".rs"):
-                sources += open(os.path.join(top, n)).read()
+    for tree in ("modules", "crates"):
+        for top, _, names in os.walk(os.path.join(REPO, tree)):
+            for n in names:
+                if n.endswith(".rs"):
+                    sources += open(os.path.join(top, n)).read()
     flat = re.sub(r"\\\n\s*", "", sources)
     for c in cases:
         probe = re.split(r"[{}']|/etc\b", c["needle"])
         longest = max(probe, key=len)
-        assert longest in flat, f"{c['module']}: {c['needle']!r} not found in modules/"
+        assert longest in flat, f"{c['module']}: {c['needle']!r} not found in modules/ or crates/"
 
 
 def test_host_scripts_take_no_values_from_data():

@@ -101,3 +101,15 @@ def test_an_unknown_parameter_is_named(binary):
     rc, answer, _ = run(binary, "-", stdin=b'{"no_such_option": 1, "_ansible_check_mode": true}')
     assert rc == 1 and answer["failed"] is True
     assert "no_such_option" in answer["msg"]
+
+
+def test_prints_its_argument_spec(binary):
+    """`MODULE --argument-spec` (the spec test reads the x86_64 one): every architecture's
+    binary declares the same options, under its own name."""
+    rc, answer, stderr = run(binary, "--argument-spec")
+    assert rc == 0 and "failed" not in answer, answer
+    assert answer["module"] == os.path.basename(binary)
+    x86 = os.path.join(REPO, "library", os.path.basename(binary))
+    rc, reference, _ = run(Binary(x86), "--argument-spec")
+    assert answer["options"] == reference["options"], "%s declares other options than %s" % (binary, x86)
+    assert stderr == b""

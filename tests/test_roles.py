@@ -4,6 +4,7 @@ in the docs."""
 import glob
 import os
 import re
+import sys
 
 import pytest
 import yaml
@@ -78,20 +79,26 @@ def test_versions_are_only_in_the_common_role():
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/design.md", "docs/collection.md"])
-def test_docs_list_exactly_the_modules_of_the_workspace(doc):
+def test_no_doc_types_the_module_table_by_hand(doc):
+    """The one module table is `scripts/modules.py --table` (from the sidecars), inserted into
+    the collection's README at build (tests/test_collection.py checks it there): a table headed
+    "module" in a doc would be a second copy to keep in step by hand."""
     with open(os.path.join(REPO, doc), encoding="utf-8") as f:
         text = f.read()
-    # The module tables: those whose first column is headed "module"; a row's first cell holds
-    # the name in backticks (FQCN or bare).
-    listed, in_table = set(), False
-    for line in text.splitlines():
-        line = line.strip()
-        if re.match(r"^\| module \|", line):
-            in_table = True
-        elif not line.startswith("|"):
-            in_table = False
-        elif in_table:
-            m = re.match(r"^\| `(?:homeops\.observability\.)?([a-z_]+)` \|", line)
-            if m:
-                listed.add(m.group(1))
-    assert listed == set(module_names()), f"{doc} lists {sorted(listed)}"
+    tables = [line for line in text.splitlines() if re.match(r"^\s*\| module \|", line)]
+    assert not tables, f"{doc} has a hand-written module table {tables}: use scripts/modules.py --table"
+
+
+def test_the_module_table_lists_every_module_once_with_its_short_description():
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    try:
+        import modules
+    finally:
+        sys.path.pop(0)
+    rows = modules.table(REPO).splitlines()
+    assert rows[:2] == ["| module | what it does |", "|---|---|"]
+    listed = [re.match(r"^\| `homeops\.observability\.([a-z_]+)` \| (.+) \|$", r).groups() for r in rows[2:]]
+    assert [name for name, _ in listed] == module_names()
+    for name, line in listed:
+        short = load_yaml(f"library/{name}.yml")["DOCUMENTATION"]["short_description"]
+        assert line == " ".join(short.split()), name

@@ -1,8 +1,8 @@
-# The options apt_packages and kernel_headers share (the apt engine of modules/apt): documented
+# The options apt_packages and kernel_headers share (the apt engine of crates/apt): documented
 # once here, pulled into each module's sidecar docs (plugins/modules/<name>.yml) with
 # `extends_documentation_fragment: homeops.observability.apt`. They are also what a play sets
 # once for both with `module_defaults: {group/homeops.observability.apt: {...}}` (meta/runtime.yml).
-# tests/test_module_specs.py checks every option here against each module's Rust spec.
+# tests/test_module_specs.py checks every option here against the argument spec each module's binary prints.
 from __future__ import annotations
 
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::outcome::{Failure, Outcome};
 use crate::params::{parse, Context, Params};
-use crate::spec::Param;
+use crate::spec::{Param, ARGUMENT_SPEC_FLAG};
 
 /// Set once this run may have changed the host (a command marked `changes_system` started, or
 /// a file was replaced): a panic after that must not answer `changed: false`.
@@ -24,18 +24,46 @@ const MASK: &str = "********";
 
 /// Runs a module and exits the process: 0 on success, 1 on failure.
 ///
-/// `argv[1]` is the args file Ansible wrote, or `-` for standard input.
+/// `argv[1]` is the args file Ansible wrote, or `-` for standard input; `--argument-spec` alone
+/// prints the module's argument spec instead (`argument_spec`) and runs nothing.
 pub fn run<F>(module: &'static str, spec: &[Param], body: F) -> !
 where
     F: FnOnce(&Params, &Context) -> Result<Outcome, Failure>,
 {
-    let args = std::env::args_os().nth(1);
+    let mut argv = std::env::args_os().skip(1);
+    let args = argv.next();
+    if args.as_deref() == Some(std::ffi::OsStr::new(ARGUMENT_SPEC_FLAG)) && argv.next().is_none() {
+        let (json, code) = argument_spec(module, spec);
+        let _ = writeln!(std::io::stdout().lock(), "{json}");
+        std::process::exit(code)
+    }
     run_from(
         module,
         spec,
         args.as_deref().map(|a| a.to_string_lossy().into_owned()),
         body,
     )
+}
+
+/// The answer to `MODULE --argument-spec`: `{"module": name, "options": {...}}` (see
+/// `spec::to_json`) and exit code 0, or a `failed: true` answer naming what is wrong with the
+/// spec and exit code 1. The sidecar-docs test (`tests/test_module_specs.py`) reads it.
+pub fn argument_spec(module: &str, spec: &[Param]) -> (Json, i32) {
+    match crate::spec::check(spec) {
+        Ok(()) => {
+            let mut map = Map::new();
+            map.insert("module".into(), Json::from(module));
+            map.insert("options".into(), crate::spec::to_json(spec));
+            (Json::Object(map), 0)
+        }
+        Err(msg) => (
+            failure_json(
+                &format!("module {module}: invalid argument spec: {msg}"),
+                &[],
+            ),
+            1,
+        ),
+    }
 }
 
 /// `run` with the args path given instead of taken from `argv[1]` (for tests that run a
@@ -449,6 +477,26 @@ mod tests {
         let secrets = vec!["\u{e4}\u{e4}".to_string()];
         assert_eq!(masked("x\u{e4}\u{e4}\u{e4}y", &secrets), "x********y");
         assert_eq!(masked("nothing", &secrets), "nothing");
+    }
+
+    #[test]
+    fn the_argument_spec_answer_names_the_module_and_its_options() {
+        let (json, code) = argument_spec("demo", SPEC);
+        assert_eq!(code, 0);
+        assert_eq!(json["module"], json!("demo"));
+        assert_eq!(json["options"]["flag"]["default"], json!(false));
+        assert_eq!(json["options"]["token"]["no_log"], json!(true));
+        assert_eq!(json["options"].as_object().unwrap().len(), 3);
+        assert!(json.get("failed").is_none(), "{json}");
+        let bad = [Param::str("a"), Param::str("a")];
+        let (json, code) = argument_spec("demo", &bad);
+        assert_eq!(code, 1);
+        assert_eq!(json["failed"], json!(true));
+        let msg = json["msg"].as_str().unwrap();
+        assert!(
+            msg.starts_with("module demo: invalid argument spec: parameter 'a'"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@
 //!   a `failed: true` answer naming the field and what it should be;
 //! - exactly one JSON object is printed, exit code 0 on success and 1 on failure;
 //! - a panic becomes a `failed: true` answer, never a Rust backtrace in Ansible's face;
-//! - `no_log` parameter values are masked everywhere in the answer.
+//! - `no_log` parameter values are masked everywhere in the answer;
+//! - `MODULE --argument-spec` prints the parameter spec as JSON (the one declaration of the
+//!   parameters; the sidecar docs are tested against it).
 
 pub mod accounts;
 mod command;
@@ -41,9 +43,9 @@ pub mod systemd;
 pub mod testing;
 
 pub use command::{Command, Output};
-pub use entry::{answer, note_change, run, run_from};
+pub use entry::{answer, argument_spec, note_change, run, run_from};
 pub use files::{octal, parse_mode, write_atomic};
 pub use outcome::{Diff, Failure, Outcome};
 pub use params::{parse, Context, Params, Value};
 pub use privilege::{effective_uid, require_root};
-pub use spec::{Default, Kind, Param};
+pub use spec::{Default, Kind, Param, ARGUMENT_SPEC_FLAG};
