@@ -671,6 +671,9 @@ def _imported_playbooks(plays) -> list[str]:
     return out
 
 
+VERIFY_ROLES = {"verify"}
+
+
 def generate(root: Path = ROOT) -> Generation:
     """Everything bench/twin/ should hold, generated from `root`'s roles/ and playbooks/."""
     modules = our_modules()
@@ -679,7 +682,9 @@ def generate(root: Path = ROOT) -> Generation:
         raise TwinError(f"TWINS in {ME} has entries for {', '.join(stale)}, which scripts/modules.py does not list")
     gen = Generation()
     role_root = root / "roles"
-    roles = {p.name for p in role_root.iterdir() if p.is_dir()}
+    # The deploy's roles: the verify role checks a deploy (it runs against the twin's result as
+    # against ours) and is no part of what the twin replaces.
+    roles = {p.name for p in role_root.iterdir() if p.is_dir() and p.name not in VERIFY_ROLES}
 
     # The deploy playbook and every playbook it imports (their paths are relative to it).
     pb_dir = (root / SOURCE_PLAYBOOK).parent

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO, load_yaml, module_names
 
-ROLES = ("common", "loki", "grafana", "alloy", "apt_lockdown")
+ROLES = ("common", "loki", "grafana", "alloy", "apt_lockdown", "verify")
 COMPONENTS = ("loki", "grafana", "alloy")
 
 
@@ -39,7 +39,9 @@ def test_each_role_has_readme_meta_and_defaults(role):
     if role != "common":
         # The shared defaults reach every role through this dependency.
         assert meta["dependencies"] == [{"role": "homeops.observability.common"}]
-        assert os.path.isfile(os.path.join(base, "tasks", "main.yml"))
+        # verify has no main: its check groups run on different host groups (the playbook
+        # imports each with tasks_from).
+        assert os.path.isfile(os.path.join(base, "tasks", "main.yml")) == (role != "verify")
     else:
         # A dependency's tasks/main.yml would run at the start of every role that lists it.
         assert not os.path.exists(os.path.join(base, "tasks", "main.yml"))
@@ -48,13 +50,13 @@ def test_each_role_has_readme_meta_and_defaults(role):
 @pytest.mark.parametrize("role", ROLES)
 def test_role_defaults_carry_their_component_prefix(role):
     allowed = {
-        # verify_*: the verify playbook's settings (check E's timeout), loaded with common.
-        "common": ("observability_", "verify_") + tuple(c + "_" for c in COMPONENTS),
+        "common": ("observability_",) + tuple(c + "_" for c in COMPONENTS),
         "loki": ("loki_",),
         # loki_datasource_user pairs with the inventory secret loki_datasource_password.
         "grafana": ("grafana_", "loki_datasource_"),
         "alloy": ("alloy_",),
         "apt_lockdown": ("apt_lockdown_",),
+        "verify": ("verify_",),
     }[role]
     for name in defaults_of(role):
         assert name.startswith(allowed), f"roles/{role}/defaults: {name} should start with one of {allowed}"
