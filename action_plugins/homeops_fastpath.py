@@ -96,6 +96,7 @@ def arch_error(host: str, arch: str, module: str, built: list[str]) -> str:
     return ("%s is %s (uname -m); the HomeOps modules are built for %s only, so module %s cannot run there"
             % (host, arch or "of an unknown architecture", ", ".join(ARCHES), module))
 
+
 # Finds the cache directory of the user the command runs as: the effective uid from the
 # shell's own /proc/self/status, its home from /etc/passwd, else from getent (LDAP, sssd), and
 # never from $HOME. Builtins only on the usual path: every fork+exec costs a millisecond or
