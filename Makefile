@@ -82,7 +82,7 @@ include tests/faults/faults.mk
 # make itest-upgrade (issue 14) lives beside its script.
 include scripts/itest-upgrade.mk
 
-.PHONY: help prerequisites setup venv collections collection build lint lint-workflows sanity test test-templates \
+.PHONY: help prerequisites setup venv collections collection build lint lint-workflows sanity galaxy-import changelog-lint test test-templates \
         test-playbooks syntax-check deploy verify itest itest-fleet inventory clean
 
 help: ## List the targets
@@ -161,7 +161,7 @@ build: prerequisites ## Build the modules for every arch in ARCHS (static, relea
 
 ## ---- quality ----------------------------------------------------------------------------
 
-lint: setup ## cargo fmt/clippy, yamllint, ansible-lint, zizmor (workflows), playbook syntax, ansible-test sanity
+lint: setup ## cargo fmt/clippy, yamllint, ansible-lint, zizmor (workflows), playbook syntax, ansible-test sanity, galaxy-importer, changelog
 	@cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 || { \
 	  echo "error: make lint needs rustfmt and clippy, which $$(command -v cargo) lacks: install" >&2; \
 	  echo "       rustup with them (README, Contributing), then run make lint again" >&2; exit 1; }
@@ -178,6 +178,8 @@ lint: setup ## cargo fmt/clippy, yamllint, ansible-lint, zizmor (workflows), pla
 	@$(MAKE) lint-workflows
 	@$(MAKE) syntax-check
 	@$(MAKE) sanity
+	@$(MAKE) galaxy-import
+	@$(MAKE) changelog-lint
 
 # Gate 2 runs as root on our own machine, so the workflows are linted like code: zizmor's
 # security audits (unpinned actions and images, persisted credentials, permissions, template
@@ -195,6 +197,24 @@ lint-workflows: $(VENV_STAMP) ## zizmor security audit of .github/workflows
 # under build/sanity-<core>/home from PyPI (minutes); later runs take ~35 s.
 sanity: $(COLLECTION_TARBALL) ## ansible-test sanity on the built collection, installed outside the repo
 	$(VENV)/bin/python scripts/sanity.py --tarball $(COLLECTION_TARBALL)
+
+# What Galaxy runs on an upload (galaxy-importer: ansible-doc, ansible-lint production, flake8),
+# locally with tests/galaxy-importer.cfg: every module found with its docs, no warning (~1 min).
+galaxy-import: $(COLLECTION_TARBALL) ## galaxy-importer on the built tarball: nine modules with docs, no warnings
+	$(VENV)/bin/python scripts/galaxy-import.py $(COLLECTION_TARBALL)
+
+# The changelog (antsibull-changelog): a change is a fragment in changelogs/fragments/, a release
+# moves them into changelogs/changelog.yaml, and CHANGELOG.md is generated from that, never edited.
+changelog-lint: $(VENV_STAMP) ## Changelog fragments valid and CHANGELOG.md what changelogs/ generates
+	@echo "==> lint: antsibull-changelog lint, CHANGELOG.md current"
+	antsibull-changelog lint
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cp -r galaxy.yml changelogs "$$tmp"/; \
+	  (cd "$$tmp" && antsibull-changelog generate >/dev/null); \
+	  if ! cmp -s "$$tmp/CHANGELOG.md" CHANGELOG.md; then \
+	    diff -u CHANGELOG.md "$$tmp/CHANGELOG.md" | head -20 >&2 || true; \
+	    echo "error: CHANGELOG.md is not what changelogs/ generates: never edit it by hand; add a fragment to" >&2; \
+	    echo "       changelogs/fragments/ (AGENTS.md), then run 'antsibull-changelog generate' and commit both" >&2; exit 1; \
+	  fi
 
 syntax-check: setup
 	@echo "==> ansible-playbook --syntax-check"
