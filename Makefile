@@ -82,7 +82,7 @@ include tests/faults/faults.mk
 # make itest-upgrade (issue 14) lives beside its script.
 include scripts/itest-upgrade.mk
 
-.PHONY: help prerequisites setup venv collections collection build lint lint-workflows sanity galaxy-import changelog-lint test test-templates \
+.PHONY: help prerequisites setup venv collections collection build lint lint-workflows sanity galaxy-import changelog-lint test-newest test test-templates \
         test-playbooks syntax-check deploy verify itest itest-fleet inventory clean
 
 help: ## List the targets
@@ -194,7 +194,7 @@ lint-workflows: $(VENV_STAMP) ## zizmor security audit of .github/workflows
 # `ansible-test sanity` (validate-modules, pep8, pylint, import, ansible-doc, ...) for Python 3.11
 # on the controller; tests/sanity/ignore-<core>.txt holds only what binary modules cannot satisfy
 # (scripts/sanity.py writes and checks it). The first run builds ansible-test's per-test venvs
-# under build/sanity-<core>/home from PyPI (minutes); later runs take ~35 s.
+# under ~/.cache/homeops-observability from PyPI (~5 min); later runs, other clones too, ~35 s.
 sanity: $(COLLECTION_TARBALL) ## ansible-test sanity on the built collection, installed outside the repo
 	$(VENV)/bin/python scripts/sanity.py --tarball $(COLLECTION_TARBALL)
 
@@ -216,17 +216,40 @@ changelog-lint: $(VENV_STAMP) ## Changelog fragments valid and CHANGELOG.md what
 	    echo "       changelogs/fragments/ (AGENTS.md), then run 'antsibull-changelog generate' and commit both" >&2; exit 1; \
 	  fi
 
+# The newest ansible-core (requirements-newest.txt, 2.20+ needs Python 3.12+): python3.13 or
+# python3.12 that runs, on PATH or pyenv's. Lazy: only test-newest looks for it.
+PYTHON_NEWEST ?= $(shell for v in 3.13 3.12; do \
+  for p in python$$v $$(pyenv root 2>/dev/null)/versions/$$v*/bin/python$$v; do \
+    $$p -c 'import ssl, venv' >/dev/null 2>&1 && { command -v $$p; exit 0; }; done; done)
+VENV_NEWEST := .venv-newest
+$(VENV_NEWEST)/.installed: requirements-newest.txt
+	@test -n "$(PYTHON_NEWEST)" || { echo "error: make test-newest needs Python 3.12 or newer (the newest" >&2; \
+	  echo "       ansible-core needs it): install python3.12, or pass PYTHON_NEWEST=/path/to/python3.12" >&2; exit 1; }
+	@echo "==> test-newest: venv $(VENV_NEWEST) ($(PYTHON_NEWEST)) with requirements-newest.txt"
+	@test -x $(VENV_NEWEST)/bin/python || $(PYTHON_NEWEST) -m venv $(VENV_NEWEST)
+	$(VENV_NEWEST)/bin/python -m pip install --disable-pip-version-check -q -r requirements-newest.txt
+	@touch $@
+
+# The other end of requires_ansible: the collection's tests (install elsewhere, ansible-doc, a
+# playbook through the fast path, the documented offline install) and ansible-test sanity on the
+# newest ansible-core. ~2 min once the venvs exist (the first sanity run builds them: ~5 min).
+test-newest: $(VENV_NEWEST)/.installed $(COLLECTION_TARBALL) ## The collection's tests and sanity on the newest ansible-core
+	@echo "==> test-newest: tests/test_collection.py on $$($(VENV_NEWEST)/bin/ansible --version | head -1)"
+	env -u ANSIBLE_CONFIG $(VENV_NEWEST)/bin/python -m pytest -p no:cacheprovider tests/test_collection.py
+	$(VENV_NEWEST)/bin/python scripts/sanity.py --venv $(VENV_NEWEST) --tarball $(COLLECTION_TARBALL)
+
 syntax-check: setup
 	@echo "==> ansible-playbook --syntax-check"
 	ansible-playbook -i $(CHECK_INVENTORY) --syntax-check $(DEPLOY_PLAYBOOK) $(VERIFY_PLAYBOOK)
 
-test: setup ## The quick suite, no lab: cargo test, templates, playbook checks, lab-unit
+test: setup ## The quick suite, no lab: cargo test, templates, playbook checks, the newest ansible-core, lab-unit
 	@# Whichever cargo is on PATH: rustup's if installed, else Debian's 1.96 (cargo-web).
 	@echo "==> test: cargo test ($$(command -v cargo): $$(cargo --version))"
 	cargo test --workspace $(CARGO_FLAGS)
 	@$(MAKE) syntax-check
 	@echo "==> test: pytest (template rendering, playbook checks)"
 	python -m pytest tests
+	@$(MAKE) test-newest
 	@echo "==> test: lab unit tests"
 	@$(MAKE) lab-unit
 	@echo "==> test: all passed"
@@ -266,6 +289,6 @@ itest-fleet: setup ## The Golden Path with the aarch64 agent pi-01 too (LAB_ARM=
 	  $(VENV)/bin/python scripts/itest.py
 
 clean: ## Remove build output, installed binaries, venv, collections and Ansible state
-	rm -rf target build $(VENV) collections .ansible .pytest_cache
+	rm -rf target build $(VENV) $(VENV_NEWEST) collections .ansible .pytest_cache
 	rm -f $(addprefix library/,$(MODULES))
 	rm -rf library/.arch

@@ -13,7 +13,8 @@ write. ansible-test's own `ignores` test fails on an entry that no longer matche
 ansible-test keeps a virtual environment per sanity test under ~/.ansible/test (pylint,
 pycodestyle, voluptuous, ... from PyPI, pinned by ansible-test) and bootstraps pip in each with a
 script it downloads from its own CI host, which these machines cannot reach. So HOME is
-build/sanity-<core>/home for ansible-test, and its bootstrap script is a stand-in that takes pip
+~/.cache/homeops-observability/ansible-test-<core>/home for ansible-test (kept across clones, so CI
+reuses the environments), and its bootstrap script is a stand-in that takes pip
 from the Python's own ensurepip and then installs the pinned pip from PyPI (the package index is
 reachable). The first run builds the environments (minutes); later runs reuse them.
 
@@ -113,7 +114,10 @@ def main(argv: list[str]) -> int:
                          "`scripts/sanity.py --write-ignores --venv %s` and commit it"
                          % (ignore_name, "missing, not" if current is None else "not", core, args.venv))
 
-    work = os.path.join(ROOT, "build", "sanity-%s" % core)
+    # ansible-test's HOME: its per-test venvs are kept across clones and runs (like pip's cache),
+    # so a fresh clone (CI) does not build them again; they are keyed by their requirements.
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    work = os.path.join(cache, "homeops-observability", "ansible-test-%s" % core)
     os.makedirs(work, exist_ok=True)
     # Outside any git work tree: inside one, ansible-test lists the files git knows, and this
     # repository ignores build/ (it then skips every target and passes on nothing).
@@ -156,7 +160,7 @@ def run_sanity(args: argparse.Namespace, venv: str, core: str, ignore_path: str,
     took = time.monotonic() - started
     if rc != 0:
         print("error: ansible-test sanity failed (rc %d, %.0f s); full output: %s"
-              % (rc, took, os.path.relpath(log_path, ROOT)), file=sys.stderr)
+              % (rc, took, log_path), file=sys.stderr)
         return 1
     if skipped_all:
         print("error: ansible-test found no file to test in %s (a git work tree around it?)" % installed, file=sys.stderr)

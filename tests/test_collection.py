@@ -32,6 +32,10 @@ def test_requires_ansible_matches_the_pinned_ansible_core():
     runtime = load_yaml("meta/runtime.yml")
     # The tested version is the lower bound; no upper bound (ansible-core warns on every newer one).
     assert runtime["requires_ansible"] == f">={major}.{minor}.{patch}"
+    # The other tested end, `make test-newest`, is inside the range.
+    with open(os.path.join(REPO, "requirements-newest.txt"), encoding="utf-8") as f:
+        newest = re.search(r"^ansible-core==(\d+)\.(\d+)\.(\d+)$", f.read(), re.M).groups()
+    assert tuple(map(int, newest)) > (int(major), int(minor), int(patch)), newest
 
 
 def test_the_module_list_comes_from_the_cargo_workspace():
