@@ -234,7 +234,7 @@ $(VENV_NEWEST)/.installed: requirements-newest.txt
 # playbook through the fast path, the documented offline install) and ansible-test sanity on the
 # newest ansible-core. ~2 min once the venvs exist (the first sanity run builds them: ~5 min).
 test-newest: $(VENV_NEWEST)/.installed $(COLLECTION_TARBALL) ## The collection's tests and sanity on the newest ansible-core
-	@echo "==> test-newest: tests/test_collection.py on $$($(VENV_NEWEST)/bin/ansible --version | head -1)"
+	@echo "==> test-newest: tests/test_collection.py on ansible-core $$($(VENV_NEWEST)/bin/python -c 'import ansible.release as r; print(r.__version__)')"
 	env -u ANSIBLE_CONFIG $(VENV_NEWEST)/bin/python -m pytest -p no:cacheprovider tests/test_collection.py
 	$(VENV_NEWEST)/bin/python scripts/sanity.py --venv $(VENV_NEWEST) --tarball $(COLLECTION_TARBALL)
 
