@@ -82,7 +82,7 @@ include tests/faults/faults.mk
 # make itest-upgrade (issue 14) lives beside its script.
 include scripts/itest-upgrade.mk
 
-.PHONY: help prerequisites setup venv collections collection build lint lint-workflows test test-templates \
+.PHONY: help prerequisites setup venv collections collection build lint lint-workflows sanity galaxy-import changelog-lint test-newest test test-templates \
         test-playbooks syntax-check deploy verify itest itest-fleet inventory clean
 
 help: ## List the targets
@@ -161,7 +161,7 @@ build: prerequisites ## Build the modules for every arch in ARCHS (static, relea
 
 ## ---- quality ----------------------------------------------------------------------------
 
-lint: setup ## cargo fmt/clippy, yamllint, ansible-lint, zizmor (workflows), playbook syntax
+lint: setup ## cargo fmt/clippy, yamllint, ansible-lint, zizmor (workflows), playbook syntax, ansible-test sanity, galaxy-importer, changelog
 	@cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 || { \
 	  echo "error: make lint needs rustfmt and clippy, which $$(command -v cargo) lacks: install" >&2; \
 	  echo "       rustup with them (README, Contributing), then run make lint again" >&2; exit 1; }
@@ -177,6 +177,9 @@ lint: setup ## cargo fmt/clippy, yamllint, ansible-lint, zizmor (workflows), pla
 	ANSIBLE_INVENTORY_UNPARSED_FAILED=False ansible-lint
 	@$(MAKE) lint-workflows
 	@$(MAKE) syntax-check
+	@$(MAKE) sanity
+	@$(MAKE) galaxy-import
+	@$(MAKE) changelog-lint
 
 # Gate 2 runs as root on our own machine, so the workflows are linted like code: zizmor's
 # security audits (unpinned actions and images, persisted credentials, permissions, template
@@ -187,17 +190,66 @@ lint-workflows: $(VENV_STAMP) ## zizmor security audit of .github/workflows
 	@echo "==> lint: zizmor .github/workflows (offline, persona auditor)"
 	zizmor --offline --persona=auditor --quiet .github/workflows
 
+# The collection as a user installs it, under the ecosystem's own checker: every test of
+# `ansible-test sanity` (validate-modules, pep8, pylint, import, ansible-doc, ...) for Python 3.11
+# on the controller; tests/sanity/ignore-<core>.txt holds only what binary modules cannot satisfy
+# (scripts/sanity.py writes and checks it). The first run builds ansible-test's per-test venvs
+# under ~/.cache/homeops-observability from PyPI (~5 min); later runs, other clones too, ~35 s.
+sanity: $(COLLECTION_TARBALL) ## ansible-test sanity on the built collection, installed outside the repo
+	$(VENV)/bin/python scripts/sanity.py --tarball $(COLLECTION_TARBALL)
+
+# What Galaxy runs on an upload (galaxy-importer: ansible-doc, ansible-lint production, flake8),
+# locally with tests/galaxy-importer.cfg: every module found with its docs, no warning (~1 min).
+galaxy-import: $(COLLECTION_TARBALL) ## galaxy-importer on the built tarball: nine modules with docs, no warnings
+	$(VENV)/bin/python scripts/galaxy-import.py $(COLLECTION_TARBALL)
+
+# The changelog (antsibull-changelog): a change is a fragment in changelogs/fragments/, a release
+# moves them into changelogs/changelog.yaml, and CHANGELOG.md is generated from that, never edited.
+changelog-lint: $(VENV_STAMP) ## Changelog fragments valid and CHANGELOG.md what changelogs/ generates
+	@echo "==> lint: antsibull-changelog lint, CHANGELOG.md current"
+	antsibull-changelog lint
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cp -r galaxy.yml changelogs "$$tmp"/; \
+	  (cd "$$tmp" && antsibull-changelog generate >/dev/null); \
+	  if ! cmp -s "$$tmp/CHANGELOG.md" CHANGELOG.md; then \
+	    diff -u CHANGELOG.md "$$tmp/CHANGELOG.md" | head -20 >&2 || true; \
+	    echo "error: CHANGELOG.md is not what changelogs/ generates: never edit it by hand; add a fragment to" >&2; \
+	    echo "       changelogs/fragments/ (AGENTS.md), then run 'antsibull-changelog generate' and commit both" >&2; exit 1; \
+	  fi
+
+# The newest ansible-core (requirements-newest.txt, 2.20+ needs Python 3.12+): python3.13 or
+# python3.12 that runs, on PATH or pyenv's. Lazy: only test-newest looks for it.
+PYTHON_NEWEST ?= $(shell for v in 3.13 3.12; do \
+  for p in python$$v $$(pyenv root 2>/dev/null)/versions/$$v*/bin/python$$v; do \
+    $$p -c 'import ssl, venv' >/dev/null 2>&1 && { command -v $$p; exit 0; }; done; done)
+VENV_NEWEST := .venv-newest
+$(VENV_NEWEST)/.installed: requirements-newest.txt
+	@test -n "$(PYTHON_NEWEST)" || { echo "error: make test-newest needs Python 3.12 or newer (the newest" >&2; \
+	  echo "       ansible-core needs it): install python3.12, or pass PYTHON_NEWEST=/path/to/python3.12" >&2; exit 1; }
+	@echo "==> test-newest: venv $(VENV_NEWEST) ($(PYTHON_NEWEST)) with requirements-newest.txt"
+	@test -x $(VENV_NEWEST)/bin/python || $(PYTHON_NEWEST) -m venv $(VENV_NEWEST)
+	$(VENV_NEWEST)/bin/python -m pip install --disable-pip-version-check -q -r requirements-newest.txt
+	@touch $@
+
+# The other end of requires_ansible: the collection's tests (install elsewhere, ansible-doc, a
+# playbook through the fast path, the documented offline install) and ansible-test sanity on the
+# newest ansible-core. ~2 min once the venvs exist (the first sanity run builds them: ~5 min).
+test-newest: $(VENV_NEWEST)/.installed $(COLLECTION_TARBALL) ## The collection's tests and sanity on the newest ansible-core
+	@echo "==> test-newest: tests/test_collection.py on ansible-core $$($(VENV_NEWEST)/bin/python -c 'import ansible.release as r; print(r.__version__)')"
+	env -u ANSIBLE_CONFIG $(VENV_NEWEST)/bin/python -m pytest -p no:cacheprovider tests/test_collection.py
+	$(VENV_NEWEST)/bin/python scripts/sanity.py --venv $(VENV_NEWEST) --tarball $(COLLECTION_TARBALL)
+
 syntax-check: setup
 	@echo "==> ansible-playbook --syntax-check"
 	ansible-playbook -i $(CHECK_INVENTORY) --syntax-check $(DEPLOY_PLAYBOOK) $(VERIFY_PLAYBOOK)
 
-test: setup ## The quick suite, no lab: cargo test, templates, playbook checks, lab-unit
+test: setup ## The quick suite, no lab: cargo test, templates, playbook checks, the newest ansible-core, lab-unit
 	@# Whichever cargo is on PATH: rustup's if installed, else Debian's 1.96 (cargo-web).
 	@echo "==> test: cargo test ($$(command -v cargo): $$(cargo --version))"
 	cargo test --workspace $(CARGO_FLAGS)
 	@$(MAKE) syntax-check
 	@echo "==> test: pytest (template rendering, playbook checks)"
 	python -m pytest tests
+	@$(MAKE) test-newest
 	@echo "==> test: lab unit tests"
 	@$(MAKE) lab-unit
 	@echo "==> test: all passed"
@@ -237,6 +289,6 @@ itest-fleet: setup ## The Golden Path with the aarch64 agent pi-01 too (LAB_ARM=
 	  $(VENV)/bin/python scripts/itest.py
 
 clean: ## Remove build output, installed binaries, venv, collections and Ansible state
-	rm -rf target build $(VENV) collections .ansible .pytest_cache
+	rm -rf target build $(VENV) $(VENV_NEWEST) collections .ansible .pytest_cache
 	rm -f $(addprefix library/,$(MODULES))
 	rm -rf library/.arch

@@ -50,7 +50,10 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
-from ansible.vars.clean import remove_internal_keys
+try:
+    from ansible.vars.clean import remove_internal_keys
+except ImportError:  # ansible-core 2.21+: _parse_returned_data answers an object that cleans itself
+    remove_internal_keys = None
 
 display = Display()
 
@@ -95,6 +98,7 @@ def arch_error(host: str, arch: str, module: str, built: list[str]) -> str:
                 % (host, arch, arch, module, ", ".join(built) or "none built"))
     return ("%s is %s (uname -m); the HomeOps modules are built for %s only, so module %s cannot run there"
             % (host, arch or "of an unknown architecture", ", ".join(ARCHES), module))
+
 
 # Finds the cache directory of the user the command runs as: the effective uid from the
 # shell's own /proc/self/status, its home from /etc/passwd, else from getent (LDAP, sssd), and
@@ -183,6 +187,14 @@ def render(template: str, sha: str = "", size: int = 0, passwd: str = "/etc/pass
                            select=select, probe=probe).strip() + "\n"
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise AnsibleError("module binary %s is empty: rebuild the collection (make collection)" % path)
+    return data
+
+
 def mark(res: dict, name: str, rc: int) -> str | None:
     """The text after the remote script's mark `name`, when it exited with `rc` and printed it."""
     if res.get("rc") != rc:
@@ -224,7 +236,8 @@ class ActionModule(ActionBase):
         for arch in ARCHES:
             path = arch_binary(module_path, arch)
             if arch == ARCHES[0]:
-                binaries[arch] = bits.b_module_data
+                # ansible-core 2.21+ hands binary modules over as b"", "use the file as it is".
+                binaries[arch] = bits.b_module_data or _read(module_path)
             elif os.path.isfile(path):
                 with open(path, "rb") as f:
                     binaries[arch] = f.read()
@@ -269,7 +282,12 @@ class ActionModule(ActionBase):
                 "the standard path" % host)})
 
         data = self._parse_returned_data(res, bits.serialization_profile)
-        remove_internal_keys(data)
+        if remove_internal_keys is not None:
+            remove_internal_keys(data)
+        else:
+            # As ActionBase._execute_module does on 2.21+.
+            data.remove_internal_keys()
+            data = data.as_result_dict(for_round_trip=True)
         for stream in ("stdout", "stderr"):
             if stream in data and stream + "_lines" not in data:
                 data[stream + "_lines"] = (data.get(stream) or "").splitlines()

@@ -32,6 +32,10 @@ def test_requires_ansible_matches_the_pinned_ansible_core():
     runtime = load_yaml("meta/runtime.yml")
     # The tested version is the lower bound; no upper bound (ansible-core warns on every newer one).
     assert runtime["requires_ansible"] == f">={major}.{minor}.{patch}"
+    # The other tested end, `make test-newest`, is inside the range.
+    with open(os.path.join(REPO, "requirements-newest.txt"), encoding="utf-8") as f:
+        newest = re.search(r"^ansible-core==(\d+)\.(\d+)\.(\d+)$", f.read(), re.M).groups()
+    assert tuple(map(int, newest)) > (int(major), int(minor), int(patch)), newest
 
 
 def test_the_module_list_comes_from_the_cargo_workspace():
@@ -126,7 +130,12 @@ def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
             assert any(n.startswith(f"roles/{role}/defaults/main") for n in members), role
         tops = {n.split("/")[0] for n in members}
         assert tops <= {"plugins", "roles", "meta", "README.md", "CHANGELOG.md", "MANIFEST.json", "FILES.json",
-                        "LICENSE", "THIRD-PARTY.md"}, tops
+                        "LICENSE", "THIRD-PARTY.md", ".ansible-lint"}, tops
+        # Galaxy's importer lints without the dependencies: the ansible.windows modules the roles
+        # call are mocked in the collection's own .ansible-lint (scripts/build-collection.py).
+        lint = yaml.safe_load(tar.extractfile(".ansible-lint"))
+        assert "ansible.windows.win_service" in lint["mock_modules"], lint
+        assert all(m.startswith(("ansible.windows.", "community.general.")) for m in lint["mock_modules"]), lint
         for role in ROLES:
             assert f"roles/{role}/meta/argument_specs.yml" in members, role
 
@@ -235,15 +244,44 @@ def test_a_playbook_elsewhere_runs_our_modules_through_the_fast_path(project):
 
 
 def test_version_is_the_newest_release_of_the_changelog():
-    """galaxy.yml's version is the newest released section of CHANGELOG.md (an empty or filled
-    `## Unreleased` above it), each version is released once, and the execution environment
-    bakes that tarball: a new content is a new version (issue 21: 0.1.0 was reused)."""
+    """galaxy.yml's version is the newest release of changelogs/changelog.yaml (antsibull-changelog;
+    CHANGELOG.md is generated from it, `make changelog-lint`), and the execution environment bakes
+    that tarball: a new content is a new version (issue 21: 0.1.0 was reused)."""
+    releases = load_yaml("changelogs/changelog.yaml")["releases"]
+    newest = max(releases, key=lambda v: tuple(int(x) for x in v.split(".")))
+    assert load_yaml("galaxy.yml")["version"] == newest, sorted(releases)
+    assert f"homeops-observability-{newest}.tar.gz" in load_yaml("ee/requirements.yml")["collections"][0]["source"]
     with open(os.path.join(REPO, "CHANGELOG.md"), encoding="utf-8") as f:
-        headings = re.findall(r"^## (.+)$", f.read(), re.M)
-    assert headings[0] == "Unreleased", headings[:2]
-    released = [re.match(r"(\d+\.\d+\.\d+)( \(\d{4}-\d{2}-\d{2}\))?$", h) for h in headings[1:]]
-    assert all(released), headings
-    versions = [m.group(1) for m in released]
-    assert len(versions) == len(set(versions)), f"a version is released twice: {versions}"
-    assert load_yaml("galaxy.yml")["version"] == versions[0]
-    assert f"homeops-observability-{versions[0]}.tar.gz" in load_yaml("ee/requirements.yml")["collections"][0]["source"]
+        headings = re.findall(r"^## v(.+)$", f.read(), re.M)
+    assert headings and headings[0].replace("\\", "") == newest, headings[:2]
+
+
+def documented_install():
+    """The shell block under docs/collection.md's "## Install (offline, ...)" heading."""
+    with open(os.path.join(REPO, "docs", "collection.md"), encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"^## Install \(offline[^\n]*\n(.*?)^```sh\n(.*?)^```", text, re.M | re.S)
+    assert m, "docs/collection.md has no ```sh block under '## Install (offline, ...)'"
+    return m.group(2)
+
+
+def test_the_documented_offline_install_works(tmp_path, tarball):
+    """docs/collection.md's offline install, run as written in an empty directory that holds the
+    tarballs it names (ours from build/, the dependencies from vendor/): it failed with 'Could not
+    satisfy community.general:>=11.0.0' when it named our tarball alone (issue 21)."""
+    block = documented_install()
+    named = re.findall(r"\S+\.tar\.gz", block)
+    assert os.path.basename(tarball) in named, f"the doc installs {named}, not {os.path.basename(tarball)}"
+    for name in named:
+        src = next((p for p in (os.path.join(REPO, "build", name), os.path.join(REPO, "vendor", name))
+                    if os.path.isfile(p)), None)
+        assert src, f"docs/collection.md names {name}, which is neither in build/ nor in vendor/"
+        os.symlink(src, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(PATH=os.path.dirname(sys.executable) + os.pathsep + env["PATH"], HOME=str(tmp_path / "home"),
+               ANSIBLE_NOCOLOR="1")
+    res = run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    for fqcn in ("homeops/observability", "community/general", "ansible/windows"):
+        assert (tmp_path / "collections" / "ansible_collections" / fqcn / "MANIFEST.json").is_file(), fqcn
+    assert re.search(r"^> MODULE homeops\.observability\.apt_packages ", res.stdout, re.M), res.stdout[-2000:]

@@ -2,6 +2,7 @@
 upstream data the lab's packages and the tests check against, the lab's packages themselves and
 the docs (README's version table, docs/upstream.md, CHANGELOG) must agree. Each failure names the
 file to fix; the checklist is docs/runbook.md, "Moving to a new upstream release"."""
+import glob
 import json
 import os
 import re
@@ -116,16 +117,17 @@ def test_docs_version_tables_match_the_pins(doc):
 
 
 def test_changelog_and_upstream_readme_name_the_pins():
-    changelog = open(os.path.join(REPO, "CHANGELOG.md"), encoding="utf-8").read()
-    # Said in Unreleased while the move is unreleased, then in the release that shipped it (0.2.0
-    # shipped these pins): anywhere below the title.
-    unreleased = " ".join(changelog.split("\n## ", 1)[1].split())  # wrapping does not matter
-    assert unreleased.startswith("Unreleased")
+    # Said in a fragment (changelogs/fragments/) while the move is unreleased, then in the release
+    # that shipped it (changelogs/changelog.yaml, from which CHANGELOG.md is generated; 0.2.0
+    # shipped these pins): anywhere in either.
+    sources = [os.path.join(REPO, "changelogs", "changelog.yaml")] + glob.glob(
+        os.path.join(REPO, "changelogs", "fragments", "*.yml"))
+    unreleased = " ".join(" ".join(open(p, encoding="utf-8").read() for p in sources).split())  # wrapping does not matter
     readme = open(os.path.join(REPO, "upstream/README.md"), encoding="utf-8").read()
     for c in COMPONENTS:
         cur, prev = pinned(c)
         assert f"{NAMES[c]} {prev} -> {cur}" in unreleased, \
-            f"CHANGELOG.md, Unreleased (or the release that shipped them): say '{NAMES[c]} {prev} -> {cur}' (what moved)"
+            f"changelogs/ (a fragment, or the release that shipped them): say '{NAMES[c]} {prev} -> {cur}' (what moved)"
         assert f"| {cur} | v{cur} |" in readme or f"| {cur} | **carried**" in readme or f"| {cur} | extracted" in readme, \
             f"upstream/README.md: no row for {NAMES[c]} {cur} in its table"
 
