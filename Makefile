@@ -249,7 +249,11 @@ test: setup ## The quick suite, no lab: cargo test, templates, playbook checks, 
 	@$(MAKE) syntax-check
 	@echo "==> test: pytest (template rendering, playbook checks)"
 	python -m pytest tests
-	@$(MAKE) test-newest
+	@# A fresh Debian 12 has only Python 3.11, which the newest ansible-core does not run on:
+	@# there the step is skipped, saying so (make test-newest alone still fails without one).
+	@if [ -n "$(PYTHON_NEWEST)" ]; then $(MAKE) test-newest; else \
+	  echo "==> test: SKIPPED test-newest: no Python 3.12+ here (python3.13/3.12 on PATH or pyenv's), so the"; \
+	  echo "    collection is tested on ansible-core 2.19 only; PYTHON_NEWEST=/path/to/python3.12 runs it"; fi
 	@echo "==> test: lab unit tests"
 	@$(MAKE) lab-unit
 	@echo "==> test: all passed"
