@@ -234,10 +234,10 @@ wait_hosts() {
 # PID 1) is waited for instead. OFF_S (default 0): seconds the host stays off between its
 # shutdown and its boot, as a real machine spends in firmware, bootloader and kernel (a lab host
 # boots in ~2 s). Waits for sshd and systemd, as `up` does.
-# reboot_host HOST [OFF_S]: prints "DOWN_MS SHUTDOWN_MS BOOT_MS": request to ready again,
-# request to the old container gone, gone to ready again (the time off included).
+# reboot_host HOST [OFF_S]: prints "DOWN_MS SHUTDOWN_MS BOOT_MS": request to ready again (all
+# of it), request to the old container gone, boot (after the time off) to ready again.
 reboot_host() {
-    local h=$1 off=${2:-0} timeout=${LAB_BOOT_TIMEOUT:-120} np oldc sd t0 t_gone t1 i newc=""
+    local h=$1 off=${2:-0} timeout=${LAB_BOOT_TIMEOUT:-120} np oldc sd t0 t_gone t_boot t1 i newc=""
     np=$(nspawn_pid "$h") || { echo "host $h is not running" >&2; return 1; }
     oldc=$(container_pid "$h") || { echo "host $h has no systemd running" >&2; return 1; }
     sd=$(host_state_dir "$h")
@@ -251,7 +251,7 @@ reboot_host() {
         [[ -n $newc && $newc != "$oldc" ]] && break
         sleep 0.1
     done
-    t_gone=$(now_ms)
+    t_gone=$(now_ms); t_boot=$t_gone
     if nspawn_pid "$h" >/dev/null; then
         [[ -n $newc && $newc != "$oldc" ]] \
             || { echo "$h did not go down within ${timeout}s of systemctl reboot (PID 1 $oldc still there)" >&2; return 1; }
@@ -260,9 +260,10 @@ reboot_host() {
         { echo "== $(date -u +%FT%TZ): nspawn PID $np exited after systemctl reboot"; cat "$sd/nspawn.log"; } \
             >>"$sd/nspawn-previous.log" 2>/dev/null || true
         sleep "$off"
+        t_boot=$(now_ms)
         launch_host "$h" "$(host_base_link "$h")" || return 1
     fi
     wait_hosts "$timeout" "$h" >&2 || return 1
     t1=$(now_ms)
-    echo "$(( t1 - t0 )) $(( t_gone - t0 )) $(( t1 - t_gone ))"
+    echo "$(( t1 - t0 )) $(( t_gone - t0 )) $(( t1 - t_boot ))"
 }
