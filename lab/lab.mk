@@ -6,7 +6,7 @@ LAB ?= lab/lab
 LAB_HOSTS ?= 3
 export LAB_HOSTS
 
-.PHONY: lab-up lab-status lab-down lab-keep lab-fault lab-inventory lab-test lab-test-nopython lab-unit lab-prune lab-status-all lab-down-all
+.PHONY: lab-up lab-status lab-down lab-keep lab-fault lab-reboot lab-inventory lab-test lab-test-nopython lab-unit lab-prune lab-status-all lab-down-all
 
 lab-up:
 	$(LAB) up
@@ -39,6 +39,11 @@ lab-prune:
 lab-fault:
 	@test -n "$(HOST)" -a -n "$(FAULT)" || { echo "usage: make lab-fault HOST=ws-01-linux FAULT=timeout|refuse|dpkg-lock[:SECONDS]|heal" >&2; exit 2; }
 	$(LAB) fault $(HOST) $(FAULT)
+
+# make lab-reboot HOST=obs-01: a machine restart of one host (lab/README.md "Reboot")
+lab-reboot:
+	@test -n "$(HOST)" || { echo "usage: make lab-reboot HOST=obs-01" >&2; exit 2; }
+	$(LAB) reboot $(HOST)
 
 lab-inventory:
 	@$(LAB) inventory

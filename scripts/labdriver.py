@@ -683,7 +683,7 @@ class Lab:
 
 # The commands of a run that uses a lab (and the CPUs): Ansible, lab/lab, and our runners.
 RUN_PATTERN = re.compile(r"ansible-playbook|scripts/itest(_upgrade)?\.py|lab/tests/integration\.sh|"
-                         r"lab/lab (up|down|fault)|bench/bench\.py|tests/faults/faults\.py")
+                         r"lab/lab (up|down|fault|reboot)|bench/bench\.py|tests/faults/faults\.py")
 
 
 def _proc_table() -> dict[int, tuple[int, str, str]]:

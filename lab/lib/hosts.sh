@@ -228,3 +228,47 @@ wait_hosts() {
     rm -rf "$tmp"
     return "$rc"
 }
+
+# reboot_host HOST [OFF_S]: a machine restart of a running host. Its own systemd is told to reboot
+# (`systemctl reboot` inside it: units stop in order, journald and the filesystems sync, as on
+# a real machine). With --keep-unit, systemd-nspawn leaves the restart to whoever started it and
+# exits (status 133, what systemd-nspawn@.service's RestartForceExitStatus= restarts); the lab
+# then boots the host again as launch_host did: the same overlay upper dir (its disk survives),
+# the same network namespace and address, a new nspawn whose PID replaces the recorded one (so
+# teardown stops the new one). An nspawn that restarts the container itself (kept running, a new
+# PID 1) is waited for instead. OFF_S (default 0): seconds the host stays off between its
+# shutdown and its boot, as a real machine spends in firmware, bootloader and kernel (a lab host
+# boots in ~2 s). Waits for sshd and systemd, as `up` does.
+# reboot_host HOST [OFF_S]: prints "DOWN_MS SHUTDOWN_MS BOOT_MS": request to ready again (all
+# of it), request to the old container gone, boot (after the time off) to ready again.
+reboot_host() {
+    local h=$1 off=${2:-0} timeout=${LAB_BOOT_TIMEOUT:-120} np oldc sd t0 t_gone t_boot t1 i newc=""
+    np=$(nspawn_pid "$h") || { echo "host $h is not running" >&2; return 1; }
+    oldc=$(container_pid "$h") || { echo "host $h has no systemd running" >&2; return 1; }
+    sd=$(host_state_dir "$h")
+    t0=$(now_ms)
+    hexec "$h" systemctl reboot >/dev/null 2>&1 \
+        || { echo "systemctl reboot was refused inside $h" >&2; return 1; }
+    # The old container goes: its nspawn exits, or (looping nspawn) its PID 1 is replaced.
+    for (( i = 0; i < timeout * 10; i++ )); do
+        nspawn_pid "$h" >/dev/null || break
+        newc=$(container_pid "$h" 2>/dev/null || true)
+        [[ -n $newc && $newc != "$oldc" ]] && break
+        sleep 0.1
+    done
+    t_gone=$(now_ms); t_boot=$t_gone
+    if nspawn_pid "$h" >/dev/null; then
+        [[ -n $newc && $newc != "$oldc" ]] \
+            || { echo "$h did not go down within ${timeout}s of systemctl reboot (PID 1 $oldc still there)" >&2; return 1; }
+    else
+        # Keep the log of the boot that ended; launch_host writes a new one.
+        { echo "== $(date -u +%FT%TZ): nspawn PID $np exited after systemctl reboot"; cat "$sd/nspawn.log"; } \
+            >>"$sd/nspawn-previous.log" 2>/dev/null || true
+        sleep "$off"
+        t_boot=$(now_ms)
+        launch_host "$h" "$(host_base_link "$h")" || return 1
+    fi
+    wait_hosts "$timeout" "$h" >&2 || return 1
+    t1=$(now_ms)
+    echo "$(( t1 - t0 )) $(( t_gone - t0 )) $(( t1 - t_boot ))"
+}

@@ -130,6 +130,24 @@ check "dpkg-lock: /proc/locks in the host shows a WRITE holder" hssh "$FH" 'i=$(
 out=$(hssh "$FH" 'apt-get install -y -qq alloy' 2>&1 || true); [[ $out == *"dpkg frontend lock"* ]] && ok "dpkg-lock: apt-get fails on the lock" || nok "dpkg-lock: apt-get fails on the lock" "$out"
 check "fault heal (dpkg-lock)" "$LAB" fault "$FH" heal
 check "after heal: no lock holder, apt works" hssh "$FH" 'i=$(stat -c %i /var/lib/dpkg/lock-frontend); ! grep -qE ":$i " /proc/locks && apt-get install -y -qq --reinstall alloy >/dev/null'
+# reboot: a machine restart, on the same disk and address, with a new nspawn that teardown
+# (lab down below, verified clean) must find.
+SD=$("$LAB" id | cut -d' ' -f2)/hosts/$FH
+np0=$(cat "$SD/nspawn.pid")
+pid1_start() { hssh "$FH" "cut -d' ' -f22 /proc/1/stat"; }
+s0=$(pid1_start)
+hssh "$FH" 'echo disk >/var/lib/homeops-lab-reboot-probe && echo ram >/run/homeops-lab-reboot-probe'
+check_fails "reboot of an unknown host is refused" "$LAB" reboot nosuch-host
+if "$LAB" reboot "$FH" >"$LOG/reboot.out" 2>&1 && grep -qE "reboot: $FH was down [0-9.]+s" "$LOG/reboot.out"; then
+    ok "reboot $FH: $(grep -oE 'was down [0-9.]+s' "$LOG/reboot.out")"
+else
+    nok "reboot $FH" "$(cat "$LOG/reboot.out")"
+fi
+check "after reboot: ssh at the same address, systemd running" test "$(hssh "$FH" systemctl is-system-running 2>&1)" = running
+check "after reboot: a new PID 1 (the host booted again)" test "$(pid1_start)" != "$s0"
+np1=$(cat "$SD/nspawn.pid")
+check "after reboot: a new nspawn, its PID recorded and running" test "$np1" != "$np0" -a "$(cat "/proc/$np1/comm" 2>/dev/null)" = systemd-nspawn
+check "after reboot: the disk kept its file, /run (tmpfs) did not" hssh "$FH" 'test "$(cat /var/lib/homeops-lab-reboot-probe)" = disk && ! test -e /run/homeops-lab-reboot-probe'
 # Ansible through the generated inventory, when this clone has its venv (make setup): the
 # ControlPersist masters it leaves in .ansible/cp must be closed by `lab down` below.
 ANSIBLE_BIN="$LAB_ROOT/.venv/bin/ansible"

@@ -341,6 +341,15 @@ hlog=$(sed -n 's/^log=//p' <<<"$hout")
 bad=$(grep -E '^(setup|build|test|lint|itest|deploy|verify):' "$LAB_DIR/lab.mk" || true)
 eq "lab.mk defines no main-Makefile targets" "" "$bad"
 
+# --- lab/lab reboot: argument errors exit 2 before anything is touched (no root needed) -----
+# LAB_ID of no lab: a check that wrongly passed parsing ends at "not running" (exit 1), never at a reboot.
+exit_of() { if LAB_ID=unit00 "$@" >/dev/null 2>&1; then echo 0; else echo $?; fi; }
+eq "reboot without a host: usage, exit 2" 2 "$(exit_of "$LAB_DIR/lab" reboot)"
+eq "reboot of an unknown host: exit 2" 2 "$(exit_of "$LAB_DIR/lab" reboot nosuch-host)"
+eq "reboot --off above 999 s: exit 2" 2 "$(exit_of "$LAB_DIR/lab" reboot obs-01 --off=1000)"
+eq "reboot --off not a number: exit 2" 2 "$(exit_of "$LAB_DIR/lab" reboot obs-01 --off=30s)"
+eq "reboot with a stray argument: exit 2" 2 "$(exit_of "$LAB_DIR/lab" reboot obs-01 now)"
+
 echo
 echo "$PASS passed, $FAIL failed"
 (( FAIL == 0 ))
