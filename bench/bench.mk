@@ -25,6 +25,6 @@ $(BENCH_REQS_STAMP): bench/requirements.txt
 bench: setup $(BENCH_REQS_STAMP) ## Benchmark modules vs builtins on the lab -> docs/benchmarks.md (LAB_HOSTS=16, LAB_KEEP=1)
 	@echo "==> bench: $(or $(LAB_HOSTS),3) lab hosts (progress below; results in bench/results/)"
 	LAB_HOSTS=$(or $(LAB_HOSTS),3) LAB_KEEP=$(LAB_KEEP) ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg \
-	  $(BENCH_VENV)/bin/python bench/bench.py
+	  $(BENCH_VENV)/bin/python -m homeops_dev.bench
 	@# README's performance table is generated from the sections just written (issue 24).
-	$(VENV)/bin/python scripts/readme_bench.py
+	$(VENV)/bin/python -m homeops_dev.readme_bench

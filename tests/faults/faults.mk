@@ -9,4 +9,4 @@ FAULTS ?=
 .PHONY: itest-faults
 
 itest-faults: setup ## Reliability and security scenarios on fresh lab hosts (docs/reliability.md)
-	@LAB_KEEP="$(LAB_KEEP)" $(VENV)/bin/python tests/faults/faults.py $(FAULTS)
+	@LAB_KEEP="$(LAB_KEEP)" $(VENV)/bin/python -m homeops_dev.faults $(FAULTS)

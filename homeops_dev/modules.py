@@ -6,9 +6,9 @@ binary crate elsewhere is an error, so the two never mix again. Make (`MODULES`)
 the collection build, meta/runtime.yml's checks and the docs read it from here, so a new module
 is added by adding its crate, nowhere else.
 
-    scripts/modules.py            the names, one line, space-separated (for Make)
-    scripts/modules.py --json     the names as a JSON list
-    scripts/modules.py --table    the one module table (Markdown): each module's FQCN and the
+    homeops_dev/modules.py            the names, one line, space-separated (for Make)
+    homeops_dev/modules.py --json     the names as a JSON list
+    homeops_dev/modules.py --table    the one module table (Markdown): each module's FQCN and the
                                   short_description of its library/<name>.yml (needs PyYAML:
                                   .venv/bin/python); the collection's README gets it at build
 """
@@ -20,7 +20,9 @@ import os
 import sys
 import tomllib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from homeops_dev import ROOT as _ROOT  # noqa: E402
+
+ROOT = str(_ROOT)
 
 
 def members(root: str = ROOT) -> list[str]:
@@ -71,7 +73,7 @@ def modules(root: str = ROOT) -> list[str]:
     return sorted(names)
 
 
-TABLE_MARKER = "<!-- module table: scripts/modules.py --table, inserted by scripts/build-collection.py -->"
+TABLE_MARKER = "<!-- module table: homeops_dev/modules.py --table, inserted by homeops_dev/build_collection.py -->"
 
 
 def table(root: str = ROOT) -> str:

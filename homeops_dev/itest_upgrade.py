@@ -14,7 +14,7 @@
   7. a downgrade (the previous set again) is refused before anything changes
   8. lab down, always, also on failure, Ctrl-C and SIGTERM; LAB_KEEP=1 keeps it
 Logs: logs/itest-upgrade-<timestamp>/. ANSIBLE_ARGS: extra ansible-playbook arguments.
-The lab, the runs and the checks are scripts/labdriver.py's.
+The lab, the runs and the checks are homeops_dev/labdriver.py's.
 """
 from __future__ import annotations
 
@@ -28,14 +28,13 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import labdriver  # noqa: E402
-from labdriver import DEPLOY, VERIFY  # noqa: E402
+from homeops_dev import labdriver
+from homeops_dev.labdriver import DEPLOY, VERIFY
 
 MARKERS = "playbooks/tests/upgrade_markers.yml"
 STATE = "playbooks/tests/upgrade_state.yml"
 VERSIONS = "roles/common/defaults/main/versions.yml"
-CHECK = "scripts/upgrade_check.py"
+CHECK = "homeops_dev/upgrade_check.py"
 # Every playbook here runs quiet: recaps, failures and the msg lines of our own checks.
 PROGRESS = re.compile(r'^(PLAY RECAP|fatal:|failed:|\S+ +: ok=)|^ *"?msg"?: ')
 NAME = "itest-upgrade"

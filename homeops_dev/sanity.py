@@ -6,7 +6,7 @@ outside any git work tree), puts tests/sanity/ignore-<core>.txt into it and runs
 of the venv's ansible-test there, on the controller (`--local`, no container), for Python 3.11.
 
 The ignore file holds only what a binary module cannot satisfy, each line with its `# reason`;
-it is generated here (`--write-ignores`) from the module list (scripts/modules.py) and the
+it is generated here (`--write-ignores`) from the module list (homeops_dev/modules.py) and the
 architectures, and the run fails when the committed file differs from what this script would
 write. ansible-test's own `ignores` test fails on an entry that no longer matches anything.
 
@@ -18,8 +18,8 @@ reuses the environments), and its bootstrap script is a stand-in that takes pip
 from the Python's own ensurepip and then installs the pinned pip from PyPI (the package index is
 reachable). The first run builds the environments (minutes); later runs reuse them.
 
-    scripts/sanity.py --tarball build/homeops-observability-X.tar.gz [--venv .venv] [--python 3.11]
-    scripts/sanity.py --write-ignores [--venv .venv]   rewrites tests/sanity/ignore-<core>.txt
+    homeops_dev/sanity.py --tarball build/homeops-observability-X.tar.gz [--venv .venv] [--python 3.11]
+    homeops_dev/sanity.py --write-ignores [--venv .venv]   rewrites tests/sanity/ignore-<core>.txt
 """
 from __future__ import annotations
 
@@ -33,15 +33,14 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modules import ROOT, modules  # noqa: E402
+from homeops_dev.modules import ROOT, modules
 
 ARCHES = ("x86_64", "aarch64")
 MODULE_DIR = "plugins/modules"
 # The stand-in for ansible-test's pip bootstrap script (get-pip.py): it is run as
 # `python get_pip.py [pip options] pip==X.Y`. ensurepip runs in a child process: it clears the
 # PIP_* settings of the process it runs in, and the pip install after it needs them (the CA).
-GET_PIP = '''"""Stand-in for get-pip.py, written by scripts/sanity.py: pip from ensurepip, then the pinned one."""
+GET_PIP = '''"""Stand-in for get-pip.py, written by homeops_dev/sanity.py: pip from ensurepip, then the pinned one."""
 import subprocess
 import sys
 
@@ -84,7 +83,7 @@ def pip_bootstrap_version(venv: str) -> str:
     m = re.search(r"^\s*pip='([\d.]+)',", text, re.M)
     if not m:
         raise SystemExit("error: cannot find the pip version of ansible-test's bootstrap in %s "
-                         "(ansible-test changed?): update pip_bootstrap_version() in scripts/sanity.py" % venv)
+                         "(ansible-test changed?): update pip_bootstrap_version() in homeops_dev/sanity.py" % venv)
     return m.group(1)
 
 
@@ -111,7 +110,7 @@ def main(argv: list[str]) -> int:
     current = open(ignore_path, encoding="utf-8").read() if os.path.exists(ignore_path) else None
     if current != wanted:
         raise SystemExit("error: tests/sanity/%s is %s what the modules need (ansible-core %s): run "
-                         "`scripts/sanity.py --write-ignores --venv %s` and commit it"
+                         "`homeops_dev/sanity.py --write-ignores --venv %s` and commit it"
                          % (ignore_name, "missing, not" if current is None else "not", core, args.venv))
 
     # ansible-test's HOME: its per-test venvs are kept across clones and runs (like pip's cache),

@@ -15,7 +15,7 @@ none; the LAB STAND-INs keep a private runtime off every path Ansible's discover
 checked before the deploy and again after verify, so Python cannot come back unseen.
 Environment: INVENTORY=path (real hosts: the lab is never touched), LAB_KEEP=1,
 ANSIBLE_ARGS (extra ansible-playbook arguments). Logs: logs/itest-<timestamp>/.
-The lab, the runs and the checks are scripts/labdriver.py's.
+The lab, the runs and the checks are homeops_dev/labdriver.py's.
 """
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import labdriver  # noqa: E402
-from labdriver import DEPLOY, VERIFY  # noqa: E402
+from homeops_dev import labdriver
+from homeops_dev.labdriver import DEPLOY, VERIFY
 
 # Progress lines of a quiet run: task headers and per-host outcomes, without -vvv payloads.
 PROGRESS = re.compile(r"^(PLAY|TASK|RUNNING HANDLER|ok:|changed:|fatal:|failed:|skipping:|unreachable:|\S+ +: ok=)")

@@ -10,7 +10,7 @@ Series (all against the lab inventory, ANSIBLE_CONFIG = this clone's ansible.cfg
              and the report gives medians over the rounds.
   deploy     playbooks/deploy-observability-stack.yml against bench/twin/deploy-builtin.yml
              (the same deploy and copies of its roles with ansible.builtin modules only, generated
-             by bench/builtin_twin.py): first run on fresh hosts (lab down + up before each) and
+             by homeops_dev/bench/twin.py): first run on fresh hosts (lab down + up before each) and
              the idempotent re-run right after it.
   on-host    each module binary run directly on one lab host, K times in a loop timed inside the
              host (date +%s%N), plus the fast path's remote script alone and exec floors.
@@ -46,13 +46,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from homeops_dev import ROOT  # noqa: E402
 BENCH = ROOT / "bench"
 LAB = ROOT / "lab" / "lab"
-# The lab, the playbook runs and SSH to the hosts are the shared driver's (scripts/labdriver.py).
-sys.path.insert(0, str(ROOT / "scripts"))
-import labdriver  # noqa: E402
-import modules as workspace_modules  # noqa: E402  (scripts/modules.py: the one module list)
+# The lab, the playbook runs and SSH to the hosts are the shared driver's (homeops_dev/labdriver.py).
+from homeops_dev import labdriver  # noqa: E402
+from homeops_dev import modules as workspace_modules  # noqa: E402  (the one module list)
 
 INVENTORY = labdriver.LAB_INVENTORY
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -61,7 +60,7 @@ ANSIBLE_PLAYBOOK = VENV_BIN / "ansible-playbook"
 # report names it, and Ansible gets it as ANSIBLE_LIBRARY.
 LIBRARY = Path(os.environ.get("BENCH_LIBRARY") or ROOT / "library")
 DEPLOY_OURS = ROOT / "playbooks" / "deploy-observability-stack.yml"
-TWIN = BENCH / "twin"                      # generated, git-ignored (bench/builtin_twin.py)
+TWIN = BENCH / "twin"                      # generated, git-ignored (homeops_dev/bench/twin.py)
 DEPLOY_BUILTIN = TWIN / "deploy-builtin.yml"
 DOC = ROOT / "docs" / "benchmarks.md"
 # Every module of the Cargo workspace: the deploy runs most of them, the per-task series all but
@@ -420,8 +419,7 @@ def bench_ssh_ops(runner: Runner, specs: list[dict], pdir: Path, host: str) -> d
 
 def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results: Path, lab: Lab) -> dict:
     """Each binary run directly on one host, `loops` times, timed inside the host."""
-    sys.path.insert(0, str(ROOT / "action_plugins"))
-    import homeops_fastpath as fp  # the plugin's own remote script, so we time exactly that
+    from action_plugins import homeops_fastpath as fp  # the plugin's own remote script, so we time exactly that
 
     log(f"on-host: each module {loops}x in a loop on {host}, timed inside the host")
     hv = hosts[host]
@@ -539,10 +537,10 @@ def task_times(logfile: Path, start: int, end: int) -> list[tuple[str, float]]:
 
 def our_task_names() -> tuple[set[str], set[str]]:
     """Names of the deploy's tasks (playbook and roles) that use our modules, and of their
-    builtin replacements in the twin (from bench/builtin_twin.py, the same code that writes the
+    builtin replacements in the twin (from homeops_dev/bench/twin.py, the same code that writes the
     twin)."""
-    sys.path.insert(0, str(BENCH))
-    import builtin_twin
+    from homeops_dev.bench import twin as builtin_twin
+
     return builtin_twin.task_names()
 
 
@@ -1005,8 +1003,8 @@ def main() -> int:
             raise SystemExit(f"bench: {DEPLOY_OURS} does not exist yet")
         # The twin is generated from the roles and playbooks (git-ignored): regenerate it when
         # they have moved on, so it never lags behind the deploy it is compared with.
-        sys.path.insert(0, str(BENCH))
-        import builtin_twin
+        from homeops_dev.bench import twin as builtin_twin
+
         try:
             diffs = builtin_twin.differences()
             if diffs:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compare the state snapshots of playbooks/tests/upgrade_state.yml (scripts/itest_upgrade.py).
+"""Compare the state snapshots of playbooks/tests/upgrade_state.yml (homeops_dev/itest_upgrade.py).
 
   upgrade_check.py restarts BEFORE AFTER [--pins VERSIONS_YML]
       Every service restarted exactly when its package version or one of its config files
@@ -21,7 +21,9 @@ import sys
 
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from homeops_dev import ROOT  # noqa: E402
+
+REPO = str(ROOT)
 
 
 def load(path):
@@ -99,8 +101,7 @@ def keys(node, prefix=""):
 
 
 def check_loki_config(state, version):
-    sys.path.insert(0, os.path.join(REPO, "upstream"))
-    import configcheck  # noqa: E402 (upstream/ is not a package)
+    from upstream import configcheck  # a namespace package: upstream/ has no __init__.py
 
     with open(os.path.join(REPO, "upstream", "loki", f"{version}.json"), encoding="utf-8") as f:
         tree = json.load(f)

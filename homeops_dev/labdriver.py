@@ -1,7 +1,7 @@
 """The one driver for the lab and for running playbooks.
 
-`make itest` (scripts/itest.py), `make itest-upgrade` (scripts/itest_upgrade.py), the fault suite
-(tests/faults/faults.py) and the bench (bench/bench.py) all run Ansible against the lab the same
+`make itest` (homeops_dev/itest.py), `make itest-upgrade` (homeops_dev/itest_upgrade.py), the fault suite
+(homeops_dev/faults/) and the bench (homeops_dev/bench/) all run Ansible against the lab the same
 way, so they share this module instead of keeping a copy each:
 
   ansible_env()   the environment of every Ansible run (this clone's venv and ansible.cfg, plain
@@ -33,7 +33,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Iterable
 
-ROOT = Path(__file__).resolve().parents[1]
+from homeops_dev import ROOT  # noqa: E402  (after the stdlib imports)
 VENV_BIN = ROOT / ".venv" / "bin"
 LAB_CMD = ROOT / "lab" / "lab"
 # LAB_INVENTORY (module attribute, see __getattr__ below): the inventory of this clone's lab

@@ -6,8 +6,8 @@ README never carries numbers of an older run (issue 24: it showed the first rele
 1.38x long after the bench said 5.64x). tests/test_docs.py fails when README's block is not what
 this prints for the current docs/benchmarks.md.
 
-Usage: scripts/readme_bench.py          rewrite the block in README.md
-       scripts/readme_bench.py --check  exit 1 (saying so) when README.md's block is stale
+Usage: homeops_dev/readme_bench.py          rewrite the block in README.md
+       homeops_dev/readme_bench.py --check  exit 1 (saying so) when README.md's block is stale
 Standard library only.
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from homeops_dev import ROOT  # noqa: E402
 BENCH = ROOT / "docs" / "benchmarks.md"
 README = ROOT / "README.md"
-BEGIN, END = "<!-- readme-bench:begin (scripts/readme_bench.py) -->", "<!-- readme-bench:end -->"
+BEGIN, END = "<!-- readme-bench:begin (homeops_dev/readme_bench.py) -->", "<!-- readme-bench:end -->"
 
 
 class BenchDocError(Exception):
@@ -39,7 +39,7 @@ def _one(pattern: str, body: str, what: str, hosts: int) -> re.Match:
     m = re.search(pattern, body, re.M)
     if not m:
         raise BenchDocError(f"{BENCH.relative_to(ROOT)}, {hosts}-host section: no {what} "
-                            f"(the bench's format changed? adapt scripts/readme_bench.py)")
+                            f"(the bench's format changed? adapt homeops_dev/readme_bench.py)")
     return m
 
 
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     if argv[1:] == ["--check"]:
         if new != old:
             print("readme_bench: README.md's performance table is not the latest run of docs/benchmarks.md: "
-                  "run scripts/readme_bench.py", file=sys.stderr)
+                  "run homeops_dev/readme_bench.py", file=sys.stderr)
             return 1
         return 0
     if new != old:

@@ -32,7 +32,7 @@ modules and nothing else:
                     with gather_subset [!all, !min, platform]; the other reads (verify's) have no
                     entry here and stop the generator
 
-The mapping is the table TWINS, keyed by module name: a new module (scripts/modules.py, from the
+The mapping is the table TWINS, keyed by module name: a new module (homeops_dev/modules.py, from the
 Cargo workspace) needs exactly one entry there, and the generator stops, naming the module and
 the task, when a role or playbook calls a module that has none. Role references
 (`homeops.observability.<role>` in import_role/include_role and meta dependencies) become the
@@ -40,8 +40,8 @@ twin's own roles, found by their bare name in bench/twin/roles/ beside the playb
 
 bench/twin/ is git-ignored and generated on demand: every file carries a GENERATED header
 (`{# #}` in templates, which renders to nothing), `--check` says whether it matches what the
-current roles and playbooks generate, and bench/bench.py regenerates it when it does not.
-Run by hand: `.venv/bin/python bench/builtin_twin.py [--check] [--out DIR]`.
+current roles and playbooks generate, and homeops_dev/bench/ regenerates it when it does not.
+Run by hand: `.venv/bin/python -m homeops_dev.bench.twin [--check] [--out DIR]`.
 """
 from __future__ import annotations
 
@@ -56,12 +56,12 @@ from typing import Callable
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from homeops_dev import ROOT  # noqa: E402
 OUT = ROOT / "bench" / "twin"
 SOURCE_PLAYBOOK = Path("playbooks") / "deploy-observability-stack.yml"
 TWIN_PLAYBOOK_NAME = "deploy-builtin.yml"
 NS = "homeops.observability."
-ME = "bench/builtin_twin.py"
+ME = "homeops_dev/bench/twin.py"
 
 # A Debian 12 host with unattended-upgrades has all of these; packagekit/snapd are not there.
 LOCK_UNITS = ["apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service",
@@ -79,10 +79,9 @@ class TwinError(Exception):
 
 
 def our_modules() -> list[str]:
-    """The one list of modules: scripts/modules.py (the binary crates of Cargo.toml), imported
+    """The one list of modules: homeops_dev/modules.py (the binary crates of Cargo.toml), imported
     the way bench.py imports it."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import modules as workspace_modules
+    from homeops_dev import modules as workspace_modules
 
     return workspace_modules.modules(str(ROOT))
 
@@ -646,8 +645,8 @@ def header(source: str, comment: str = "#") -> str:
 
 def playbook_header(source: str) -> str:
     lines = [header(source).rstrip("\n"),
-             "# bench/bench.py times it against the real deploy; it is not meant for deploying. Our modules are",
-             "# replaced by (TWINS in bench/builtin_twin.py):"]
+             "# homeops_dev/bench/ times it against the real deploy; it is not meant for deploying. Our modules are",
+             "# replaced by (TWINS in homeops_dev/bench/twin.py):"]
     lines += [f"#   {m:<15} -> {t.doc}" for m, t in TWINS.items()]
     return "\n".join(lines) + "\n"
 
@@ -679,7 +678,7 @@ def generate(root: Path = ROOT) -> Generation:
     modules = our_modules()
     stale = sorted(set(TWINS) - set(modules))
     if stale:
-        raise TwinError(f"TWINS in {ME} has entries for {', '.join(stale)}, which scripts/modules.py does not list")
+        raise TwinError(f"TWINS in {ME} has entries for {', '.join(stale)}, which homeops_dev/modules.py does not list")
     gen = Generation()
     role_root = root / "roles"
     # The deploy's roles: the verify role checks a deploy (it runs against the twin's result as
@@ -742,9 +741,9 @@ def generate(root: Path = ROOT) -> Generation:
         f"<!-- {header('roles/ and playbooks/', '').strip()} -->\n"
         "# The builtin-only twin of the deploy\n\n"
         f"`{TWIN_PLAYBOOK_NAME}` is `{SOURCE_PLAYBOOK}` with every task of our Rust modules replaced by what a user\n"
-        "would write with `ansible.builtin` (the table `TWINS` in `bench/builtin_twin.py`); `roles/` are copies of\n"
+        "would write with `ansible.builtin` (the table `TWINS` in `homeops_dev/bench/twin.py`); `roles/` are copies of\n"
         "the collection's roles with the same replacement. `make bench` times the two against each other.\n"
-        "Git-ignored: regenerate with `.venv/bin/python bench/builtin_twin.py`.\n")
+        "Git-ignored: regenerate with `.venv/bin/python -m homeops_dev.bench.twin`.\n")
     return gen
 
 
@@ -803,7 +802,7 @@ def main(argv: list[str]) -> int:
         if a.check:
             diffs = differences(where)
             if diffs:
-                print(f"{where} is OUT OF DATE (run bench/builtin_twin.py):\n  " + "\n  ".join(diffs[:20]))
+                print(f"{where} is OUT OF DATE (run homeops_dev/bench/twin.py):\n  " + "\n  ".join(diffs[:20]))
                 return 1
             print(f"{where} is current")
             return 0

@@ -4,7 +4,7 @@
 
 Runs it locally with tests/galaxy-importer.cfg (no container: ansible-doc, ansible-lint production
 offline, flake8; ansible-test sanity is `make sanity`'s) and fails unless it succeeds, reports
-every module of scripts/modules.py with its docs (DOCUMENTATION, EXAMPLES, RETURN as Galaxy shows
+every module of homeops_dev/modules.py with its docs (DOCUMENTATION, EXAMPLES, RETURN as Galaxy shows
 them), and logs no warning or error.
 
 Galaxy requires `repository` in galaxy.yml, and this repository has no public address yet: while
@@ -12,7 +12,7 @@ galaxy.yml names none, the importer would stop at that, so this script says so a
 everything else on a copy of the tarball whose MANIFEST.json names a marker URL. Setting the real
 `repository:` in galaxy.yml ends that.
 
-    scripts/galaxy-import.py build/homeops-observability-X.tar.gz [--venv .venv]
+    homeops_dev/galaxy_import.py build/homeops-observability-X.tar.gz [--venv .venv]
 """
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ import tarfile
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modules import ROOT, modules  # noqa: E402
+from homeops_dev.modules import ROOT, modules
 
 CONFIG = os.path.join(ROOT, "tests", "galaxy-importer.cfg")
 MARKER_URL = "https://repository.invalid/homeops/observability"
