@@ -6,7 +6,7 @@ Stages a clean tree under build/collection/ from exactly the files that belong i
 
     galaxy.yml, CHANGELOG.md, LICENSE, THIRD-PARTY.md, meta/runtime.yml, plugins/doc_fragments/*.py,
     roles/**                                  as they are
-    docs/collection.md                       -> README.md (with the module table of homeops_dev/modules.py --table)
+    docs/collection.md                       -> README.md (with the module table of python -m homeops_dev.modules --table)
     library/<module> and library/<module>.yml -> plugins/modules/ (every module of homeops_dev/modules.py)
     library/<dir>/.../<module>               -> plugins/modules/<dir>/.../<module>, for every file under
                                                 a subdirectory of library/ named after a module (the
@@ -28,7 +28,7 @@ unchanged: the loader resolves the exact name first (the symlink, so the binary)
 Staging (instead of building the repo root) keeps target/, .venv/, lab/, vendor/ and the rest out
 of the tarball by construction, not by a list of ignores that must keep up.
 
-    homeops_dev/build_collection.py [--output-dir build]   prints the tarball path on its last line
+    python -m homeops_dev.build_collection [--output-dir build]   prints the tarball path on its last line
 """
 from __future__ import annotations
 

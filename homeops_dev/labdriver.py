@@ -681,8 +681,10 @@ class Lab:
 
 # ---- someone else is using the lab --------------------------------------------------------
 
-# The commands of a run that uses a lab (and the CPUs): Ansible, lab/lab, and our runners.
-RUN_PATTERN = re.compile(r"ansible-playbook|scripts/itest(_upgrade)?\.py|lab/tests/integration\.sh|"
+# The commands of a run that uses a lab (and the CPUs): Ansible, lab/lab, and our runners
+# (python -m homeops_dev.<runner>; also by their former paths, which older clones still run).
+RUN_PATTERN = re.compile(r"ansible-playbook|homeops_dev\.(itest(_upgrade)?|bench|faults)\b|"
+                         r"scripts/itest(_upgrade)?\.py|lab/tests/integration\.sh|"
                          r"lab/lab (up|down|fault|reboot)|bench/bench\.py|tests/faults/faults\.py")
 
 

@@ -7,8 +7,8 @@ the collection build, meta/runtime.yml's checks and the docs read it from here, 
 is added by adding its crate, nowhere else.
 
     homeops_dev/modules.py            the names, one line, space-separated (for Make)
-    homeops_dev/modules.py --json     the names as a JSON list
-    homeops_dev/modules.py --table    the one module table (Markdown): each module's FQCN and the
+    python -m homeops_dev.modules --json     the names as a JSON list
+    python -m homeops_dev.modules --table    the one module table (Markdown): each module's FQCN and the
                                   short_description of its library/<name>.yml (needs PyYAML:
                                   .venv/bin/python); the collection's README gets it at build
 """

@@ -6,8 +6,8 @@ README never carries numbers of an older run (issue 24: it showed the first rele
 1.38x long after the bench said 5.64x). tests/test_docs.py fails when README's block is not what
 this prints for the current docs/benchmarks.md.
 
-Usage: homeops_dev/readme_bench.py          rewrite the block in README.md
-       homeops_dev/readme_bench.py --check  exit 1 (saying so) when README.md's block is stale
+Usage: python -m homeops_dev.readme_bench          rewrite the block in README.md
+       python -m homeops_dev.readme_bench --check  exit 1 (saying so) when README.md's block is stale
 Standard library only.
 """
 from __future__ import annotations
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     if argv[1:] == ["--check"]:
         if new != old:
             print("readme_bench: README.md's performance table is not the latest run of docs/benchmarks.md: "
-                  "run homeops_dev/readme_bench.py", file=sys.stderr)
+                  "run python -m homeops_dev.readme_bench", file=sys.stderr)
             return 1
         return 0
     if new != old:

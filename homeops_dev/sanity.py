@@ -18,8 +18,8 @@ reuses the environments), and its bootstrap script is a stand-in that takes pip
 from the Python's own ensurepip and then installs the pinned pip from PyPI (the package index is
 reachable). The first run builds the environments (minutes); later runs reuse them.
 
-    homeops_dev/sanity.py --tarball build/homeops-observability-X.tar.gz [--venv .venv] [--python 3.11]
-    homeops_dev/sanity.py --write-ignores [--venv .venv]   rewrites tests/sanity/ignore-<core>.txt
+    python -m homeops_dev.sanity --tarball build/homeops-observability-X.tar.gz [--venv .venv] [--python 3.11]
+    python -m homeops_dev.sanity --write-ignores [--venv .venv]   rewrites tests/sanity/ignore-<core>.txt
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def main(argv: list[str]) -> int:
     current = open(ignore_path, encoding="utf-8").read() if os.path.exists(ignore_path) else None
     if current != wanted:
         raise SystemExit("error: tests/sanity/%s is %s what the modules need (ansible-core %s): run "
-                         "`homeops_dev/sanity.py --write-ignores --venv %s` and commit it"
+                         "`python -m homeops_dev.sanity --write-ignores --venv %s` and commit it"
                          % (ignore_name, "missing, not" if current is None else "not", core, args.venv))
 
     # ansible-test's HOME: its per-test venvs are kept across clones and runs (like pip's cache),

@@ -6,7 +6,7 @@ builds; not dev-dependencies, build-dependencies or proc-macros, which only run 
 vendor/crates/<name>/Cargo.toml (the license field, and the license files the crate ships).
 
     homeops_dev/third_party_notices.py           rewrite THIRD-PARTY.md
-    homeops_dev/third_party_notices.py --check   exit 1, naming the difference, when THIRD-PARTY.md
+    python -m homeops_dev.third_party_notices --check   exit 1, naming the difference, when THIRD-PARTY.md
                                              is not what the lock file and vendor/ give
 """
 from __future__ import annotations

@@ -112,7 +112,7 @@ def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
             action = tar.extractfile(f"plugins/action/{name}.py").read()
             with open(os.path.join(REPO, "action_plugins", "homeops_fastpath.py"), "rb") as f:
                 assert action == f.read(), f"plugins/action/{name}.py is not the fast path of this tree"
-        # The one module table (homeops_dev/modules.py --table) is in the README, where the marker was.
+        # The one module table (python -m homeops_dev.modules --table) is in the README, where the marker was.
         readme = tar.extractfile("README.md").read().decode()
         assert build_collection.TABLE_MARKER not in readme
         assert build_collection.table(REPO) in "\n".join(line.strip() for line in readme.splitlines()) + "\n"

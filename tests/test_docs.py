@@ -36,7 +36,7 @@ def test_readme_performance_table_is_the_latest_benchmarks_run():
     text = (ROOT / "README.md").read_text()
     want = readme_bench.replace_block(text, readme_bench.render(readme_bench.BENCH.read_text()))
     assert text == want, ("README.md's performance table is not generated from the latest runs of "
-                          "docs/benchmarks.md: run homeops_dev/readme_bench.py (make bench does)")
+                          "docs/benchmarks.md: run python -m homeops_dev.readme_bench (make bench does)")
 
 
 def test_a_new_benchmarks_run_makes_the_readme_table_stale():

@@ -368,3 +368,15 @@ def test_the_scan_finds_a_secret_with_quotes_escaped_as_logs_show_it(tmp_path):
     assert sorted(p.name for p in hits) == sorted(f"{n}.log" for n in forms)
     # A secret without a distinctive run is looked for in its escaped forms only.
     assert labdriver.secret_needles('a"b#c;d$e') == sorted([b'a"b#c;d$e', b'a\\"b#c;d$e'])
+
+
+@pytest.mark.parametrize("cmd", [
+    ".venv/bin/python -m homeops_dev.itest", ".venv/bin/python -m homeops_dev.itest_upgrade",
+    ".venv/bin/python -m homeops_dev.faults 1 storm", ".venv/bin/python -m homeops_dev.bench",
+    "python3 scripts/itest.py", "python3 bench/bench.py", "python3 tests/faults/faults.py",
+])
+def test_the_runners_are_seen_as_lab_runs_by_module_and_by_former_path(cmd):
+    """others_using() spots our runners by command line: `python -m homeops_dev.<runner>`, and the
+    former script paths an older clone on the machine may still run."""
+    assert labdriver.RUN_PATTERN.search(cmd)
+    assert not labdriver.RUN_PATTERN.search(".venv/bin/python -m homeops_dev.modules --table")

@@ -81,13 +81,13 @@ def test_versions_are_only_in_the_common_role():
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/design.md", "docs/collection.md"])
 def test_no_doc_types_the_module_table_by_hand(doc):
-    """The one module table is `homeops_dev/modules.py --table` (from the sidecars), inserted into
+    """The one module table is `python -m homeops_dev.modules --table` (from the sidecars), inserted into
     the collection's README at build (tests/test_collection.py checks it there): a table headed
     "module" in a doc would be a second copy to keep in step by hand."""
     with open(os.path.join(REPO, doc), encoding="utf-8") as f:
         text = f.read()
     tables = [line for line in text.splitlines() if re.match(r"^\s*\| module \|", line)]
-    assert not tables, f"{doc} has a hand-written module table {tables}: use homeops_dev/modules.py --table"
+    assert not tables, f"{doc} has a hand-written module table {tables}: use python -m homeops_dev.modules --table"
 
 
 def test_the_module_table_lists_every_module_once_with_its_short_description():
