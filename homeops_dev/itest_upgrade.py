@@ -34,7 +34,7 @@ from homeops_dev.labdriver import DEPLOY, VERIFY
 MARKERS = "playbooks/tests/upgrade_markers.yml"
 STATE = "playbooks/tests/upgrade_state.yml"
 VERSIONS = "roles/common/defaults/main/versions.yml"
-CHECK = "homeops_dev/upgrade_check.py"
+CHECK = "homeops_dev.upgrade_check"  # python -m, from the repository root (cwd)
 # Every playbook here runs quiet: recaps, failures and the msg lines of our own checks.
 PROGRESS = re.compile(r'^(PLAY RECAP|fatal:|failed:|\S+ +: ok=)|^ *"?msg"?: ')
 NAME = "itest-upgrade"
@@ -88,7 +88,7 @@ def main() -> int:
                 steps.fail(f"the state snapshot '{name}' failed")
 
         def upgrade_check(*args):
-            r = subprocess.run([sys.executable, CHECK, *args])
+            r = subprocess.run([sys.executable, "-m", CHECK, *args], cwd=labdriver.ROOT)
             if r.returncode != 0:
                 raise labdriver.DriverError("", r.returncode)
 

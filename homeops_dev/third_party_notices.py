@@ -132,7 +132,7 @@ def main_check() -> int:
         diff = "".join(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
                                             "THIRD-PARTY.md", "generated", n=0))
         print("THIRD-PARTY.md does not match Cargo.lock and vendor/crates; run "
-              f"homeops_dev/third_party_notices.py and commit the result:\n{diff[:4000]}", file=sys.stderr)
+              f"python -m homeops_dev.third_party_notices and commit the result:\n{diff[:4000]}", file=sys.stderr)
         return 1
     print("THIRD-PARTY.md matches Cargo.lock and vendor/crates")
     return 0

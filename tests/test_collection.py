@@ -40,7 +40,7 @@ def test_the_module_list_comes_from_the_cargo_workspace():
     assert os.path.isfile(os.path.join(REPO, "crates", "runtime", "Cargo.toml"))
     for name in names:
         assert os.path.isfile(os.path.join(REPO, "modules", name, "src", "main.rs"))
-    res = run([sys.executable, os.path.join(REPO, "scripts", "modules.py")])
+    res = run([sys.executable, "-m", "homeops_dev.modules"], cwd=REPO)
     assert res.stdout.split() == names
 
 

@@ -17,7 +17,7 @@ from test_loki_standin import lab_sh
 
 VERSIONS = yaml.safe_load(open(os.path.join(REPO, "roles/common/defaults/main/versions.yml")))
 COMPONENTS = ("loki", "grafana", "alloy")
-CHECK = os.path.join(REPO, "scripts", "upgrade_check.py")
+CHECK = "homeops_dev.upgrade_check"  # python -m, from the repository root
 # The environment of every Ansible run of the runners (homeops_dev/labdriver.py).
 from homeops_dev import labdriver
 
@@ -156,7 +156,8 @@ def check(tmp_path, *args):
             files.append(str(f))
         else:
             files.append(a)
-    return subprocess.run([sys.executable, CHECK, *files], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", CHECK, *files], capture_output=True, text=True, timeout=60,
+                          cwd=REPO)
 
 
 @pytest.mark.parametrize("before,after,ok,why", [
