@@ -59,7 +59,7 @@ def module_tasks_of(path, modules, playbook):
 
 def test_every_module_has_exactly_one_twin_entry(twin):
     assert set(twin.TWINS) == set(module_names()), (
-        "homeops_dev/bench/twin.py TWINS must have one entry per module of homeops_dev/modules.py")
+        "homeops_dev/bench/twin_map.py TWINS must have one entry per module of homeops_dev/modules.py")
     for name, entry in twin.TWINS.items():
         assert entry.doc and callable(entry.convert), name
 
