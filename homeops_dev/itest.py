@@ -15,7 +15,7 @@ none; the LAB STAND-INs keep a private runtime off every path Ansible's discover
 checked before the deploy and again after verify, so Python cannot come back unseen.
 Environment: INVENTORY=path (real hosts: the lab is never touched), LAB_KEEP=1,
 ANSIBLE_ARGS (extra ansible-playbook arguments). Logs: logs/itest-<timestamp>/.
-The lab, the runs and the checks are homeops_dev/labdriver.py's.
+The lab, the runs and the checks are homeops_dev/labdriver/'s.
 """
 from __future__ import annotations
 

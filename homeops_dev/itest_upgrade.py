@@ -14,7 +14,7 @@
   7. a downgrade (the previous set again) is refused before anything changes
   8. lab down, always, also on failure, Ctrl-C and SIGTERM; LAB_KEEP=1 keeps it
 Logs: logs/itest-upgrade-<timestamp>/. ANSIBLE_ARGS: extra ansible-playbook arguments.
-The lab, the runs and the checks are homeops_dev/labdriver.py's.
+The lab, the runs and the checks are homeops_dev/labdriver/'s.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The itest-faults runner's parsing (homeops_dev/faults/) and its bad-input table, no lab. Its
-playbook runs and their recaps are homeops_dev/labdriver.py's (tests/test_labdriver.py)."""
+playbook runs and their recaps are homeops_dev/labdriver/'s (tests/test_labdriver.py)."""
 import json
 import os
 import re

@@ -1,4 +1,4 @@
-"""homeops_dev/labdriver.py, the driver itest, itest-upgrade, the fault suite and the bench share: the
+"""homeops_dev/labdriver/, the driver itest, itest-upgrade, the fault suite and the bench share: the
 PLAY RECAP parser and the checks built on it, the secrets scan, the SSH command lines (root and
 sudo users), the exit path of a run and the detection of other runs. No lab."""
 import json

@@ -21,7 +21,7 @@ def playbook(tmp_path, inventory, path, *args):
         inv.write_text(yaml.safe_dump(inventory))
     elif isinstance(inventory, str):
         inv.write_text(inventory)
-    # The runners' own way of running a playbook (homeops_dev/labdriver.py).
+    # The runners' own way of running a playbook (homeops_dev/labdriver/).
     play = labdriver.Runner(tmp_path, inv).play("run", path, *args, timeout=120)
     return play.rc, play.text
 

@@ -18,7 +18,7 @@ from test_loki_standin import lab_sh
 VERSIONS = yaml.safe_load(open(os.path.join(REPO, "roles/common/defaults/main/versions.yml")))
 COMPONENTS = ("loki", "grafana", "alloy")
 CHECK = "homeops_dev.upgrade_check"  # python -m, from the repository root
-# The environment of every Ansible run of the runners (homeops_dev/labdriver.py).
+# The environment of every Ansible run of the runners (homeops_dev/labdriver/).
 from homeops_dev import labdriver
 
 ENV = labdriver.ansible_env()

@@ -16,7 +16,7 @@ from homeops_dev import modules as workspace_modules  # the one module list
 
 BENCH = ROOT / "bench"
 LAB = ROOT / "lab" / "lab"
-# The lab, the playbook runs and SSH to the hosts are the shared driver's (homeops_dev/labdriver.py).
+# The lab, the playbook runs and SSH to the hosts are the shared driver's (homeops_dev/labdriver/).
 INVENTORY = labdriver.LAB_INVENTORY
 VENV_BIN = ROOT / ".venv" / "bin"
 ANSIBLE_PLAYBOOK = VENV_BIN / "ansible-playbook"

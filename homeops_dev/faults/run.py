@@ -15,7 +15,7 @@ Logs: logs/faults-<timestamp>/<scenario>-<step>.out (+ .log, Ansible's own log).
 
 Host-side commands are fixed strings run over ssh as the inventory's user, through sudo; no
 value (and never a secret) is interpolated into a shell: secrets go to the hosts on standard
-input only. The lab, the playbook runs and their recaps are homeops_dev/labdriver.py's.
+input only. The lab, the playbook runs and their recaps are homeops_dev/labdriver/'s.
 """
 from __future__ import annotations
 
