@@ -73,17 +73,13 @@ COLLECTION_SOURCES := galaxy.yml CHANGELOG.md LICENSE THIRD-PARTY.md meta/runtim
   homeops_dev/build_collection.py homeops_dev/modules.py Cargo.toml \
   $(shell find roles plugins library -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -name '.*.[0-9]*' 2>/dev/null)
 
-# The lab's targets (lab-up, lab-status, lab-down, lab-fault, lab-inventory, lab-test, lab-unit)
-# live with the lab: see lab/README.md.
-include lab/lab.mk
-# make bench (issue 5) and make itest-faults (issue 6) live beside their code.
-include bench/bench.mk
-include tests/faults/faults.mk
-# make itest-upgrade (issue 14) lives beside its script.
-include scripts/itest-upgrade.mk
+# The tooling's targets: the lab's (lab-up, lab-status, lab-down, lab-fault, lab-inventory,
+# lab-test, lab-unit; lab/README.md) and the runners' (itest, itest-fleet, itest-upgrade,
+# itest-faults, bench), beside their code, the homeops_dev package.
+include homeops_dev/tooling.mk
 
 .PHONY: help prerequisites setup venv collections collection build lint lint-workflows sanity galaxy-import changelog-lint test-newest test test-templates \
-        test-playbooks syntax-check deploy verify itest itest-fleet inventory clean
+        test-playbooks syntax-check deploy verify inventory clean
 
 help: ## List the targets
 	@echo "HomeOps observability. Main job: make itest (Deploy + Verify). Tests: make test."
@@ -91,7 +87,7 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 	  awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo
-	@echo "Lab (lab/lab.mk): lab-up lab-status lab-down lab-keep lab-fault HOST=.. FAULT=.. lab-unit lab-test"
+	@echo "Lab (homeops_dev/tooling.mk): lab-up lab-status lab-down lab-keep lab-fault HOST=.. FAULT=.. lab-unit lab-test"
 	@echo "Verify: checks $(SPEC_CHECKS) of docs/verification-spec.md"
 	@echo "Variables: INVENTORY=path (real hosts; default $(LAB_INVENTORY)), CHECK=1 (dry run),"
 	@echo "           LAB_ID=id (a second lab of this clone; then make lab-down LAB_ID=id too),"
@@ -283,14 +279,6 @@ verify: setup inventory ## Run the verification checks of docs/verification-spec
 	@echo "==> verify: $(VERIFY_PLAYBOOK) on $(INV) (log: $(LOG_DIR)/$(STAMP)-verify.log)"
 	ANSIBLE_LOG_PATH=$(LOG_DIR)/$(STAMP)-verify.log \
 	  ansible-playbook -i $(INV) $(ANSIBLE_ARGS) $(VERIFY_PLAYBOOK)
-
-itest: setup ## Golden Path: lab up, deploy, verify, idempotent re-deploy, lab down
-	@INVENTORY="$(INVENTORY)" LAB_KEEP="$(LAB_KEEP)" ANSIBLE_ARGS="$(ANSIBLE_ARGS)" \
-	  $(VENV)/bin/python -m homeops_dev.itest
-
-itest-fleet: setup ## The Golden Path with the aarch64 agent pi-01 too (LAB_ARM=1; qemu-user, slower)
-	@LAB_ARM=1 INVENTORY="$(INVENTORY)" LAB_KEEP="$(LAB_KEEP)" ANSIBLE_ARGS="$(ANSIBLE_ARGS)" \
-	  $(VENV)/bin/python -m homeops_dev.itest
 
 clean: ## Remove build output, installed binaries, venv, collections and Ansible state
 	rm -rf target build $(VENV) $(VENV_NEWEST) collections .ansible .pytest_cache
