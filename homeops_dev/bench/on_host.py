@@ -8,14 +8,14 @@ import subprocess
 from pathlib import Path
 
 from homeops_dev import labdriver
-from homeops_dev.bench import common
+from homeops_dev.bench import common as bench_common  # its LIBRARY: main() may replace it
 from homeops_dev.bench.common import Lab, log, MIB, MODULES
 
 
 def bench_sizes() -> dict:
     out = {}
     for m in MODULES:
-        p = common.LIBRARY / m
+        p = bench_common.LIBRARY / m
         if p.is_file():
             size = p.stat().st_size
             out[m] = {"bytes": size, "ok": size <= MIB}
@@ -46,12 +46,12 @@ def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results
     if "apt_lockdown" not in names:
         (stage / "apt_lockdown.args").write_text(json.dumps(dict(state="released", _ansible_module_name="apt_lockdown", **common)))
         names.append("apt_lockdown")
-    shas = {m: hashlib.sha256((common.LIBRARY / m).read_bytes()).hexdigest() for m in names}
+    shas = {m: hashlib.sha256((bench_common.LIBRARY / m).read_bytes()).hexdigest() for m in names}
     # The fast path's hot script (cached binary, args on stdin): what each fast task runs remotely.
     script = fp.render(fp._RUN, shas["system_account"])
     (stage / "fastpath.sh").write_text(script)
     # One tar over one ssh: binaries, args, script.
-    tar = subprocess.run(["tar", "-C", str(common.LIBRARY), "-cf", "-", *names], stdout=subprocess.PIPE, check=True).stdout
+    tar = subprocess.run(["tar", "-C", str(bench_common.LIBRARY), "-cf", "-", *names], stdout=subprocess.PIPE, check=True).stdout
     tar2 = subprocess.run(["tar", "-C", str(stage), "-cf", "-", *[f"{m}.args" for m in names], "fastpath.sh"],
                           stdout=subprocess.PIPE, check=True).stdout
     on_host(f"rm -rf {remote} && mkdir -p {remote} && tar -C {remote} -xf -", tar, check=True)

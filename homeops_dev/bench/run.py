@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from homeops_dev import ROOT
-from homeops_dev.bench import common
+from homeops_dev.bench import common as bench_common  # its LIBRARY: main() may replace it
 from homeops_dev.bench.common import (
     ANSIBLE_PLAYBOOK, BENCH, BenchError, DEPLOY_BUILTIN, DEPLOY_OURS, Interference, inventory_hosts, LAB,
     loadavg, log, machine_info, MODULES, new_lab, play_of, Runner, TWIN, wait_for_quiet, write_yaml,
@@ -90,9 +90,9 @@ def main() -> int:
         if not p.exists():
             raise SystemExit(f"bench: {p} does not exist: {why}")
     # Every module must be built: the deploy and the series between them use nearly all.
-    missing = [m for m in MODULES if not (common.LIBRARY / m).is_file()]
+    missing = [m for m in MODULES if not (bench_common.LIBRARY / m).is_file()]
     if missing:
-        raise SystemExit(f"bench: module binaries missing in {common.LIBRARY}: {' '.join(missing)} (run 'make build')")
+        raise SystemExit(f"bench: module binaries missing in {bench_common.LIBRARY}: {' '.join(missing)} (run 'make build')")
     if "deploy" in only:
         if not DEPLOY_OURS.exists():
             raise SystemExit(f"bench: {DEPLOY_OURS} does not exist yet")
@@ -116,9 +116,9 @@ def main() -> int:
     snap = results / "library"
     snap.mkdir()
     for m in MODULES:
-        if (common.LIBRARY / m).is_file():
-            shutil.copy2(common.LIBRARY / m, snap / m)
-    source_library, common.LIBRARY = common.LIBRARY, snap
+        if (bench_common.LIBRARY / m).is_file():
+            shutil.copy2(bench_common.LIBRARY / m, snap / m)
+    source_library, bench_common.LIBRARY = bench_common.LIBRARY, snap
     twin_playbook = DEPLOY_BUILTIN
     if "deploy" in only:
         # The twin runs from the results (exactly what was timed, kept with the numbers).
@@ -141,8 +141,8 @@ def main() -> int:
     r = {"hosts": a.hosts, "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
          "machine": machine_info(), "load_start": loadavg(), "sizes": bench_sizes(),
          "args": vars(a), "results_dir": str(results.relative_to(ROOT)), "library": str(source_library),
-         "sha256": {m: hashlib.sha256((common.LIBRARY / m).read_bytes()).hexdigest()[:12] for m in MODULES
-                    if (common.LIBRARY / m).is_file()}}
+         "sha256": {m: hashlib.sha256((bench_common.LIBRARY / m).read_bytes()).hexdigest()[:12] for m in MODULES
+                    if (bench_common.LIBRARY / m).is_file()}}
     log(f"results in {results.relative_to(ROOT)}; {a.hosts} hosts; series: {', '.join(sorted(only))}; "
         f"load {r['load_start']}")
     for m, x in r["sizes"].items():
