@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 from homeops_dev import ROOT  # noqa: E402
 BENCH = ROOT / "docs" / "benchmarks.md"

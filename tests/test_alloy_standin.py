@@ -43,26 +43,42 @@ def alloy_binary():
 
 FAKE_JOURNALCTL = r'''#!/usr/bin/env python3
 """Fake journalctl: records its arguments, prints the feed's entries after --after-cursor
-(or from --since), then follows the feed like journalctl -f."""
+(from --cursor: that entry too; or from --since) and exits; with --follow it then follows the feed. As systemd 252's
+journalctl, --follow without --merge or --boot implies --boot: only entries of the current boot
+(FJ_BOOT; an entry without _BOOT_ID is of it) are shown, and an --after-cursor whose entry is
+not of that boot skips the first entry that is too (systemd#30288, fixed in 255)."""
 import json, os, sys, time
 args = sys.argv[1:]
 with open(os.environ["FJ_ARGS"], "a") as f:
     f.write(json.dumps(args) + "\n")
 after = next((a.split("=", 1)[1] for a in args if a.startswith("--after-cursor=")), None)
+at = next((a.split("=", 1)[1] for a in args if a.startswith("--cursor=")), None)
 since = next((float(a.split("=@", 1)[1]) for a in args if a.startswith("--since=@")), None)
-seen, skipping = 0, after is not None
+follow = "--follow" in args
+this_boot = follow and "--merge" not in args and not any(a.startswith(("--boot", "-b")) for a in args)
+boot = os.environ.get("FJ_BOOT", "")
+seen, skipping, extra_skip = 0, after is not None or at is not None, 0
 while True:
     with open(os.environ["FJ_FEED"]) as f:
         lines = f.read().splitlines()
     for line in lines[seen:]:
         e = json.loads(line)
+        shown = not this_boot or e.get("_BOOT_ID", boot) == boot
         if skipping:
-            skipping = e["__CURSOR"] != after
+            skipping = e["__CURSOR"] != (after or at)
+            if not skipping and not shown:
+                extra_skip = 1
+            if skipping or after is not None:
+                continue
+        if not shown or (since is not None and int(e["__REALTIME_TIMESTAMP"]) / 1e6 < since):
             continue
-        if since is not None and int(e["__REALTIME_TIMESTAMP"]) / 1e6 < since:
+        if extra_skip:
+            extra_skip = 0
             continue
         print(line, flush=True)
     seen = len(lines)
+    if not follow:
+        break
     time.sleep(0.1)
 '''
 
@@ -140,9 +156,12 @@ def lab(tmp_path):
     return tmp_path
 
 
-def journal_entry(cursor, message, unit="homeops-test.service", age_s=0.0):
-    return json.dumps({"__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(int((time.time() - age_s) * 1e6)),
-                       "MESSAGE": message, "_SYSTEMD_UNIT": unit, "PRIORITY": "6", "_HOSTNAME": "srv-01"})
+def journal_entry(cursor, message, unit="homeops-test.service", age_s=0.0, boot=None):
+    e = {"__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(int((time.time() - age_s) * 1e6)),
+         "MESSAGE": message, "_SYSTEMD_UNIT": unit, "PRIORITY": "6", "_HOSTNAME": "srv-01"}
+    if boot:
+        e["_BOOT_ID"] = boot
+    return json.dumps(e)
 
 
 def feed(lab, *entries):
@@ -152,12 +171,12 @@ def feed(lab, *entries):
 
 
 class Alloy:
-    def __init__(self, lab, config_text):
+    def __init__(self, lab, config_text, boot=""):
         self.lab = lab
         self.port = free_port()
         (lab / "config.alloy").write_text(config_text)
         env = dict(os.environ, ALLOY_LAB_JOURNALCTL=str(lab / "journalctl"), ALLOY_LAB_VERSION=group_vars()[1]["alloy_version"],
-                   FJ_ARGS=str(lab / "fj.args"), FJ_FEED=str(lab / "feed"))
+                   FJ_ARGS=str(lab / "fj.args"), FJ_FEED=str(lab / "feed"), FJ_BOOT=boot)
         self.log = open(lab / "alloy.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, alloy_binary(), "run", "--server.http.listen-addr=127.0.0.1:%d" % self.port,
@@ -225,10 +244,12 @@ def test_journal_lines_reach_loki_relabelled_and_a_restart_does_not_resend(lab):
         assert a.stop() == 0
     finally:
         a.stop()
-    first_args = json.loads((lab / "fj.args").read_text().splitlines()[0])
-    since = [x for x in first_args if x.startswith("--since=@")]
-    assert since and abs(float(since[0][9:]) - (time.time() - 7 * 3600)) < 120, first_args
-    assert "--follow" in first_args and "--output=json" in first_args
+    # A catch-up read from max_age ago, then a follow from where it ended.
+    calls = [json.loads(x) for x in (lab / "fj.args").read_text().splitlines()]
+    since = [x for x in calls[0] if x.startswith("--since=@")]
+    assert since and abs(float(since[0][9:]) - (time.time() - 7 * 3600)) < 120, calls[0]
+    assert "--follow" not in calls[0] and "--output=json" in calls[0]
+    assert "--follow" in calls[1] and "--after-cursor=c1" in calls[1], calls[1]
 
     feed(lab, journal_entry("c2", "marker two"))
     sent_before = len(loki.entries())
@@ -237,12 +258,45 @@ def test_journal_lines_reach_loki_relabelled_and_a_restart_does_not_resend(lab):
         b.wait_ready()
         assert wait_for(lambda: any(e[2] == "marker two" for e in loki.entries())), b.output()
         time.sleep(1.5)
+        # The entry at the stored cursor again (as Alloy: SeekCursor, then Next; Loki drops the
+        # copy, same timestamp and line), then what is new.
         lines = [e[2] for e in loki.entries()[sent_before:]]
-        assert lines == ["marker two"], lines
+        assert lines == ["marker one", "marker two"], lines
+        assert loki.entries()[sent_before][1] == next(e[1] for e in loki.entries() if e[2] == "marker one")
     finally:
         assert b.stop() == 0
-    second_args = json.loads((lab / "fj.args").read_text().splitlines()[1])
-    assert "--after-cursor=c1" in second_args
+    restart = json.loads((lab / "fj.args").read_text().splitlines()[2])
+    assert "--cursor=c1" in restart and "--follow" not in restart, restart
+    loki.close()
+
+
+def test_after_a_reboot_the_last_lines_of_the_old_boot_are_sent(lab):
+    """Alloy stopped at a reboot with its cursor on the line before the last one written: after
+    the boot it sends the old boot's remaining lines, then the new boot's, each once. (Followed
+    straight from the old cursor, journalctl's implied --boot skipped them: issue 22's lost line.)"""
+    loki = FakeLoki()
+    feed(lab, journal_entry("a1", "boot A line 1", boot="A"))
+    a = Alloy(lab, config(lab, loki), boot="A")
+    try:
+        a.wait_ready()
+        assert wait_for(lambda: any(e[2] == "boot A line 1" for e in loki.entries())), a.output()
+    finally:
+        assert a.stop() == 0
+    feed(lab, journal_entry("a2", "boot A line 2", boot="A"), journal_entry("a3", "boot A line 3", boot="A"),
+         journal_entry("b1", "boot B line 1", boot="B"))
+    b = Alloy(lab, config(lab, loki), boot="B")
+    try:
+        b.wait_ready()
+        feed(lab, journal_entry("b2", "boot B line 2", boot="B"))
+        assert wait_for(lambda: any(e[2] == "boot B line 2" for e in loki.entries())), b.output()
+        time.sleep(1.5)
+    finally:
+        assert b.stop() == 0
+    lines = [e[2] for e in loki.entries()]
+    # "boot A line 1" twice: once before the reboot, once again from the stored cursor (Loki
+    # drops the copy).
+    assert lines == ["boot A line 1", "boot A line 1", "boot A line 2", "boot A line 3", "boot B line 1",
+                     "boot B line 2"], lines
     loki.close()
 
 

@@ -83,6 +83,19 @@ def test_library_layout_is_copied_whatever_its_subdirectories(tmp_path):
         build_collection.library_files(str(tmp_path), ["safe_grep"])
 
 
+def test_the_routing_is_generated_and_never_written_by_hand(tmp_path):
+    """meta/runtime.yml in the repository lists no module: the build appends each one's
+    action_plugin, and refuses a hand-written plugin_routing it would have to merge."""
+    assert "plugin_routing" not in load_yaml("meta/runtime.yml")
+    routing = yaml.safe_load(build_collection.routing(["a", "b"]))
+    assert routing == {"plugin_routing": {"modules": {"a": {"action_plugin": "homeops.observability.fastpath"},
+                                                      "b": {"action_plugin": "homeops.observability.fastpath"}}}}
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "runtime.yml").write_text("---\nplugin_routing:\n  modules: {}\n")
+    with pytest.raises(SystemExit, match="meta/runtime.yml sets plugin_routing"):
+        build_collection.write_runtime(str(tmp_path), str(tmp_path / "stage"), ["a"])
+
+
 @pytest.fixture(scope="module")
 def tarball():
     return collection_tarball()
@@ -109,9 +122,17 @@ def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
                     assert text.strip() == sidecar[key].strip(), (name, key)
                 else:
                     assert yaml.safe_load(text) == sidecar[key], (name, key)
-            action = tar.extractfile(f"plugins/action/{name}.py").read()
-            with open(os.path.join(REPO, "action_plugins", "homeops_fastpath.py"), "rb") as f:
-                assert action == f.read(), f"plugins/action/{name}.py is not the fast path of this tree"
+        # ONE action plugin, the fast path of this tree, and every module routed to it by
+        # meta/runtime.yml (homeops_dev/build_collection.py generates the routing from homeops_dev/modules.py).
+        actions = sorted(n for n in members if n.startswith("plugins/action/") and members[n].isfile())
+        assert actions == ["plugins/action/fastpath.py"], actions
+        with open(os.path.join(REPO, "action_plugins", "homeops_fastpath.py"), "rb") as f:
+            assert tar.extractfile(actions[0]).read() == f.read(), "plugins/action/fastpath.py is not this tree's fast path"
+        runtime = yaml.safe_load(tar.extractfile("meta/runtime.yml"))
+        assert runtime["plugin_routing"] == {"modules": {
+            name: {"action_plugin": "homeops.observability.fastpath"} for name in module_names()}}, runtime.get("plugin_routing")
+        # The rest is the repository's meta/runtime.yml as written.
+        assert {k: v for k, v in runtime.items() if k != "plugin_routing"} == load_yaml("meta/runtime.yml")
         # The one module table (python -m homeops_dev.modules --table) is in the README, where the marker was.
         readme = tar.extractfile("README.md").read().decode()
         assert build_collection.TABLE_MARKER not in readme
@@ -235,6 +256,43 @@ def test_a_playbook_elsewhere_runs_our_modules_through_the_fast_path(project):
                          r"|cached homeops\.observability\.%s$)" % (module, module, module), out, re.M), module
     assert "homeops fast path off" not in out
     assert "secret-value" not in out
+
+
+def test_every_module_of_the_collection_takes_the_fast_path(project):
+    """Each module's task, by FQCN from the installed collection, is handled by the one fast path
+    that meta/runtime.yml routes it to: every module answers an unknown option (the parser's
+    refusal, before the module does anything) after the fast path ran it. A module missing from
+    the routing would fall back to ansible-core's own module transfer, without the fast path's
+    log line. The module_defaults of group/homeops.observability.apt must reach only the group's
+    members (a routing that renamed the task's resolved action would hand them to every module,
+    and the refusal would then name lock_timeout and retries too)."""
+    root, env = project
+    from homeops_dev import modules
+
+    cases = [c for c in modules.bad_inputs(REPO) if c["why"] == "unknown option"]
+    assert sorted(c["module"] for c in cases) == module_names()
+    tasks = []
+    for i, c in enumerate(cases):
+        tasks.append({"name": f"Run {c['module']} with an unknown option", f"homeops.observability.{c['module']}": c["args"],
+                      "register": f"case_{i}", "ignore_errors": True})
+        tasks.append({"name": f"Check that {c['module']} refused it alone", "ansible.builtin.assert": {
+            "that": [f"case_{i} is failed", f"case_{i} is not changed", f"{c['needle']!r} in case_{i}.msg"]}})
+    play = [{"name": "Every module through the fast path", "hosts": "localhost", "connection": "local",
+             "gather_facts": False, "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+             "module_defaults": {"group/homeops.observability.apt": {"lock_timeout": 5, "retries": 0}},
+             "tasks": tasks}]
+    (root / "every.yml").write_text(yaml.safe_dump(play, sort_keys=False, width=200))
+    res = run([venv_bin("ansible-playbook"), "-i", "localhost,", "-vvv", "every.yml"], cwd=root, env=env)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    n = len(cases)
+    # An ignored failure counts as ok too: each module's task and its assert.
+    assert re.search(rf"localhost\s*:\s*ok={2 * n}\s+changed=0\s+unreachable=0\s+failed=0\s+skipped=0\s+rescued=0\s+"
+                     rf"ignored={n}", out), out[-2000:]
+    missed = [c["module"] for c in cases if not re.search(
+        r"^homeops fast path: (uploading|cached) homeops\.observability\.%s\b" % c["module"], out, re.M)]
+    assert not missed, f"no fast path for {missed}: is each module routed to it in meta/runtime.yml?"
+    assert "homeops fast path off" not in out
 
 
 def test_version_is_the_newest_release_of_the_changelog():

@@ -10,9 +10,11 @@ the lab hosts.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -233,6 +235,55 @@ def test_the_per_arch_binaries_sit_where_the_module_loader_never_looks(tmp_path)
     loader = PluginLoader("", "ansible.modules", [str(lib)], "library")
     paths = [p.path for p in loader._get_paths_with_context(subdirs=True)]
     assert not any(fp.ARCH_DIR in p for p in paths), paths
+
+
+# ---- how ansible-core finds the fast path for each module ---------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+RESOLVE = r"""
+import json, sys
+from ansible.plugins.loader import action_loader, init_plugin_loader, module_loader
+init_plugin_loader([sys.argv[1]])
+found = {}
+for name in sys.argv[2:]:
+    module = module_loader.find_plugin_with_context("homeops.observability." + name)
+    handler = module.action_plugin if module.resolved else None
+    found[name] = [handler, handler and action_loader.find_plugin(handler)]
+print(json.dumps(found))
+"""
+
+
+def test_the_installed_collection_routes_every_module_to_the_one_fast_path():
+    """What the playbooks use (make setup installs the collection into ./collections): ansible-core's
+    own loader gives each module the action plugin homeops.observability.fastpath from
+    meta/runtime.yml (the handler TaskExecutor takes first), and that is this tree's fast path.
+    tests/test_collection.py runs every module through it from an installed tarball."""
+    from conftest import module_names
+    collections = REPO / "collections"
+    if not (collections / "ansible_collections" / "homeops" / "observability" / "MANIFEST.json").is_file():
+        pytest.fail(f"{collections} has no homeops.observability: run make setup")
+    names = module_names()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    res = subprocess.run([sys.executable, "-c", RESOLVE, str(collections), *names], capture_output=True, text=True,
+                         timeout=120, env=dict(env, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")), cwd=str(REPO))
+    assert res.returncode == 0, res.stderr[-2000:]
+    found = json.loads(res.stdout.splitlines()[-1])
+    plugin = collections / "ansible_collections/homeops/observability/plugins/action/fastpath.py"
+    for name in names:
+        handler, path = found[name]
+        assert handler == "homeops.observability.fastpath", f"{name}: no action_plugin in meta/runtime.yml ({handler})"
+        assert path == str(plugin), (name, path)
+    assert plugin.read_bytes() == (REPO / "action_plugins" / "homeops_fastpath.py").read_bytes(), \
+        "the installed fast path is not this tree's: run make setup"
+
+
+def test_bare_name_runs_find_the_fast_path_for_every_module():
+    """The bench and the fault suite run modules by bare name (ansible.cfg's action_plugins): each
+    module's action_plugins/<name>.py, made by make build, is a symlink to the one fast path."""
+    from conftest import module_names
+    for name in module_names():
+        link = REPO / "action_plugins" / f"{name}.py"
+        assert link.is_symlink() and os.readlink(link) == "homeops_fastpath.py", f"{link}: run make build"
 
 
 # ---- umask --------------------------------------------------------------------------------------

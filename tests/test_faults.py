@@ -3,8 +3,10 @@ playbook runs and their recaps are homeops_dev/labdriver/'s (tests/test_labdrive
 import json
 import os
 import re
+import subprocess
 
 from conftest import REPO, module_names
+from test_module_specs import argument_spec
 
 from homeops_dev.faults import helpers
 from homeops_dev.faults.registry import SCENARIOS
@@ -24,14 +26,71 @@ def test_wait_warnings_of_the_lockdown_and_the_apt_engine_are_found():
     assert helpers.waits("nothing here") == []
 
 
-def test_the_bad_input_table_covers_every_module_and_matches_the_crates():
-    cases = json.load(open(os.path.join(REPO, "tests/faults/bad-input.json")))
-    modules = {c["module"] for c in cases}
-    # Every module of the workspace (homeops_dev/modules.py), so a new one needs its cases here.
-    assert modules == set(module_names())
+def bad_inputs():
+    """The refused inputs derived from each built binary's argument spec (homeops_dev/modules.py)."""
+    from homeops_dev import modules
+
+    return modules.bad_inputs(REPO)
+
+
+def test_the_derived_bad_inputs_break_every_rule_of_every_option():
+    """python -m homeops_dev.modules --bad-inputs: for every module an unknown option, and for every option
+    (and every key of a list of dicts' entries) a wrong type, and where the spec says so a missing
+    required one, a value outside the choices, one under the minimum. A new module gets its cases
+    from its crate, nothing is listed by hand (docs/design.md, "Adding a module")."""
+    cases = bad_inputs()
+    assert {c["module"] for c in cases} == set(module_names())
+    whys = {(c["module"], c["why"]) for c in cases}
+    for module in module_names():
+        assert (module, "unknown option") in whys, module
+        for parent, option in argument_spec(module).items():
+            scopes = [("", parent, option)]
+            if option["elements"] == "dict":
+                assert (module, f"{parent}[0]: unknown key") in whys, (module, parent)
+                scopes += [(f"{parent}[0]: ", name, sub) for name, sub in option["suboptions"].items()]
+            for at, name, o in scopes:
+                assert any(w.startswith(f"{at}{name} not ") for m, w in whys if m == module), (module, at, name)
+                assert ((module, f"{at}{name} missing") in whys) == o["required"], (module, at, name)
+                assert ((module, f"{at}{name} outside its choices") in whys) == bool(o["choices"]), (module, at, name)
+                assert ((module, f"{at}{name} below its minimum") in whys) == (o["min"] is not None), (module, at, name)
     for c in cases:
         assert set(c) == {"module", "why", "args", "needle"}, c
         assert isinstance(c["args"], dict) and c["needle"], c
+
+
+def test_each_derived_bad_input_is_refused_by_its_binary_with_its_message():
+    """Every derived case, run here against the built binary (args on standard input, as the fast
+    path sends them; in check mode, so a case that slipped through would change nothing): failed,
+    changed=false, the needle in msg. The fault suite runs the same cases through Ansible."""
+    wrong = []
+    for c in bad_inputs():
+        args = json.dumps(dict(c["args"], _ansible_check_mode=True)).encode()
+        proc = subprocess.run([os.path.join(REPO, "library", c["module"]), "-"], input=args, capture_output=True,
+                              timeout=30, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+        answer = json.loads(proc.stdout)
+        refused = answer.get("failed") is True and answer.get("changed") is False
+        if not (refused and c["needle"] in answer.get("msg", "")):
+            wrong.append(f"{c['module']} ({c['why']}): wanted {c['needle']!r}, got {answer.get('msg')!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+# The parser's own refusals (crates/runtime/src/params.rs), which the derived cases cover.
+GENERIC = re.compile(r"missing required parameter|must be of type|must be one of|must be at least|must be a boolean"
+                     r"|Unsupported parameters for|unsupported keys in")
+
+
+def test_the_extra_bad_inputs_are_semantic_and_match_the_crates():
+    """tests/faults/bad-input.json holds only refusals of a module's own code (a bad account name,
+    an injected unit, an owner missing on the host), run on a real host by the fault suite. They
+    are optional: the parser's refusals are derived, so listing one here is refused as a duplicate."""
+    cases = json.load(open(os.path.join(REPO, "tests/faults/bad-input.json")))
+    assert cases and {c["module"] for c in cases} <= set(module_names())
+    for c in cases:
+        assert set(c) == {"module", "why", "args", "needle"}, c
+        assert isinstance(c["args"], dict) and c["needle"], c
+        assert not GENERIC.search(c["needle"]), (
+            f"{c['module']} ({c['why']}): the parser's own refusal; python -m homeops_dev.modules --bad-inputs derives "
+            "those from the argument spec, drop it from tests/faults/bad-input.json")
     # Every needle is a message the module's crate really produces (a quoted literal in its
     # sources or in the shared runtime/apt crates), so the table cannot drift silently.
     sources = ""

@@ -1,5 +1,5 @@
 """What every fault scenario shares: the run's paths and log directory, the lab of this clone,
-commands on the hosts and playbook runs (on homeops_dev/labdriver/), the assertions a
+commands on the hosts and playbook runs (on homeops_dev/labdriver.py), the assertions a
 scenario records, and the `scenario` mark the registry (homeops_dev/faults/registry.py) reads.
 
 Host-side commands are fixed strings run over ssh as the inventory's user, through sudo; no

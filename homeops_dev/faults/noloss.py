@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import time
 
-from homeops_dev.faults.helpers import deploy, Failed, say, Scenario, sh
+from homeops_dev.faults.helpers import deploy, Failed, lab, say, Scenario, sh
 
 
 #
@@ -128,7 +129,21 @@ def noloss_deploy(s: Scenario) -> None:
             str(counts))
 
 
-# Writes lines 1..$2 on srv-01, $3 s apart, in a transient unit (it outlives the SSH session).
+# Writes lines 1..$2 on the host, $3 s apart, in a transient unit (it outlives the SSH session);
+# after each line logger wrote, its number goes to /var/tmp/homeops-noloss-$1 (on the host's disk):
+# what was written when a reboot stopped the writer.
 WRITER = ('systemd-run --unit=homeops-noloss-writer --collect sh -c '
-          '\'for i in $(seq 1 "$2"); do logger -t homeops-noloss -- "noloss $1 $(hostname) line-$i-end"; '
-          'sleep "$3"; done\' writer "$1" "$2" "$3"')
+          '\'for i in $(seq 1 "$2"); do logger -t homeops-noloss -- "noloss $1 $(hostname) line-$i-end" '
+          '&& echo "$i" >> "/var/tmp/homeops-noloss-$1"; sleep "$3"; done\' writer "$1" "$2" "$3"')
+
+
+def reboot_host(host: str, off: int = 0) -> float:
+    """A machine restart of a lab host (`lab/lab reboot HOST --off=OFF`: its systemd reboots, it
+    stays off OFF s, the lab boots it again on the same disk and address); returns the seconds it
+    was down, as the verb measured them (reboot requested to sshd and systemd running again)."""
+    r = lab.run("reboot", host, f"--off={int(off)}", name=f"lab-reboot-{host}", timeout=600)
+    m = re.search(r"reboot: \S+ was down ([0-9.]+)s", r.text)
+    if r.returncode != 0 or not m:
+        raise Failed(f"lab/lab reboot {host} failed (exit {r.returncode}): {r.text[-800:]}")
+    say(f"  {host} rebooted: {r.text.strip().splitlines()[-1]}")
+    return float(m.group(1))

@@ -11,9 +11,12 @@ from homeops_dev.faults.helpers import HERE, LOG_DIR, playbook, Scenario, scenar
 
 @scenario("0", "Bad input through Ansible, every module", 1)
 def bad_input(s: Scenario):
-    """Each module's bad-input table (modules/*/tests/cli.rs) as Ansible tasks on obs-01: every
+    """Each module's refused inputs as Ansible tasks on obs-01, those derived from its argument spec
+    (python -m homeops_dev.modules --bad-inputs) and the semantic extras of bad-input.json: every
     case must fail with its named error and changed=false, and the host must be unchanged."""
-    cases = json.loads((HERE / "bad-input.json").read_text())
+    from homeops_dev import modules
+
+    cases = modules.bad_inputs() + json.loads((HERE / "bad-input.json").read_text())
     before = snapshot("obs-01")
     book = LOG_DIR / "bad-input.yml"
     tasks = []

@@ -2,27 +2,14 @@
 line lost (registered in homeops_dev/faults/registry.py)."""
 from __future__ import annotations
 
-import re
 import shlex
 import time
 
-from homeops_dev.faults.helpers import Failed, lab, say, Scenario, scenario, sh
+from homeops_dev.faults.helpers import lab, Scenario, scenario, sh
 from homeops_dev.faults.noloss import (
-    alloy_drops, check_exactly_once, loki_lines, loki_ready, noloss_deploy, noloss_run_id, wait_markers,
-    WRITER,
+    alloy_drops, check_exactly_once, loki_lines, loki_ready, noloss_deploy, noloss_run_id, reboot_host,
+    wait_markers, WRITER,
 )
-
-
-def reboot_host(host: str, off: int = 0) -> float:
-    """A machine restart of a lab host (`lab/lab reboot HOST --off=OFF`: its systemd reboots, it
-    stays off OFF s, the lab boots it again on the same disk and address); returns the seconds it
-    was down, as the verb measured them (reboot requested to sshd and systemd running again)."""
-    r = lab.run("reboot", host, f"--off={int(off)}", name=f"lab-reboot-{host}", timeout=600)
-    m = re.search(r"reboot: \S+ was down ([0-9.]+)s", r.text)
-    if r.returncode != 0 or not m:
-        raise Failed(f"lab/lab reboot {host} failed (exit {r.returncode}): {r.text[-800:]}")
-    say(f"  {host} rebooted: {r.text.strip().splitlines()[-1]}")
-    return float(m.group(1))
 
 
 # On the Loki host: PID 1's start time (a new one after a reboot), whether Loki and its proxy are

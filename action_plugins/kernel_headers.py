@@ -1,1 +1,0 @@
-homeops_fastpath.py
