@@ -452,6 +452,17 @@ def test_the_host_facts_twin_gives_the_register_the_packages_facts_of_ours(twin)
         twin.TWINS["host_facts"].convert({"units": ["loki.service"]}, "B2", {})
 
 
+def test_the_host_facts_twin_of_the_guards_first_contact_is_setup_then_the_packages_read(twin):
+    # playbooks/upgrade-guard.yml: one host_facts run answers the ping (its register) and reads
+    # the packages (their facts stay with the host).
+    tasks = twin.TWINS["host_facts"].convert({"architecture": True, "packages": ["loki=3.5.7"]}, "First",
+                                             {"register": "ping"})
+    assert [next(k for k in t if k.startswith("ansible.builtin.")) for t in tasks] == [
+        "ansible.builtin.setup", "ansible.builtin.command", "ansible.builtin.command", "ansible.builtin.set_fact"]
+    assert tasks[0]["register"] == "ping"
+    assert "ping" not in tasks[3]["ansible.builtin.set_fact"], "the facts must not overwrite the ping's register"
+
+
 def test_the_system_account_twin_of_a_membership_only_call_is_one_user_task(twin):
     tasks = twin.TWINS["system_account"].convert({"name": "alloy", "groups": ["adm", "systemd-journal"]},
                                                  "Let Alloy read the journal", {"when": "c", "notify": "h"})

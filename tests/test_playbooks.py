@@ -235,13 +235,28 @@ def test_alloy_linux_ignores_unreachable_and_windows_uses_ansible_windows(deploy
 
 
 def test_unreachable_loki_or_grafana_host_fails_but_agent_is_reported(deploy):
-    lockdown = deploy[0]
-    assert lockdown["ignore_unreachable"] is True
-    tasks = list(play_tasks(lockdown))
+    # The first contact is the guard's play (playbooks/upgrade-guard.yml, one host_facts run per
+    # host for the ping and the installed versions); the lockdown play skips what it found.
+    [guard] = load_yaml("playbooks/upgrade-guard.yml")
+    assert guard["ignore_unreachable"] is True
+    assert "max_fail_percentage" not in guard, "an unreachable Loki host must fail only itself"
+    tasks = list(play_tasks(guard))
+    first = next(t for t in tasks if NS + "host_facts" in t)
+    assert first["register"] == "observability_ping_result"
+    assert first[NS + "host_facts"]["architecture"] is True and "packages" in first[NS + "host_facts"]
     fail = next(t for t in tasks if module_of(t) == "ansible.builtin.fail")
     assert "'loki', 'grafana'" in str(fail["when"])
     report = next(t for t in tasks if module_of(t) == "ansible.builtin.debug")
     assert "UNREACHABLE" in report["ansible.builtin.debug"]["msg"]
+    # The downgrade refusal stops every host: one run_once task, after the unreachable are skipped.
+    refuse = [t for t in tasks if module_of(t) == "ansible.builtin.fail"][-1]
+    assert refuse["run_once"] is True and "Refusing to downgrade" in refuse["ansible.builtin.fail"]["msg"]
+    lockdown = deploy[0]
+    assert lockdown["ignore_unreachable"] is True
+    skip = list(play_tasks(lockdown))[0]
+    assert module_of(skip) == "ansible.builtin.meta" and "observability_unreachable" in str(skip["when"])
+    # No second round trip before the lockdown.
+    assert not any(NS + "host_facts" in t for t in play_tasks(lockdown))
 
 
 def test_every_apt_operation_goes_through_our_modules_with_the_lock_timeout(deploy):

@@ -99,7 +99,7 @@ def test_previous_alloy_standin_ships_its_reference(both_sets):
 
 # ---- the downgrade guard, run by Ansible against this machine with a dpkg database of its own -----
 
-def guard(tmp_path, installed, **pins):
+def guard(tmp_path, installed, playbook=None, **pins):
     # The guard reads dpkg's database with host_facts (no dpkg-query): give it one in which
     # `installed` are installed, plus a removed package that must never count.
     admindir = tmp_path / "dpkg"
@@ -114,7 +114,7 @@ def guard(tmp_path, installed, **pins):
         "children": {"loki": {"hosts": {"obs": None}}, "grafana": {"hosts": {"obs": None}},
                      "alloy_linux": {"hosts": {"agent": None}}}}}))
     extra = [a for k, v in {**pins, "observability_dpkg_admindir": str(admindir)}.items() for a in ("-e", f"{k}={v}")]
-    return subprocess.run(["ansible-playbook", "-i", str(inv), *extra, os.path.join(REPO, "playbooks/upgrade-guard.yml")],
+    return subprocess.run(["ansible-playbook", "-i", str(inv), *extra, playbook or os.path.join(REPO, "playbooks/upgrade-guard.yml")],
                           capture_output=True, text=True, timeout=120,
                           env={**ENV, "ANSIBLE_LOG_PATH": "/dev/null"})
 
@@ -127,6 +127,27 @@ def test_guard_refuses_a_downgrade_and_names_it(tmp_path):
     assert (f"Refusing to downgrade on obs: loki {VERSIONS['loki_version']} is installed and its pin is "
             f"{VERSIONS['loki_version_previous']}") in flat
     assert "grafana" not in flat.split("Refusing to downgrade", 1)[1].split(". Nothing")[0]
+
+
+def test_one_refusal_stops_every_host_and_names_each(tmp_path):
+    # One run_once task over all hosts (issue 23): a downgrade on one host stops the others too,
+    # no later play runs, and every host with a downgrade is named.
+    after = tmp_path / "deploy.yml"
+    after.write_text(yaml.safe_dump([
+        {"ansible.builtin.import_playbook": os.path.join(REPO, "playbooks/upgrade-guard.yml")},
+        {"name": "A later play", "hosts": "loki:grafana:alloy_linux", "gather_facts": False,
+         "tasks": [{"name": "Run after the guard", "ansible.builtin.debug": {"msg": "AFTER"}}]}]))
+    cur = {c: VERSIONS[f"{c}_version"] for c in COMPONENTS}
+    run = guard(tmp_path, cur, playbook=str(after), loki_version=VERSIONS["loki_version_previous"],
+                alloy_version=VERSIONS["alloy_version_previous"])
+    assert run.returncode != 0, run.stdout
+    flat = " ".join(run.stdout.split())
+    assert f"Refusing to downgrade on obs: loki {cur['loki']} is installed and its pin is" in flat
+    assert f"Refusing to downgrade on agent: alloy {cur['alloy']} is installed and its pin is" in flat
+    assert "A later play" not in run.stdout and "AFTER" not in run.stdout
+    # Without a downgrade the later play runs on both.
+    ok = guard(tmp_path, cur, playbook=str(after))
+    assert ok.returncode == 0 and ok.stdout.count('"msg": "AFTER"') + ok.stdout.count("msg: AFTER") == 2, ok.stdout
 
 
 def test_guard_lets_upgrades_fresh_hosts_and_same_versions_pass(tmp_path):

@@ -181,6 +181,9 @@ def wait_for_quiet(max_wait: int, lab: labdriver.Lab, include_ssh: bool = False)
         if not others:
             return
         if time.time() - t0 > max_wait:
+            if os.environ.get("BENCH_UNDER_LOAD") == "1":   # a shared machine: go on, the load is recorded
+                log(f"BENCH_UNDER_LOAD=1: going on after {max_wait} s beside {len(others)} other run(s)")
+                return
             raise BenchError("other Ansible/lab runs are still going after "
                              f"{max_wait} s; not starting (they would skew the numbers):\n  " + "\n  ".join(others))
         log(f"waiting for other Ansible/lab runs to finish ({len(others)}): {others[0]}")

@@ -27,8 +27,9 @@ modules and nothing else:
     host_facts      packages (the upgrade guard): dpkg-query and dpkg --compare-versions per
                     package, then a set_fact giving the register ansible_facts.homeops_packages
                     (name, installed, status, version, architecture, pin, newer_than_pin);
-                    architecture/kernel only (the deploy's first contact): ansible.builtin.setup
-                    with gather_subset [!all, !min, platform]; the other reads (verify's) have no
+                    architecture/kernel: ansible.builtin.setup with gather_subset [!all, !min,
+                    platform]; both (the guard's first contact): setup, then the packages read;
+                    the other reads (verify's) have no
                     entry here and stop the generator
 
 The mapping is the table TWINS (homeops_dev/bench/twin_map.py), keyed by module name: a new

@@ -386,6 +386,12 @@ def _host_facts(args: dict, name: str, rest: dict) -> list[dict]:
     platform = {"architecture", "kernel"}
     if args and set(args) <= platform:
         return [_task(name, "ansible.builtin.setup", {"gather_subset": ["!all", "!min", "platform"]}, **rest)]
+    if set(args) & platform:
+        # The guard's first contact does both: setup (its register, for `unreachable`), then the
+        # packages read, which leaves its facts (homeops_packages) with the host.
+        return (_host_facts({k: args[k] for k in args if k in platform}, name, rest)
+                + _host_facts({k: args[k] for k in args if k not in platform}, name,
+                              {k: v for k, v in rest.items() if k != "register"}))
     other = sorted(set(args) - set(HOST_FACTS_COVERED))
     if other:
         raise ValueError(f"the host_facts twin covers packages only (the deploy's upgrade guard), not {other}")
