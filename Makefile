@@ -23,10 +23,10 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Ansible's own warnings about our terminal locale would be noise in logs.
 export LC_ALL := C.UTF-8
 
-# The one list of modules: every binary crate of the Cargo workspace (scripts/modules.py).
-MODULES := $(shell $(PYTHON) scripts/modules.py)
+# The one list of modules: every binary crate of the Cargo workspace (homeops_dev/modules.py).
+MODULES := $(shell $(PYTHON) -m homeops_dev.modules)
 ifeq ($(strip $(MODULES)),)
-$(error scripts/modules.py found no module in Cargo.toml: is python3 there, is the workspace intact?)
+$(error homeops_dev/modules.py found no module in Cargo.toml: is python3 there, is the workspace intact (run make from the repository root)?)
 endif
 # Release binaries: static musl, std rebuilt for size (scripts/build-modules.sh says why), one
 # set per CPU architecture (`uname -m` names). library/<name> is the x86_64 build, the one
@@ -70,20 +70,16 @@ COLLECTION_TARBALL := build/homeops-observability-$(COLLECTION_VERSION).tar.gz
 COLLECTION_STAMP := collections/.homeops-observability.installed
 # Everything the build script copies: a change to any of these rebuilds the tarball.
 COLLECTION_SOURCES := galaxy.yml CHANGELOG.md LICENSE THIRD-PARTY.md meta/runtime.yml docs/collection.md action_plugins/homeops_fastpath.py \
-  scripts/build-collection.py scripts/modules.py Cargo.toml \
+  homeops_dev/build_collection.py homeops_dev/modules.py Cargo.toml \
   $(shell find roles plugins library -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -name '.*.[0-9]*' 2>/dev/null)
 
-# The lab's targets (lab-up, lab-status, lab-down, lab-fault, lab-inventory, lab-test, lab-unit)
-# live with the lab: see lab/README.md.
-include lab/lab.mk
-# make bench (issue 5) and make itest-faults (issue 6) live beside their code.
-include bench/bench.mk
-include tests/faults/faults.mk
-# make itest-upgrade (issue 14) lives beside its script.
-include scripts/itest-upgrade.mk
+# The tooling's targets: the lab's (lab-up, lab-status, lab-down, lab-fault, lab-inventory,
+# lab-test, lab-unit; lab/README.md) and the runners' (itest, itest-fleet, itest-upgrade,
+# itest-faults, bench), beside their code, the homeops_dev package.
+include homeops_dev/tooling.mk
 
 .PHONY: help prerequisites setup venv collections collection build lint lint-workflows sanity galaxy-import changelog-lint test-newest test test-templates \
-        test-playbooks syntax-check deploy verify itest itest-fleet inventory clean
+        test-playbooks syntax-check deploy verify inventory clean
 
 help: ## List the targets
 	@echo "HomeOps observability. Main job: make itest (Deploy + Verify). Tests: make test."
@@ -91,7 +87,7 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 	  awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo
-	@echo "Lab (lab/lab.mk): lab-up lab-status lab-down lab-keep lab-fault HOST=.. FAULT=.. lab-unit lab-test"
+	@echo "Lab (homeops_dev/tooling.mk): lab-up lab-status lab-down lab-keep lab-fault HOST=.. FAULT=.. lab-unit lab-test"
 	@echo "Verify: checks $(SPEC_CHECKS) of docs/verification-spec.md"
 	@echo "Variables: INVENTORY=path (real hosts; default $(LAB_INVENTORY)), CHECK=1 (dry run),"
 	@echo "           LAB_ID=id (a second lab of this clone; then make lab-down LAB_ID=id too),"
@@ -127,7 +123,7 @@ $(COLLECTIONS_STAMP): requirements.yml $(VENDORED_COLLECTIONS) $(VENV_STAMP)
 collection: $(COLLECTION_TARBALL) ## Build the collection tarball homeops.observability into build/
 $(COLLECTION_TARBALL): $(COLLECTION_SOURCES) $(VENV_STAMP) | build
 	@echo "==> collection: staging build/collection and running ansible-galaxy collection build"
-	$(VENV)/bin/python scripts/build-collection.py --output-dir build
+	$(VENV)/bin/python -m homeops_dev.build_collection --output-dir build
 
 # Next to the vendored collections, offline; the playbooks call our modules and roles from here.
 $(COLLECTION_STAMP): $(COLLECTION_TARBALL) $(COLLECTIONS_STAMP)
@@ -196,15 +192,15 @@ lint-workflows: $(VENV_STAMP) ## zizmor security audit of .github/workflows
 # The collection as a user installs it, under the ecosystem's own checker: every test of
 # `ansible-test sanity` (validate-modules, pep8, pylint, import, ansible-doc, ...) for Python 3.11
 # on the controller; tests/sanity/ignore-<core>.txt holds only what binary modules cannot satisfy
-# (scripts/sanity.py writes and checks it). The first run builds ansible-test's per-test venvs
+# (homeops_dev/sanity.py writes and checks it). The first run builds ansible-test's per-test venvs
 # under ~/.cache/homeops-observability from PyPI (~5 min); later runs, other clones too, ~35 s.
 sanity: $(COLLECTION_TARBALL) ## ansible-test sanity on the built collection, installed outside the repo
-	$(VENV)/bin/python scripts/sanity.py --tarball $(COLLECTION_TARBALL)
+	$(VENV)/bin/python -m homeops_dev.sanity --tarball $(COLLECTION_TARBALL)
 
 # What Galaxy runs on an upload (galaxy-importer: ansible-doc, ansible-lint production, flake8),
 # locally with tests/galaxy-importer.cfg: every module found with its docs, no warning (~1 min).
 galaxy-import: $(COLLECTION_TARBALL) ## galaxy-importer on the built tarball: nine modules with docs, no warnings
-	$(VENV)/bin/python scripts/galaxy-import.py $(COLLECTION_TARBALL)
+	$(VENV)/bin/python -m homeops_dev.galaxy_import $(COLLECTION_TARBALL)
 
 # The changelog (antsibull-changelog): a change is a fragment in changelogs/fragments/, a release
 # moves them into changelogs/changelog.yaml, and CHANGELOG.md is generated from that, never edited.
@@ -239,7 +235,7 @@ $(VENV_NEWEST)/.installed: requirements-newest.txt
 test-newest: $(VENV_NEWEST)/.installed $(COLLECTION_TARBALL) ## The collection's tests and sanity on the newest ansible-core
 	@echo "==> test-newest: tests/test_collection.py on ansible-core $$($(VENV_NEWEST)/bin/python -c 'import ansible.release as r; print(r.__version__)')"
 	env -u ANSIBLE_CONFIG $(VENV_NEWEST)/bin/python -m pytest -p no:cacheprovider tests/test_collection.py
-	$(VENV_NEWEST)/bin/python scripts/sanity.py --venv $(VENV_NEWEST) --tarball $(COLLECTION_TARBALL)
+	$(VENV_NEWEST)/bin/python -m homeops_dev.sanity --venv $(VENV_NEWEST) --tarball $(COLLECTION_TARBALL)
 
 syntax-check: setup
 	@echo "==> ansible-playbook --syntax-check"
@@ -286,14 +282,6 @@ verify: setup inventory ## Run the verification checks of docs/verification-spec
 	@echo "==> verify: $(VERIFY_PLAYBOOK) on $(INV) (log: $(LOG_DIR)/$(STAMP)-verify.log)"
 	ANSIBLE_LOG_PATH=$(LOG_DIR)/$(STAMP)-verify.log \
 	  ansible-playbook -i $(INV) $(ANSIBLE_ARGS) $(VERIFY_PLAYBOOK)
-
-itest: setup ## Golden Path: lab up, deploy, verify, idempotent re-deploy, lab down
-	@INVENTORY="$(INVENTORY)" LAB_KEEP="$(LAB_KEEP)" ANSIBLE_ARGS="$(ANSIBLE_ARGS)" \
-	  $(VENV)/bin/python scripts/itest.py
-
-itest-fleet: setup ## The Golden Path with the aarch64 agent pi-01 too (LAB_ARM=1; qemu-user, slower)
-	@LAB_ARM=1 INVENTORY="$(INVENTORY)" LAB_KEEP="$(LAB_KEEP)" ANSIBLE_ARGS="$(ANSIBLE_ARGS)" \
-	  $(VENV)/bin/python scripts/itest.py
 
 clean: ## Remove build output, installed binaries, venv, collections and Ansible state
 	rm -rf target build $(VENV) $(VENV_NEWEST) collections .ansible .pytest_cache

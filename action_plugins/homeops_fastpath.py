@@ -35,8 +35,8 @@
 # (environment of ansible-playbook).
 #
 # Every one of our modules uses this one file: in the collection it is plugins/action/fastpath.py
-# and meta/runtime.yml names it as each module's `action_plugin` (scripts/build-collection.py
-# generates both from scripts/modules.py); in this repository, for runs by bare module name with
+# and meta/runtime.yml names it as each module's `action_plugin` (homeops_dev/build_collection.py
+# generates both from homeops_dev/modules.py); in this repository, for runs by bare module name with
 # ansible.cfg's action_plugins, through a symlink named after the module
 # (action_plugins/<module>.py -> homeops_fastpath.py). Playbooks do not change.
 from __future__ import annotations

@@ -78,12 +78,9 @@ def load_yaml(relpath):
 
 
 def module_names():
-    """The one list of modules (scripts/modules.py, from the Cargo workspace)."""
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import modules
-    finally:
-        sys.path.pop(0)
+    """The one list of modules (homeops_dev/modules.py, from the Cargo workspace)."""
+    from homeops_dev import modules
+
     return modules.modules(REPO)
 
 

@@ -5,14 +5,12 @@ import filecmp
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from conftest import REPO, group_vars, render
 
-sys.path.insert(0, os.path.join(REPO, "upstream"))
-import alloycheck  # noqa: E402
+from upstream import alloycheck
 
 
 def alloy_version():

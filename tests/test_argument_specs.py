@@ -17,8 +17,7 @@ from conftest import REPO
 
 ROLES = sorted(os.path.basename(os.path.dirname(os.path.dirname(p)))
                for p in glob.glob(os.path.join(REPO, "roles/*/meta/main.yml")))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import labdriver  # noqa: E402
+from homeops_dev import labdriver
 
 INSTALLED = os.path.join(REPO, "collections/ansible_collections/homeops/observability")
 

@@ -15,12 +15,7 @@ import yaml
 
 from conftest import REPO, collection_tarball, load_yaml, module_names, run, venv_bin
 
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import importlib.util  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("build_collection", os.path.join(REPO, "scripts", "build-collection.py"))
-build_collection = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build_collection)
+from homeops_dev import build_collection
 
 ROLES = ("common", "loki", "grafana", "alloy", "apt_lockdown")
 
@@ -45,7 +40,7 @@ def test_the_module_list_comes_from_the_cargo_workspace():
     assert os.path.isfile(os.path.join(REPO, "crates", "runtime", "Cargo.toml"))
     for name in names:
         assert os.path.isfile(os.path.join(REPO, "modules", name, "src", "main.rs"))
-    res = run([sys.executable, os.path.join(REPO, "scripts", "modules.py")])
+    res = run([sys.executable, "-m", "homeops_dev.modules"], cwd=REPO)
     assert res.stdout.split() == names
 
 
@@ -62,9 +57,8 @@ def _workspace(tmp_path, crates):
 
 
 def test_modules_are_the_binary_crates_of_modules_and_the_two_kinds_never_mix(tmp_path):
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    import modules
-    sys.path.pop(0)
+    from homeops_dev import modules
+
     root = _workspace(tmp_path / "ok", {"modules/b": ("b", True), "modules/a": ("a", True), "crates/lib": ("lib", False)})
     assert modules.modules(root) == ["a", "b"]
     root = _workspace(tmp_path / "lib", {"modules/a": ("a", True), "modules/lib": ("lib", False)})
@@ -112,7 +106,7 @@ def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
         members = {m.name: m for m in tar.getmembers()}
         for name in module_names():
             # The module is a symlink to the x86_64 build (ansible-doc -l skips symlinks and reads
-            # <name>.py: scripts/build-collection.py says why).
+            # <name>.py: homeops_dev/build_collection.py says why).
             link = members[f"plugins/modules/{name}"]
             assert link.issym() and link.linkname == f".arch/x86_64/{name}", (link.type, link.linkname)
             binary = members[f"plugins/modules/.arch/x86_64/{name}"]
@@ -129,7 +123,7 @@ def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
                 else:
                     assert yaml.safe_load(text) == sidecar[key], (name, key)
         # ONE action plugin, the fast path of this tree, and every module routed to it by
-        # meta/runtime.yml (scripts/build-collection.py generates the routing from scripts/modules.py).
+        # meta/runtime.yml (homeops_dev/build_collection.py generates the routing from homeops_dev/modules.py).
         actions = sorted(n for n in members if n.startswith("plugins/action/") and members[n].isfile())
         assert actions == ["plugins/action/fastpath.py"], actions
         with open(os.path.join(REPO, "action_plugins", "homeops_fastpath.py"), "rb") as f:
@@ -139,7 +133,7 @@ def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
             name: {"action_plugin": "homeops.observability.fastpath"} for name in module_names()}}, runtime.get("plugin_routing")
         # The rest is the repository's meta/runtime.yml as written.
         assert {k: v for k, v in runtime.items() if k != "plugin_routing"} == load_yaml("meta/runtime.yml")
-        # The one module table (scripts/modules.py --table) is in the README, where the marker was.
+        # The one module table (python -m homeops_dev.modules --table) is in the README, where the marker was.
         readme = tar.extractfile("README.md").read().decode()
         assert build_collection.TABLE_MARKER not in readme
         assert build_collection.table(REPO) in "\n".join(line.strip() for line in readme.splitlines()) + "\n"
@@ -153,7 +147,7 @@ def test_tarball_holds_modules_docs_fast_path_and_roles(tarball):
         assert tops <= {"plugins", "roles", "meta", "README.md", "CHANGELOG.md", "MANIFEST.json", "FILES.json",
                         "LICENSE", "THIRD-PARTY.md", ".ansible-lint"}, tops
         # Galaxy's importer lints without the dependencies: the ansible.windows modules the roles
-        # call are mocked in the collection's own .ansible-lint (scripts/build-collection.py).
+        # call are mocked in the collection's own .ansible-lint (homeops_dev/build_collection.py).
         lint = yaml.safe_load(tar.extractfile(".ansible-lint"))
         assert "ansible.windows.win_service" in lint["mock_modules"], lint
         assert all(m.startswith(("ansible.windows.", "community.general.")) for m in lint["mock_modules"]), lint
@@ -273,11 +267,8 @@ def test_every_module_of_the_collection_takes_the_fast_path(project):
     members (a routing that renamed the task's resolved action would hand them to every module,
     and the refusal would then name lock_timeout and retries too)."""
     root, env = project
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import modules
-    finally:
-        sys.path.pop(0)
+    from homeops_dev import modules
+
     cases = [c for c in modules.bad_inputs(REPO) if c["why"] == "unknown option"]
     assert sorted(c["module"] for c in cases) == module_names()
     tasks = []

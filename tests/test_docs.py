@@ -2,19 +2,18 @@
 checked against, their sources.
 
 - README's performance table is generated from the latest runs of docs/benchmarks.md
-  (scripts/readme_bench.py), never copied by hand;
+  (homeops_dev/readme_bench.py), never copied by hand;
 - every range of check ids ("checks A-E") in README, AGENTS.md, the Makefile, the runners and
   docs/ ends at the last check section of docs/verification-spec.md;
 - every repository path a doc (or a code comment) quotes in backquotes exists in the tree,
   except what runs create (logs/, .lab/, build/, collections/, target/, module binaries, ...);
-- docs/reliability.md is generated with a row for every scenario of tests/faults/faults.py.
+- docs/reliability.md is generated with a row for every scenario of homeops_dev/faults/.
 """
 from __future__ import annotations
 
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ import pytest
 from conftest import REPO
 
 ROOT = Path(REPO)
-sys.path.insert(0, str(ROOT / "scripts"))
-import readme_bench  # noqa: E402
+from homeops_dev import readme_bench
 
 
 def tracked(*suffixes: str) -> list[Path]:
@@ -38,7 +36,7 @@ def test_readme_performance_table_is_the_latest_benchmarks_run():
     text = (ROOT / "README.md").read_text()
     want = readme_bench.replace_block(text, readme_bench.render(readme_bench.BENCH.read_text()))
     assert text == want, ("README.md's performance table is not generated from the latest runs of "
-                          "docs/benchmarks.md: run scripts/readme_bench.py (make bench does)")
+                          "docs/benchmarks.md: run python -m homeops_dev.readme_bench (make bench does)")
 
 
 def test_a_new_benchmarks_run_makes_the_readme_table_stale():
@@ -193,9 +191,8 @@ def test_a_path_that_is_not_in_the_tree_is_found():
 def test_reliability_doc_is_generated_for_every_scenario(tmp_path, monkeypatch):
     """write_doc() gets a row and a section per scenario result, in scenario number order (the
     runner passes every scenario of SCENARIOS when it rewrites the doc)."""
-    sys.path.insert(0, str(ROOT / "tests" / "faults"))
     os.environ.setdefault("LAB_ID", "")
-    import faults
+    from homeops_dev.faults import run as faults
     doc_path = ROOT / "logs" / f"test-reliability-{os.getpid()}.md"
     monkeypatch.setattr(faults, "DOC", doc_path)
     results = [(num, name, title, True, {"m": 1}, 1.0, [(True, "ok")], fn.__doc__ or "")

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "action_plugins"))
-import homeops_fastpath as fp  # noqa: E402
+from action_plugins import homeops_fastpath as fp  # a namespace package (pytest.ini: pythonpath)
 
 # A stand-in "module": prints what it got on standard input, so the tests see exactly which
 # bytes reached the module after the binary was consumed.

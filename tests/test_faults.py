@@ -1,18 +1,16 @@
-"""The itest-faults runner's parsing (tests/faults/faults.py) and its bad-input table, no lab. Its
-playbook runs and their recaps are scripts/labdriver.py's (tests/test_labdriver.py)."""
-import importlib.util
+"""The itest-faults runner's parsing (homeops_dev/faults/) and its bad-input table, no lab. Its
+playbook runs and their recaps are homeops_dev/labdriver/'s (tests/test_labdriver.py)."""
 import json
 import os
 import re
 import subprocess
-import sys
 
 from conftest import REPO, module_names
 from test_module_specs import argument_spec
 
-spec = importlib.util.spec_from_file_location("faults", os.path.join(REPO, "tests/faults/faults.py"))
-faults = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(faults)
+from homeops_dev.faults import helpers
+from homeops_dev.faults.registry import SCENARIOS
+from homeops_dev.faults.scenarios import grafana_password_chars, interrupted_restart, secrets
 
 
 def test_wait_warnings_of_the_lockdown_and_the_apt_engine_are_found():
@@ -21,25 +19,22 @@ def test_wait_warnings_of_the_lockdown_and_the_apt_engine_are_found():
         "/var/lib/dpkg/lock-frontend held by PID 652 (python3)\n"
         "[WARNING]: waited 5.0 s for /var/lib/dpkg/lock-frontend, held by PID 77 (apt-get)\n"
     )
-    assert faults.waits(text) == [
+    assert helpers.waits(text) == [
         (23.4, "apt work", "PID 652 (python3)"),
         (5.0, "/var/lib/dpkg/lock-frontend", "PID 77 (apt-get)"),
     ]
-    assert faults.waits("nothing here") == []
+    assert helpers.waits("nothing here") == []
 
 
 def bad_inputs():
-    """The refused inputs derived from each built binary's argument spec (scripts/modules.py)."""
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import modules
-    finally:
-        sys.path.pop(0)
+    """The refused inputs derived from each built binary's argument spec (homeops_dev/modules.py)."""
+    from homeops_dev import modules
+
     return modules.bad_inputs(REPO)
 
 
 def test_the_derived_bad_inputs_break_every_rule_of_every_option():
-    """scripts/modules.py --bad-inputs: for every module an unknown option, and for every option
+    """python -m homeops_dev.modules --bad-inputs: for every module an unknown option, and for every option
     (and every key of a list of dicts' entries) a wrong type, and where the spec says so a missing
     required one, a value outside the choices, one under the minimum. A new module gets its cases
     from its crate, nothing is listed by hand (docs/design.md, "Adding a module")."""
@@ -94,7 +89,7 @@ def test_the_extra_bad_inputs_are_semantic_and_match_the_crates():
         assert set(c) == {"module", "why", "args", "needle"}, c
         assert isinstance(c["args"], dict) and c["needle"], c
         assert not GENERIC.search(c["needle"]), (
-            f"{c['module']} ({c['why']}): the parser's own refusal; scripts/modules.py --bad-inputs derives "
+            f"{c['module']} ({c['why']}): the parser's own refusal; python -m homeops_dev.modules --bad-inputs derives "
             "those from the argument spec, drop it from tests/faults/bad-input.json")
     # Every needle is a message the module's crate really produces (a quoted literal in its
     # sources or in the shared runtime/apt crates), so the table cannot drift silently.
@@ -113,26 +108,26 @@ def test_the_extra_bad_inputs_are_semantic_and_match_the_crates():
 
 def test_host_scripts_take_no_values_from_data():
     # Secrets go to hosts on stdin only: the scan script reads them there.
-    assert "sys.stdin" in faults.HOST_SCAN
-    assert "hoplab" not in faults.HOST_SCAN
+    assert "sys.stdin" in secrets.HOST_SCAN
+    assert "hoplab" not in secrets.HOST_SCAN
 
 
 def test_the_interrupted_restart_scenario_is_registered_after_the_secrets_one():
-    numbers = [num for num, *_ in faults.SCENARIOS]
+    numbers = [num for num, *_ in SCENARIOS]
     assert "17" in numbers and numbers.index("17") == numbers.index("11") + 1
-    num, name, title, hosts, fn = faults.SCENARIOS[numbers.index("17")]
+    num, name, title, hosts, fn = SCENARIOS[numbers.index("17")]
     assert (name, title) == ("interrupted_restart", "a run interrupted between a config change and its restart")
     # Its host script is a fixed string (it reads the times on the host, never data).
-    assert "{" not in faults.LOKI_START_VS_CONFIG
+    assert "{" not in interrupted_restart.LOKI_START_VS_CONFIG
 
 
 def test_scenarios_are_numbered_once_and_18_is_the_grafana_password():
-    numbers = [x[0] for x in faults.SCENARIOS]
+    numbers = [x[0] for x in SCENARIOS]
     assert len(numbers) == len(set(numbers))
-    (num, name, title, hosts, _), = [x for x in faults.SCENARIOS if x[0] == "18"]
+    (num, name, title, hosts, _), = [x for x in SCENARIOS if x[0] == "18"]
     assert (name, title, hosts) == ("grafana_password_chars", "a Grafana admin password with # ; $ and quotes", 1)
     # What it deploys has what breaks each reader; its prefix up to '#' is what go-ini gives.
-    assert all(c in faults.HARD_PASSWORD for c in "#;$'\"`\\ ")
-    assert " #" in faults.HARD_PASSWORD  # also ends a value for configparser (the old stand-in)
-    assert "${" in faults.REFUSED_PASSWORD
-    assert "sys.stdin" in faults.GRAFANA_LOGIN and "Tr0ub4dor" not in faults.GRAFANA_LOGIN
+    assert all(c in grafana_password_chars.HARD_PASSWORD for c in "#;$'\"`\\ ")
+    assert " #" in grafana_password_chars.HARD_PASSWORD  # also ends a value for configparser (the old stand-in)
+    assert "${" in grafana_password_chars.REFUSED_PASSWORD
+    assert "sys.stdin" in grafana_password_chars.GRAFANA_LOGIN and "Tr0ub4dor" not in grafana_password_chars.GRAFANA_LOGIN

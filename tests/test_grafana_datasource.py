@@ -2,16 +2,13 @@
 and every value reaches Grafana unchanged after Grafana's environment expansion: "$" in a
 password must be written "$$" (pkg/services/provisioning/values/values.go)."""
 import json
-import os
-import sys
 
 import pytest
 import yaml
 
-from conftest import REPO, group_vars, render
+from conftest import group_vars, render
 
-sys.path.insert(0, os.path.join(REPO, "upstream"))
-import grafanacheck  # noqa: E402
+from upstream import grafanacheck
 
 ENV = {"X": "from-env", "HOME": "/root", "word": "W"}
 PASSWORDS = [

@@ -1,4 +1,4 @@
-"""scripts/labdriver.py, the driver itest, itest-upgrade, the fault suite and the bench share: the
+"""homeops_dev/labdriver/, the driver itest, itest-upgrade, the fault suite and the bench share: the
 PLAY RECAP parser and the checks built on it, the secrets scan, the SSH command lines (root and
 sudo users), the exit path of a run and the detection of other runs. No lab."""
 import json
@@ -17,8 +17,7 @@ from pathlib import Path
 
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import labdriver  # noqa: E402
+from homeops_dev import labdriver
 
 RECAP = """\
 TASK [Install Grafana Alloy] ****************************************************
@@ -188,8 +187,7 @@ def test_the_remote_command_line_runs_and_the_script_sees_only_its_input(tmp_pat
 
 STEPS = """\
 import os, signal, sys, time
-sys.path.insert(0, {scripts!r})
-import labdriver
+from homeops_dev import labdriver
 
 class FakeLab:
     echo = False
@@ -224,8 +222,9 @@ sys.exit(steps.run(body))
 ])
 def test_every_ending_tears_the_lab_down_and_names_the_step(tmp_path, how, rc, said):
     script = tmp_path / "run.py"
-    script.write_text(STEPS.format(scripts=os.path.join(REPO, "scripts"), log=str(tmp_path / "logs")))
-    p = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=60)
+    script.write_text(STEPS.format(log=str(tmp_path / "logs")))
+    p = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=REPO))
     assert p.returncode == rc, p.stdout + p.stderr
     assert "==> itest [   0s] lab down: make lab-down\nFAKE LAB DOWN\n" in p.stdout
     if rc == 0:
@@ -247,10 +246,10 @@ def test_a_kept_lab_stays_up_and_is_marked_kept(tmp_path, env, how, kept):
     """LAB_KEEP=1 (and LAB_KEEP_ON_FAILURE=1 on a failed run) leave the lab up and mark it kept
     (`lab/lab keep`), so the janitor of a later `lab up` does not reap it once this run is gone."""
     script = tmp_path / "run.py"
-    script.write_text(STEPS.format(scripts=os.path.join(REPO, "scripts"), log=str(tmp_path / "logs")))
+    script.write_text(STEPS.format(log=str(tmp_path / "logs")))
     base = {k: v for k, v in os.environ.items() if k not in ("LAB_KEEP", "LAB_KEEP_ON_FAILURE", "LAB_ID")}
     p = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=60,
-                       env=dict(base, **env))
+                       env=dict(base, PYTHONPATH=REPO, **env))
     assert p.returncode == (1 if how == "fail" else 0), p.stdout + p.stderr
     if kept:
         assert "FAKE LAB DOWN" not in p.stdout
@@ -263,9 +262,9 @@ def test_a_kept_lab_stays_up_and_is_marked_kept(tmp_path, env, how, kept):
 
 def test_a_kept_lab_of_another_lab_id_names_it_in_the_commands(tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(STEPS.format(scripts=os.path.join(REPO, "scripts"), log=str(tmp_path / "logs")))
+    script.write_text(STEPS.format(log=str(tmp_path / "logs")))
     p = subprocess.run([sys.executable, str(script), "ok"], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, LAB_KEEP="1", LAB_ID="hid"))
+                       env=dict(os.environ, PYTHONPATH=REPO, LAB_KEEP="1", LAB_ID="hid"))
     assert "(LAB_ID=hid make lab-status; LAB_ID=hid make lab-down when done)" in p.stdout, p.stdout
 
 
@@ -369,3 +368,15 @@ def test_the_scan_finds_a_secret_with_quotes_escaped_as_logs_show_it(tmp_path):
     assert sorted(p.name for p in hits) == sorted(f"{n}.log" for n in forms)
     # A secret without a distinctive run is looked for in its escaped forms only.
     assert labdriver.secret_needles('a"b#c;d$e') == sorted([b'a"b#c;d$e', b'a\\"b#c;d$e'])
+
+
+@pytest.mark.parametrize("cmd", [
+    ".venv/bin/python -m homeops_dev.itest", ".venv/bin/python -m homeops_dev.itest_upgrade",
+    ".venv/bin/python -m homeops_dev.faults 1 storm", ".venv/bin/python -m homeops_dev.bench",
+    "python3 scripts/itest.py", "python3 bench/bench.py", "python3 tests/faults/faults.py",
+])
+def test_the_runners_are_seen_as_lab_runs_by_module_and_by_former_path(cmd):
+    """others_using() spots our runners by command line: `python -m homeops_dev.<runner>`, and the
+    former script paths an older clone on the machine may still run."""
+    assert labdriver.RUN_PATTERN.search(cmd)
+    assert not labdriver.RUN_PATTERN.search(".venv/bin/python -m homeops_dev.modules --table")

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO, module_names
 
-# The one list of modules (scripts/modules.py, from the Cargo workspace).
+# The one list of modules (homeops_dev/modules.py, from the Cargo workspace).
 MODULES = module_names()
 BUDGET = 1024 * 1024
 PT_INTERP = 3

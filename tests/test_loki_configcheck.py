@@ -9,8 +9,7 @@ import pytest
 
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "upstream"))
-import configcheck  # noqa: E402
+from upstream import configcheck
 
 EXTRACT = os.path.join(REPO, "scripts", "extract-loki-config.py")
 TREES = sorted(glob.glob(os.path.join(REPO, "upstream/loki/*.json")))

@@ -5,7 +5,6 @@ import glob
 import hashlib
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -14,8 +13,7 @@ from conftest import REPO, lab_cache_dir, load_yaml, render
 from test_loki_standin import deb_field, deb_files, lab_sh
 from test_loki_template import PINNED, SUPPORTED_VERSIONS
 
-sys.path.insert(0, os.path.join(REPO, "upstream"))
-import configcheck  # noqa: E402
+from upstream import configcheck
 
 REAL_DIR = os.environ.get("HOMEOPS_REAL_LOKI_DIR") or os.path.normpath(os.path.join(REPO, "..", "shared", "real-loki"))
 REAL_VERSIONS = [v for v in SUPPORTED_VERSIONS if os.path.isfile(os.path.join(REAL_DIR, f"loki-{v}-linux-amd64.xz"))]

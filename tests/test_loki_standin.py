@@ -2,8 +2,6 @@
 as a process on 127.0.0.1 with a temp config and data dir: strict config, push (JSON and
 protobuf+snappy), query_range, labels, persistence across a restart."""
 import gzip
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO, render
+from homeops_dev import labcode
 
 PINNED = yaml.safe_load(open(os.path.join(REPO, "roles/common/defaults/main/versions.yml")))["loki_version"]
 
@@ -343,11 +342,7 @@ def test_verify_config_and_version_like_loki(standin_root, tmp_path):
 
 
 def standin_module(root):
-    loader = importlib.machinery.SourceFileLoader("loki_standin", str(root / "usr/bin/loki"))
-    spec = importlib.util.spec_from_loader("loki_standin", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
+    return labcode.load_file("loki_standin", str(root / "usr/bin/loki"))
 
 
 def test_snappy_decoder_handles_copies_and_refuses_corrupt_input(standin_root):
@@ -453,10 +448,7 @@ def test_concurrent_pushes_and_queries_lose_nothing(loki):
 
 def test_the_packaged_default_config_is_valid_and_sends_no_usage_reports():
     """The conffile both packages ship: real Loki started with it must not phone home."""
-    import sys
-
-    sys.path.insert(0, os.path.join(REPO, "upstream"))
-    import configcheck
+    from upstream import configcheck
 
     text = open(os.path.join(REPO, "lab/packages/loki/etc/loki/config.yml")).read()
     assert yaml.safe_load(text)["analytics"]["reporting_enabled"] is False

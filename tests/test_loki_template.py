@@ -1,15 +1,13 @@
 """roles/loki/templates/loki-config.yaml.j2 renders to a config every supported Loki accepts."""
 import glob
 import os
-import sys
 
 import pytest
 import yaml
 
 from conftest import REPO, load_yaml, render
 
-sys.path.insert(0, os.path.join(REPO, "upstream"))
-import configcheck  # noqa: E402  (upstream/configcheck.py, also shipped in the lab's stand-in)
+from upstream import configcheck  # upstream/configcheck.py, also shipped in the lab's stand-in
 
 # The supported versions are the ones we have Loki's key tree for (upstream/loki/<v>.json):
 # one list, and a version cannot be "supported" without its upstream check.

@@ -5,7 +5,7 @@ the built binary prints it (`library/<name> --argument-spec`, crates/runtime/src
 nothing here reads Rust source. `make test` builds library/ (make build) before pytest runs.
 And the action group `apt` lists only modules that accept every option the group's defaults
 may carry."""
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -20,10 +20,8 @@ NS = "homeops.observability."
 
 def fragment_options(name):
     assert name.startswith(NS), f"doc fragment {name} is not one of ours"
-    path = os.path.join(REPO, "plugins", "doc_fragments", name[len(NS):] + ".py")
-    spec = importlib.util.spec_from_file_location("fragment_" + name[len(NS):], path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    # plugins/ is a namespace package from the repository root (pytest.ini: pythonpath).
+    mod = importlib.import_module("plugins.doc_fragments." + name[len(NS):])
     return yaml.safe_load(mod.ModuleDocFragment.DOCUMENTATION)["options"]
 
 

@@ -2,19 +2,15 @@
 the inventory cannot be parsed or a group the spec needs is empty, and the verify summary fails
 when a group was checked on no host. Each runs the real ansible-playbook; nothing connects to a
 host (the preflight and the summary run on localhost)."""
-import os
-import sys
 
 import pytest
 import yaml
 
-from conftest import REPO
+from homeops_dev import labdriver
 
 DEPLOY = "playbooks/deploy-observability-stack.yml"
 VERIFY = "playbooks/tests/verify_observability.yml"
 PREFLIGHT = "playbooks/preflight.yml"
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import labdriver  # noqa: E402
 
 
 def playbook(tmp_path, inventory, path, *args):
@@ -25,7 +21,7 @@ def playbook(tmp_path, inventory, path, *args):
         inv.write_text(yaml.safe_dump(inventory))
     elif isinstance(inventory, str):
         inv.write_text(inventory)
-    # The runners' own way of running a playbook (scripts/labdriver.py).
+    # The runners' own way of running a playbook (homeops_dev/labdriver/).
     play = labdriver.Runner(tmp_path, inv).play("run", path, *args, timeout=120)
     return play.rc, play.text
 

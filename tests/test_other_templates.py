@@ -1,10 +1,9 @@
 """The Grafana datasource and Alloy templates render to what their consumers parse."""
 import json
-import os
 
 import yaml
 
-from conftest import REPO, render
+from conftest import render
 
 SECRET = 'pw-with "quotes" and: colons # and hashes'
 
@@ -55,12 +54,9 @@ def test_datasource_without_our_proxy_is_plain_http_to_loki():
 
 def alloy_endpoint(text):
     """The loki.write endpoint block, parsed by the Alloy LAB STAND-IN's parser (Alloy's grammar)."""
-    import sys
-    sys.path.insert(0, os.path.join(REPO, "lab/packages/alloy/usr/lib/alloy-lab"))
-    try:
-        import alloysyntax
-    finally:
-        sys.path.pop(0)
+    from homeops_dev import labcode
+
+    alloysyntax = labcode.load("alloysyntax", "lab/packages/alloy/usr/lib/alloy-lab/alloysyntax.py")
 
     def as_dict(block):
         out = {"args": {}, "blocks": {}}

@@ -4,7 +4,6 @@ in the docs."""
 import glob
 import os
 import re
-import sys
 
 import pytest
 import yaml
@@ -82,21 +81,18 @@ def test_versions_are_only_in_the_common_role():
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/design.md", "docs/collection.md"])
 def test_no_doc_types_the_module_table_by_hand(doc):
-    """The one module table is `scripts/modules.py --table` (from the sidecars), inserted into
+    """The one module table is `python -m homeops_dev.modules --table` (from the sidecars), inserted into
     the collection's README at build (tests/test_collection.py checks it there): a table headed
     "module" in a doc would be a second copy to keep in step by hand."""
     with open(os.path.join(REPO, doc), encoding="utf-8") as f:
         text = f.read()
     tables = [line for line in text.splitlines() if re.match(r"^\s*\| module \|", line)]
-    assert not tables, f"{doc} has a hand-written module table {tables}: use scripts/modules.py --table"
+    assert not tables, f"{doc} has a hand-written module table {tables}: use python -m homeops_dev.modules --table"
 
 
 def test_the_module_table_lists_every_module_once_with_its_short_description():
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import modules
-    finally:
-        sys.path.pop(0)
+    from homeops_dev import modules
+
     rows = modules.table(REPO).splitlines()
     assert rows[:2] == ["| module | what it does |", "|---|---|"]
     listed = [re.match(r"^\| `homeops\.observability\.([a-z_]+)` \| (.+) \|$", r).groups() for r in rows[2:]]

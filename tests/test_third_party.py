@@ -1,7 +1,6 @@
 """LICENSE and THIRD-PARTY.md (issue 21): the notices list exactly the crates the module binaries
-link, with the versions of Cargo.lock and the licenses of vendor/crates (scripts/third-party-
-notices.py --check), and both files ship in the collection (tests/test_collection.py)."""
-import importlib.util
+link, with the versions of Cargo.lock and the licenses of vendor/crates (homeops_dev/third_party_notices.py
+--check), and both files ship in the collection (tests/test_collection.py)."""
 import os
 import shutil
 
@@ -9,9 +8,7 @@ import pytest
 
 from conftest import REPO
 
-_spec = importlib.util.spec_from_file_location("notices", os.path.join(REPO, "scripts", "third-party-notices.py"))
-notices = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(notices)
+from homeops_dev import third_party_notices as notices
 
 needs_cargo = pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not on PATH (it lists the linked crates)")
 

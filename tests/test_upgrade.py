@@ -1,5 +1,5 @@
 """Upgrades (issue 14), offline: the previous release set in versions.yml, the lab repo with both
-sets, the downgrade guard, the snapshot comparisons of scripts/upgrade_check.py and the marker
+sets, the downgrade guard, the snapshot comparisons of homeops_dev/upgrade_check.py and the marker
 count of playbooks/tests/upgrade_markers.yml (against a local fake of the two HTTP answers)."""
 import json
 import os
@@ -17,10 +17,9 @@ from test_loki_standin import lab_sh
 
 VERSIONS = yaml.safe_load(open(os.path.join(REPO, "roles/common/defaults/main/versions.yml")))
 COMPONENTS = ("loki", "grafana", "alloy")
-CHECK = os.path.join(REPO, "scripts", "upgrade_check.py")
-# The environment of every Ansible run of the runners (scripts/labdriver.py).
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import labdriver  # noqa: E402
+CHECK = "homeops_dev.upgrade_check"  # python -m, from the repository root
+# The environment of every Ansible run of the runners (homeops_dev/labdriver/).
+from homeops_dev import labdriver
 
 ENV = labdriver.ansible_env()
 
@@ -160,7 +159,7 @@ def test_guard_lets_upgrades_fresh_hosts_and_same_versions_pass(tmp_path):
     assert run.returncode == 0, run.stdout
 
 
-# ---- scripts/upgrade_check.py ------------------------------------------------------------------
+# ---- homeops_dev/upgrade_check.py ------------------------------------------------------------------
 
 def snap(version, invocation, checksum="c1", active="active", host="obs"):
     return {host: {"services": [{"service": "loki", "package": "loki", "configs": ["/etc/loki/config.yml"]}],
@@ -178,7 +177,8 @@ def check(tmp_path, *args):
             files.append(str(f))
         else:
             files.append(a)
-    return subprocess.run([sys.executable, CHECK, *files], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", CHECK, *files], capture_output=True, text=True, timeout=60,
+                          cwd=REPO)
 
 
 @pytest.mark.parametrize("before,after,ok,why", [

@@ -8,7 +8,7 @@ unknown component, argument or block fails the load.
 """
 import os
 
-import labcode
+from homeops_dev import labcode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

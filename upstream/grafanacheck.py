@@ -14,7 +14,7 @@ import os
 
 import yaml
 
-import labcode
+from homeops_dev import labcode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

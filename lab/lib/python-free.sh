@@ -1,7 +1,7 @@
 #!/bin/sh
 # The check that a host is python-free (LAB_NOPYTHON), run inside the host: by `lab up` right
 # after the purge (lab/lib/hosts.sh, via nsenter) and by `make itest` over SSH as the inventory
-# logs in, before the deploy and after verify (scripts/labdriver.py). Prints "python-free" (and,
+# logs in, before the deploy and after verify (homeops_dev/labdriver/). Prints "python-free" (and,
 # where the stand-ins keep one, a line naming their private runtime), or
 # "python found: ..." and exits 3, where an interpreter Ansible's discovery could use is there:
 # python3.x or python on PATH, /usr/bin/python*, /usr/local/bin/python*, /bin/python*,

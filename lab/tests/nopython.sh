@@ -14,7 +14,7 @@ set -euo pipefail
 NOK_TAIL=12
 # shellcheck source=lab/tests/harness.sh
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh" nopython
-# Two hosts are enough (obs-01 keeps python3, the agent loses it); lab.mk exports LAB_HOSTS=3
+# Two hosts are enough (obs-01 keeps python3, the agent loses it); homeops_dev/tooling.mk exports LAB_HOSTS=3
 # for every lab target, so this script has its own knob.
 export LAB_HOSTS=${NOPYTHON_LAB_HOSTS:-2}
 NP=${NOPYTHON_HOST:-ws-01-linux}

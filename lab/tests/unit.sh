@@ -337,9 +337,9 @@ eq "harness: a failed check shows its last NOK_TAIL lines" "FAIL fails|     b|  
 hlog=$(sed -n 's/^log=//p' <<<"$hout")
 [[ -n $hlog && ! -e $hlog ]] && ok "harness: the log directory is removed" || nok "harness: the log directory is removed" "$hlog"
 
-# --- lab.mk does not take the main Makefile's targets ------------------------------------
-bad=$(grep -E '^(setup|build|test|lint|itest|deploy|verify):' "$LAB_DIR/lab.mk" || true)
-eq "lab.mk defines no main-Makefile targets" "" "$bad"
+# --- the tooling's .mk does not take the main Makefile's targets ---------------------------
+bad=$(grep -E '^(setup|build|test|lint|deploy|verify):' "$LAB_ROOT/homeops_dev/tooling.mk" || true)
+eq "homeops_dev/tooling.mk defines no main-Makefile targets" "" "$bad"
 
 # --- lab/lab reboot: argument errors exit 2 before anything is touched (no root needed) -----
 # LAB_ID of no lab: a check that wrongly passed parsing ends at "not running" (exit 1), never at a reboot.
