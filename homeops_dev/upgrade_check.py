@@ -48,12 +48,19 @@ def services(state):
     return out
 
 
-def check_restarts(before, after, pins=None):
+def paired(before, after):
+    """Both snapshots' services, the error list (it starts with one if they name other services)
+    and the keys of the services both name."""
     b, a = services(before), services(after)
     errors = []
     if set(b) != set(a):
         errors.append(f"the snapshots name other services: before {sorted(b)}, after {sorted(a)}")
-    for key in sorted(set(b) & set(a)):
+    return b, a, errors, sorted(set(b) & set(a))
+
+
+def check_restarts(before, after, pins=None):
+    b, a, errors, shared = paired(before, after)
+    for key in shared:
         host, svc = key
         x, y = b[key], a[key]
         pkg = x["version"] != y["version"]
@@ -79,11 +86,8 @@ def check_restarts(before, after, pins=None):
 
 
 def check_unchanged(before, after):
-    b, a = services(before), services(after)
-    errors = []
-    if set(b) != set(a):
-        errors.append(f"the snapshots name other services: before {sorted(b)}, after {sorted(a)}")
-    for key in sorted(set(b) & set(a)):
+    b, a, errors, shared = paired(before, after)
+    for key in shared:
         host, svc = key
         for field in ("version", "invocation", "configs", "active"):
             if b[key][field] != a[key][field]:
