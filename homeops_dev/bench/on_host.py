@@ -48,7 +48,9 @@ def bench_on_host(specs: list[dict], hosts: dict, host: str, loops: int, results
         names.append("apt_lockdown")
     shas = {m: hashlib.sha256((bench_common.LIBRARY / m).read_bytes()).hexdigest() for m in names}
     # The fast path's hot script (cached binary, args on stdin): what each fast task runs remotely.
-    script = fp.render(fp._RUN, shas["system_account"])
+    # The binaries staged above are the x86_64 builds (library/<name>), so the script selects that
+    # build; without `shas` its `case` knows no architecture and exits ARCH_RC (96).
+    script = fp.render(fp._RUN, shas={fp.ARCHES[0]: shas["system_account"]})
     (stage / "fastpath.sh").write_text(script)
     # One tar over one ssh: binaries, args, script.
     tar = subprocess.run(["tar", "-C", str(bench_common.LIBRARY), "-cf", "-", *names], stdout=subprocess.PIPE, check=True).stdout
