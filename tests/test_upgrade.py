@@ -145,6 +145,8 @@ def test_one_refusal_stops_every_host_and_names_each(tmp_path):
     assert f"Refusing to downgrade on obs: loki {cur['loki']} is installed and its pin is" in flat
     assert f"Refusing to downgrade on agent: alloy {cur['alloy']} is installed and its pin is" in flat
     assert "A later play" not in run.stdout and "AFTER" not in run.stdout
+    # One task on the controller (run_once): one per host would fail each host with the whole list.
+    assert flat.count("FAILED! =>") == 1, flat[-3000:]
     # Without a downgrade the later play runs on both.
     ok = guard(tmp_path, cur, playbook=str(after))
     assert ok.returncode == 0 and ok.stdout.count('"msg": "AFTER"') + ok.stdout.count("msg: AFTER") == 2, ok.stdout
